@@ -1,0 +1,154 @@
+"""The check plug-in contract: what a check needs (AuditContext) and what it returns (CheckResult).
+
+Every check reports the same four things, so reports, sorting and combining stay generic:
+a score per row in [0, 1] (low = bad), a flag per row, one score for the dataset, and a
+details payload specific to the check.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+
+from despina.audit.image_stats import ImageStats
+from despina.core.errors import CheckError
+
+#: Inputs a check may require; a check whose inputs are absent is skipped with a reason.
+INPUTS = frozenset({"labels", "pred_probs", "embeddings", "image_stats"})
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The uniform result of one check over all ``n`` samples."""
+
+    name: str
+    scores: np.ndarray  # float64 (n,), in [0, 1], low = bad
+    flags: np.ndarray  # bool (n,)
+    score: float  # dataset-level, in [0, 1], high = healthy
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.scores.shape != self.flags.shape or self.scores.ndim != 1:
+            raise CheckError(f"check {self.name}: scores and flags must be 1-D of equal length")
+        if len(self.scores) and not (
+            np.all(np.isfinite(self.scores)) and self.scores.min() >= 0 and self.scores.max() <= 1
+        ):
+            raise CheckError(f"check {self.name}: scores must be finite and within [0, 1]")
+        if not 0.0 <= self.score <= 1.0:
+            raise CheckError(f"check {self.name}: dataset score {self.score} is outside [0, 1]")
+
+    @property
+    def count(self) -> int:
+        return int(self.flags.sum())
+
+
+@dataclass
+class AuditContext:
+    """Inputs shared by all checks, with expensive derived data computed once.
+
+    Per-sample arrays cover all ``n`` samples; model outputs (``pred_probs``,
+    ``embeddings``) and ``labels`` cover only the decodable ones, listed in ``valid_idx``.
+    """
+
+    ids: list[str]
+    given_labels: list[str]
+    class_names: list[str]
+    valid: np.ndarray  # bool (n,)
+    load_defects: list[str | None]
+    labels: np.ndarray | None = None  # int (m,), index into class_names
+    pred_probs: np.ndarray | None = None  # (m, K)
+    embeddings: np.ndarray | None = None  # (m, D)
+    image_stats: ImageStats | None = None
+    #: Out-of-fold neighbour graph over valid rows: for each sample, cosine similarities and
+    #: row indices of its nearest *training* samples in the embedding space of the fold model
+    #: that did not see it. Computed from ``embeddings`` when not given.
+    oof_neighbors: tuple[np.ndarray, np.ndarray] | None = None
+    seed: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @cached_property
+    def valid_idx(self) -> np.ndarray:
+        return np.flatnonzero(self.valid)
+
+    def has(self, name: str) -> bool:
+        return getattr(self, name) is not None
+
+    def expand(self, values: np.ndarray, fill: float | bool) -> np.ndarray:
+        """Spread values over the valid rows to all ``n`` rows, ``fill`` elsewhere."""
+        out = np.full(self.n, fill, dtype=np.asarray(values).dtype)
+        out[self.valid_idx] = values
+        return out
+
+    @cached_property
+    def unit_embeddings(self) -> np.ndarray:
+        """L2-normalized float32 embeddings (cosine similarity = dot product)."""
+        if self.embeddings is None:
+            raise CheckError("embeddings are required")
+        e = np.ascontiguousarray(self.embeddings, dtype=np.float32)
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+    @cached_property
+    def neighbors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The out-of-fold neighbour graph, or 20 nearest neighbours in ``embeddings``."""
+        if self.oof_neighbors is not None:
+            return self.oof_neighbors
+        return knn(self.unit_embeddings, 20)
+
+
+def knn(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product k-nearest neighbours with FAISS, dropping each point itself."""
+    import faiss
+
+    m = len(unit)
+    k = min(k, m - 1)
+    if k <= 0:
+        return np.zeros((m, 0), np.float32), np.zeros((m, 0), np.int64)
+    index = faiss.IndexFlatIP(unit.shape[1])
+    index.add(unit)
+    sims, idx = index.search(unit, k + 1)
+    # Drop self: usually column 0, but exact duplicates can tie with it.
+    keep = idx != np.arange(m)[:, None]
+    out_s = np.zeros((m, k), np.float32)
+    out_i = np.zeros((m, k), np.int64)
+    for r in range(m):
+        s, i = sims[r][keep[r]][:k], idx[r][keep[r]][:k]
+        out_s[r, : len(s)], out_i[r, : len(i)] = s, i
+    return out_s, out_i
+
+
+class Check(ABC):
+    """A quality check: declares its name, modalities, required inputs and default state."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    modalities: ClassVar[frozenset[str]] = frozenset({"image"})
+    requires: ClassVar[frozenset[str]] = frozenset()
+    default: ClassVar[bool] = True
+
+    def missing_inputs(self, ctx: AuditContext) -> list[str]:
+        return sorted(r for r in self.requires if not ctx.has(r))
+
+    @abstractmethod
+    def run(self, ctx: AuditContext) -> CheckResult:
+        """Inspect the context and return one uniform result."""
+
+
+def robust_z(values: np.ndarray, floor: float) -> np.ndarray:
+    """(x - median) / (1.4826 * MAD), with the scale floored so uniform data isn't oversensitive."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros_like(values)
+    med = float(np.median(finite))
+    mad = float(np.median(np.abs(finite - med))) * 1.4826
+    return (values - med) / max(mad, floor)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))

@@ -1,0 +1,92 @@
+"""Image defects from the one-pass statistics: blur, exposure, information, colour, size.
+
+Each defect has a margin (positive = fine, negative = defective) that combines a robust
+z-score against the dataset's own distribution with a fixed sanity bound, so a dataset of
+night photos is not all "dark" and one odd image in a uniform dataset still stands out.
+Blur uses the variance of the Laplacian (Pech-Pacheco et al., ICPR 2000) relative to the
+image's own variance, which makes it independent of brightness and contrast.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from despina.audit.base import AuditContext, Check, CheckResult, robust_z, sigmoid
+from despina.data.decode import LOAD_DEFECTS
+
+DEFECTS = (
+    "blurry",
+    "dark",
+    "overexposed",
+    "low_information",
+    "grayscale",
+    "odd_size",
+    "odd_aspect_ratio",
+    *LOAD_DEFECTS,
+)
+
+
+def _both(z_margin: np.ndarray, abs_margin: np.ndarray) -> np.ndarray:
+    """Defective only when both the relative and the absolute test fail."""
+    return np.maximum(z_margin, abs_margin)
+
+
+def defect_margins(stats: AuditContext) -> dict[str, np.ndarray]:
+    """Margin per image-level defect over all rows (NaN rows for undecodable samples)."""
+    s = stats.image_stats
+    assert s is not None  # ensured by requires
+    col = s.column
+    bright, p05, detail = col("brightness"), col("p05"), col("detail")
+    highlights, sharp, spread = col("highlights"), col("sharpness"), col("color_spread")
+    w, h = col("width"), col("height")
+    m: dict[str, np.ndarray] = {}
+    m["dark"] = _both(robust_z(bright, 0.03) + 4.0, (bright - 0.25) / 0.05)
+    m["overexposed"] = np.minimum.reduce(
+        [
+            _both(4.0 - robust_z(bright, 0.03), (0.8 - bright) / 0.05),
+            _both(4.0 - robust_z(highlights, 0.03), (0.2 - highlights) / 0.05),
+            _both(4.0 - robust_z(p05, 0.03), (0.45 - p05) / 0.05),
+        ]
+    )
+    m["low_information"] = _both(robust_z(detail, 0.01) + 4.0, (detail - 0.03) / 0.01)
+    blur = robust_z(sharp, 0.08) + 3.0
+    m["blurry"] = np.where(m["low_information"] < 0, np.inf, blur)
+    colour = spread > 8
+    if np.nanmean(colour) >= 0.5:
+        m["grayscale"] = (spread - 4.0) / 2.0
+    else:
+        m["grayscale"] = np.full(len(spread), np.inf)
+    m["odd_size"] = 5.0 - np.abs(robust_z(np.log(w * h), 0.2))
+    m["odd_aspect_ratio"] = 5.0 - np.abs(robust_z(np.log(w / h), 0.1))
+    return m
+
+
+class DefectCheck(Check):
+    name: ClassVar[str] = "defect"
+    description: ClassVar[str] = "blurry, dark, overexposed, blank, odd-sized or broken images"
+    requires: ClassVar[frozenset[str]] = frozenset({"image_stats"})
+
+    def run(self, ctx: AuditContext) -> CheckResult:
+        margins = defect_margins(ctx)
+        names = list(margins)
+        stacked = np.stack([margins[k] for k in names], axis=1)
+        valid = ctx.valid
+        worst = np.where(valid, np.nanmin(np.where(np.isnan(stacked), np.inf, stacked), axis=1), 0)
+        scores = np.where(valid, sigmoid(np.minimum(worst, 50.0)), 0.0)
+        per_row: list[list[str]] = []
+        for i in range(ctx.n):
+            if not valid[i]:
+                per_row.append([ctx.load_defects[i] or "corrupt"])
+            else:
+                per_row.append([k for k, v in zip(names, stacked[i], strict=True) if v < 0])
+        flags = np.array([bool(d) for d in per_row], dtype=bool)
+        counts = {d: sum(d in r for r in per_row) for d in DEFECTS}
+        return CheckResult(
+            name=self.name,
+            scores=scores.astype(np.float64),
+            flags=flags,
+            score=float(1.0 - flags.mean()) if ctx.n else 1.0,
+            details={"defects": per_row, "counts": counts},
+        )

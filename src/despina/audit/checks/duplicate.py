@@ -1,0 +1,147 @@
+"""Exact and near-duplicates, grouped into duplicate sets.
+
+Exact duplicates share a hash of their decoded pixels. Near-duplicate candidates are the
+nearest neighbours of each image in two spaces (CNN embeddings, and small blurred
+thumbnails, which catch copies a model might embed differently); a candidate pair is
+confirmed only when a perceptual hash (pHash, Zauner 2010) agrees *and* the normalized
+cross-correlation of the thumbnails, maximized over shifts of up to two pixels, is high.
+The shift search is what finds translated copies that hash- and embedding-only methods miss.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from despina.audit.base import AuditContext, Check, CheckResult, knn
+
+
+def phash_bits(thumbs: np.ndarray) -> np.ndarray:
+    """64-bit perceptual hashes (as bool arrays) of (n, 32, 32) thumbnails."""
+    out = np.zeros((len(thumbs), 64), dtype=bool)
+    for i, t in enumerate(thumbs):
+        d = cv2.dct(np.ascontiguousarray(t, dtype=np.float32))[:8, :8].ravel()
+        out[i] = d > np.median(d[1:])
+    return out
+
+
+def _centered(x: np.ndarray) -> np.ndarray:
+    x = x.reshape(len(x), -1).astype(np.float32)
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
+def shifted_ncc(a: np.ndarray, b: np.ndarray, max_shift: int = 2) -> np.ndarray:
+    """Max over shifts (|dx|, |dy| <= max_shift) of the NCC of paired thumbnails (p, H, W)."""
+    p, h, w = a.shape
+    best = np.full(p, -1.0, dtype=np.float32)
+    m = max_shift
+    for dy in range(-m, m + 1):
+        for dx in range(-m, m + 1):
+            aa = a[:, m + dy : h - m + dy, m + dx : w - m + dx]
+            bb = b[:, m : h - m, m : w - m]
+            best = np.maximum(best, (_centered(aa) * _centered(bb)).sum(axis=1))
+    return best
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        ri, rj = self.find(i), self.find(j)
+        if ri != rj:
+            self.parent[max(ri, rj)] = min(ri, rj)
+
+
+class DuplicateCheck(Check):
+    name: ClassVar[str] = "duplicate"
+    description: ClassVar[str] = "exact copies and near-copies (shifted, resized, re-encoded)"
+    requires: ClassVar[frozenset[str]] = frozenset({"image_stats"})
+
+    def __init__(
+        self, ncc_threshold: float = 0.995, hash_threshold: int = 20, candidates: int = 8
+    ) -> None:
+        self.ncc_threshold = ncc_threshold
+        self.hash_threshold = hash_threshold
+        self.candidates = candidates
+
+    def run(self, ctx: AuditContext) -> CheckResult:
+        stats = ctx.image_stats
+        assert stats is not None  # ensured by requires
+        vidx = ctx.valid_idx
+        m = len(vidx)
+        uf = _UnionFind(ctx.n)
+        kinds: dict[tuple[int, int], str] = {}
+        by_hash: dict[str, int] = {}
+        for i in vidx:
+            h = stats.pixel_hash[i]
+            if h is None:
+                continue
+            if h in by_hash:
+                uf.union(by_hash[h], int(i))
+                kinds[(by_hash[h], int(i))] = "exact"
+            else:
+                by_hash[h] = int(i)
+        best = np.zeros(ctx.n, dtype=np.float32)
+        for a, b in kinds:
+            best[a] = best[b] = 1.0
+        if m >= 2:
+            thumbs = stats.thumbs[vidx]
+            half = thumbs.shape[1] // 2
+            small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
+            small = np.stack([cv2.GaussianBlur(t, (3, 3), 0) for t in small])
+            _, cand = knn(_centered(small), self.candidates)
+            pairs = {(min(a, int(b)), max(a, int(b))) for a in range(m) for b in cand[a]}
+            if ctx.embeddings is not None and len(ctx.embeddings) == m:
+                _, ecand = knn(ctx.unit_embeddings, min(self.candidates, 5))
+                pairs |= {(min(a, int(b)), max(a, int(b))) for a in range(m) for b in ecand[a]}
+            arr = np.array(sorted(p for p in pairs if p[0] != p[1]), dtype=np.int64).reshape(-1, 2)
+            bits = phash_bits(thumbs)
+            ham = (bits[arr[:, 0]] != bits[arr[:, 1]]).sum(axis=1)
+            ncc = np.full(len(arr), -1.0, dtype=np.float32)
+            near = ham <= self.hash_threshold + 8  # cheap pre-filter before the shift search
+            if near.any():
+                ncc[near] = shifted_ncc(thumbs[arr[near, 0]], thumbs[arr[near, 1]])
+            for (a, b), s in zip(arr, ncc, strict=True):
+                ga, gb = int(vidx[a]), int(vidx[b])
+                best[ga], best[gb] = max(best[ga], s), max(best[gb], s)
+            confirmed = (ncc >= self.ncc_threshold) & (ham <= self.hash_threshold)
+            for a, b in arr[confirmed]:
+                ga, gb = int(vidx[a]), int(vidx[b])
+                uf.union(ga, gb)
+                kinds.setdefault((ga, gb), "near")
+        members: dict[int, list[int]] = {}
+        for i in vidx:
+            members.setdefault(uf.find(int(i)), []).append(int(i))
+        groups = [sorted(g) for g in members.values() if len(g) > 1]
+        groups.sort(key=lambda g: g[0])
+        group_of = np.full(ctx.n, -1, dtype=np.int64)
+        flags = np.zeros(ctx.n, dtype=bool)
+        area = stats.column("width") * stats.column("height")
+        for gid, g in enumerate(groups):
+            keep = max(g, key=lambda i: (area[i], -i))  # keep the largest, then the first
+            for i in g:
+                group_of[i] = gid
+                flags[i] = i != keep
+        scores = np.clip(0.5 * (1.0 - best) / (1.0 - self.ncc_threshold), 0.0, 1.0)
+        scores[~ctx.valid] = 1.0
+        return CheckResult(
+            name=self.name,
+            scores=scores.astype(np.float64),
+            flags=flags,
+            score=float(1.0 - flags.mean()) if ctx.n else 1.0,
+            details={
+                "groups": groups,
+                "group_of": group_of,
+                "exact_pairs": sum(v == "exact" for v in kinds.values()),
+            },
+        )

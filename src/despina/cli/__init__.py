@@ -1,0 +1,1 @@
+"""The ``despina`` command line (Typer); nothing imports it."""

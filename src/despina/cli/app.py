@@ -1,0 +1,142 @@
+"""``despina audit`` and ``despina demo``: findings exit 0; bad input exits non-zero, one line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from despina.cli.progress import RichProgress
+from despina.core.config import AuditConfig, ModelConfig, TrainConfig
+from despina.core.errors import DespinaError
+
+app = typer.Typer(
+    name="despina",
+    help="Deep-learning data quality: audit image datasets with a CNN.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _config_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"invalid option {where}: {first['msg']}"
+
+
+@app.command()
+def audit(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="folder of class subfolders, CSV/Parquet "
+            "manifest, builtin:digits or fashion-mnist:DIR"
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    folds: Annotated[int, typer.Option(help="cross-validation folds")] = 5,
+    epochs: Annotated[int, typer.Option(help="max epochs per model")] = 15,
+    image_size: Annotated[
+        int | None, typer.Option(help="model input size (default: from the data, at most 32)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    checks: Annotated[
+        str | None, typer.Option(help="comma-separated checks (default: all)")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    width: Annotated[int, typer.Option(help="CNN width")] = 32,
+    depth: Annotated[int, typer.Option(help="CNN depth (conv blocks)")] = 2,
+    drop_label_issues: Annotated[
+        bool, typer.Option(help="drop label issues from cleaned.csv instead of relabeling")
+    ] = False,
+    root: Annotated[
+        Path | None,
+        typer.Option(help="folder manifest paths must stay inside (default: the manifest's)"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Train a CNN with cross-validation and report label issues, outliers, duplicates, defects."""
+    from despina.jobs.audit import audit as run_audit
+
+    try:
+        cfg = AuditConfig(
+            folds=folds,
+            image_size=image_size,
+            seed=seed,
+            workers=workers,
+            checks=tuple(c.strip() for c in checks.split(",") if c.strip()) if checks else None,
+            drop_label_issues=drop_label_issues,
+            model=ModelConfig(width=width, depth=depth),
+            train=TrainConfig(epochs=epochs),
+        )
+    except ValidationError as exc:
+        raise _fail(_config_error(exc), 2) from None
+    try:
+        if quiet:
+            report = run_audit(source, out, cfg, root=root)
+        else:
+            with RichProgress(err) as progress:
+                report = run_audit(source, out, cfg, root=root, progress=progress)
+    except DespinaError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    table = Table(title=f"Audit of {report.summary['source']}", show_header=True)
+    table.add_column("finding")
+    table.add_column("samples", justify="right")
+    for k, v in report.counts.items():
+        table.add_row(k.replace("_", " "), str(v))
+    table.add_row("[bold]health score", f"[bold]{report.health:.1%}")
+    console.print(table)
+    console.print(f"report: {report.report_html}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("demo-output"),
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 2,
+) -> None:
+    """Audit scikit-learn's digits with injected problems and score found versus injected."""
+    from despina.jobs.demo import run_demo
+
+    try:
+        with RichProgress(err) as progress:
+            report, scores = run_demo(out, seed=seed, workers=workers, progress=progress)
+    except DespinaError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    table = Table(title=f"Found versus injected (digits, seed {seed})")
+    for col in ("problem", "injected", "flagged", "correct", "precision", "recall"):
+        table.add_column(col, justify="left" if col == "problem" else "right")
+    for s in scores:
+        table.add_row(
+            s.problem,
+            str(s.injected),
+            str(s.flagged),
+            str(s.true_positives),
+            f"{s.precision:.2f}",
+            f"{s.recall:.2f}",
+        )
+    console.print(table)
+    console.print(f"health score {report.health:.1%}; {report.counts['samples']} samples")
+    console.print(f"report: {report.report_html}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app(prog_name="despina")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Core: the exception tree, configuration, the plug-in registry and progress reporting."""

@@ -1,0 +1,68 @@
+"""Pydantic configuration: frozen, strict about unknown keys, validated with clear messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class FrozenModel(BaseModel):
+    """Base of every configuration object: immutable and refusing unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelConfig(FrozenModel):
+    """Shape of the small CNN."""
+
+    width: int = Field(32, ge=4, le=512, description="channels of the first conv block")
+    depth: int = Field(2, ge=1, le=5, description="number of conv blocks (each halves the size)")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class TrainConfig(FrozenModel):
+    """How each CNN is trained."""
+
+    epochs: int = Field(15, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1, le=4096)
+    learning_rate: float = Field(2e-3, gt=0, le=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(4, ge=1, description="epochs without validation improvement")
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+    augment: bool = True
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+
+
+class AuditConfig(FrozenModel):
+    """Everything an audit run needs besides its source and output folder."""
+
+    folds: int = Field(5, ge=2, le=50)
+    image_size: int | None = Field(
+        None, ge=8, le=512, description="model input size; None picks it from the data (<= 32)"
+    )
+    color_mode: Literal["auto", "rgb", "grayscale"] = "auto"
+    seed: int = 0
+    checks: tuple[str, ...] | None = None
+    workers: int = Field(1, ge=1, le=64)
+    max_pixels: int = Field(64_000_000, ge=1, description="images above this are 'oversized'")
+    drop_label_issues: bool = False
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _checks_not_empty(self) -> AuditConfig:
+        if self.checks is not None and len(self.checks) == 0:
+            raise ValueError("checks must name at least one check, or be left out for all")
+        return self
+
+
+def default_home() -> Path:
+    """Where Despina keeps its state: ``DESPINA_HOME`` or the user's data directory."""
+    env = os.environ.get("DESPINA_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "despina"

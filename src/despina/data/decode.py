@@ -1,0 +1,105 @@
+"""Decode one image safely: every failure becomes a recorded defect, never a crash."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from despina.data.images import ImageRecord
+
+# Broken files are findings, reported by Despina; OpenCV's own warnings would only be noise.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+#: Defects the loader itself records; such samples are left out of training.
+LOAD_DEFECTS = ("corrupt", "oversized", "missing")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An RGB uint8 image (H, W, 3), or the load defect that stopped it and why."""
+
+    image: np.ndarray | None
+    defect: str | None = None
+    reason: str = ""
+
+
+def _header_size(data: bytes, path: str) -> tuple[int, int] | str:
+    """Read width and height from the header only (no pixel decoding), or return why not."""
+    import io
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return int(im.size[0]), int(im.size[1])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return "oversized"
+    except Exception as exc:  # Pillow raises many types for unknown or broken headers
+        return f"not a readable image ({type(exc).__name__}: {exc})"
+
+
+def _truncated_jpeg(data: bytes) -> bool:
+    return data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]
+
+
+def decode_bytes(data: bytes, name: str, max_pixels: int) -> Decoded:
+    """Decode encoded image bytes to RGB, refusing empty, truncated and oversized input."""
+    if not data:
+        return Decoded(None, "corrupt", "zero-byte file")
+    size = _header_size(data, name)
+    if size == "oversized":
+        return Decoded(None, "oversized", f"over Pillow's decompression-bomb limit: {name}")
+    if isinstance(size, str):
+        return Decoded(None, "corrupt", size)
+    width, height = size
+    if width * height > max_pixels:
+        return Decoded(
+            None, "oversized", f"{width}x{height} is over the {max_pixels:,}-pixel limit"
+        )
+    if _truncated_jpeg(data):
+        return Decoded(None, "corrupt", "truncated JPEG (no end-of-image marker)")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if img is None:
+        # OpenCV lacks some formats Pillow reads (and vice versa): try Pillow fully.
+        import io
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except Exception as exc:
+            return Decoded(None, "corrupt", f"cannot decode ({type(exc).__name__}: {exc})")
+        return Decoded(np.ascontiguousarray(rgb))
+    return Decoded(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+
+
+def as_rgb(array: np.ndarray) -> np.ndarray:
+    """An in-memory array (H, W), (H, W, 1) or (H, W, 3) as RGB uint8."""
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(a[:, :, :3])
+
+
+def decode_image(record: ImageRecord, max_pixels: int = 64_000_000) -> Decoded:
+    """Decode a record's image (from its array or its file) to RGB uint8."""
+    if record.array is not None:
+        return Decoded(as_rgb(record.array))
+    if record.missing:
+        return Decoded(None, "missing", f"file not found: {record.path}")
+    try:
+        data = Path(record.path).read_bytes()
+    except FileNotFoundError:
+        return Decoded(None, "missing", f"file not found: {record.path}")
+    except OSError as exc:
+        return Decoded(None, "corrupt", f"unreadable file ({exc.strerror or exc})")
+    return decode_bytes(data, record.path, max_pixels)

@@ -1,0 +1,247 @@
+"""The main job: load → decode once → cross-validate a CNN → run checks → report → final model."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from despina.audit.base import AuditContext, Check
+from despina.audit.checks import default_registry
+from despina.audit.image_stats import ImageStats
+from despina.audit.report import (
+    AuditReport,
+    build_samples,
+    cleaned_manifest,
+    counts_of,
+    health_score,
+    write_outputs,
+)
+from despina.audit.runner import run_checks, select_checks
+from despina.core.config import AuditConfig
+from despina.core.errors import ConfigError, DataError
+from despina.core.progress import NullProgress, ProgressReporter
+from despina.core.registry import Registry
+from despina.data.decode import decode_image
+from despina.data.images import ImageRecord
+from despina.data.sources import load_source
+from despina.jobs.scan import scan
+from despina.models.store import save_model
+from despina.preprocessing.image import ImagePipeline
+from despina.training.crossval import cross_validate
+from despina.training.trainer import train_classifier
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("samples.csv", "summary.json", "report.html", "cleaned.csv", "model")
+
+
+def _prepare_out(out: Path, source: str) -> Path:
+    out = out.expanduser().resolve()
+    src = Path(source).expanduser()
+    if src.exists() and (out == src.resolve() or src.resolve().is_relative_to(out)):
+        raise ConfigError(f"--out {out} contains the source; choose a separate output folder")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for pkg in (
+        "despina",
+        "torch",
+        "numpy",
+        "cleanlab",
+        "faiss-cpu",
+        "opencv-python-headless",
+        "scikit-learn",
+    ):
+        try:
+            found[pkg] = version(pkg)
+        except PackageNotFoundError:
+            found[pkg] = "unknown"
+    return found
+
+
+def auto_image_size(records: Sequence[ImageRecord], depth: int, max_pixels: int) -> int:
+    """The median short side of a sample of images, capped at 32, a multiple of 2**depth.
+
+    Small images stay at their native size (no information to gain by upscaling); larger
+    ones train at 32 px, which keeps a CPU audit of 10k images within minutes.
+    """
+    step = 2**depth
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(records), size=min(64, len(records)), replace=False)
+    sides = []
+    for i in pick:
+        dec = decode_image(records[int(i)], max_pixels)
+        if dec.image is not None:
+            sides.append(min(dec.image.shape[:2]))
+    side = int(np.median(sides)) if sides else 32
+    return int(min(32, max(step * 2, -(-side // step) * step)))
+
+
+def audit(
+    source: str | Path,
+    out: str | Path,
+    config: AuditConfig | None = None,
+    *,
+    root: str | Path | None = None,
+    progress: ProgressReporter | None = None,
+    registry: Registry[type[Check]] | None = None,
+) -> AuditReport:
+    """Audit an image dataset and write samples.csv, summary.json, report.html, cleaned.csv
+    and model/ into ``out``. Findings are results; bad input raises a DespinaError."""
+    cfg = config or AuditConfig()
+    progress = progress or NullProgress()
+    timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t0, 3)
+
+    checks = select_checks(registry or default_registry(), cfg.checks)
+    with stage("load"):
+        dataset = load_source(source, root)
+    out_dir = _prepare_out(Path(out), str(source))
+    records = dataset.records
+    n = len(records)
+
+    size = cfg.image_size or auto_image_size(records, cfg.model.depth, cfg.max_pixels)
+    with stage("decode"):
+        progress.start("decode", n)
+        scanned = scan(
+            records,
+            size,
+            "resize",
+            cfg.max_pixels,
+            cfg.workers,
+            on_done=lambda k: progress.advance("decode", k),
+        )
+        progress.finish("decode")
+    valid = np.array([f is not None for f in scanned.features])
+    if not valid.any():
+        raise DataError(
+            f"none of the {n} files in {dataset.source} could be read as an image "
+            f"(first problem: {scanned.reasons[0]})"
+        )
+    class_names = dataset.class_names
+    cls_index = {c: i for i, c in enumerate(class_names)}
+    y_all = np.array([cls_index[r.label] for r in records])
+    y = y_all[valid]
+    present = np.unique(y)
+    if len(present) < 2:
+        raise DataError(
+            f"only one class ({class_names[present[0]]!r}) has readable images; an audit "
+            "needs at least two classes to learn what each looks like"
+        )
+    stats = ImageStats.from_features(scanned.features)
+    pipeline = ImagePipeline(size, "resize", cfg.color_mode)
+    gray_frac = float(np.nanmean(stats.column("color_spread")[valid] <= 8))
+    pipeline.fit(scanned.resized[valid], grayscale_fraction=gray_frac)
+    x = pipeline.transform_resized(scanned.resized[valid])
+    # Classes are renumbered to those present among readable images for training.
+    remap = {int(c): i for i, c in enumerate(present)}
+    y_train = np.array([remap[int(v)] for v in y])
+    train_names = [class_names[int(c)] for c in present]
+
+    needs_model = any(c.requires & {"pred_probs", "embeddings"} for c in checks)
+    ctx = AuditContext(
+        ids=[r.id for r in records],
+        given_labels=[r.label for r in records],
+        class_names=train_names,
+        valid=valid,
+        load_defects=scanned.load_defects,
+        labels=y_train,
+        image_stats=stats,
+        seed=cfg.seed,
+    )
+    if needs_model:
+        with stage("cross_validation"):
+            progress.start("cross-validation", cfg.folds)
+            cv = cross_validate(
+                x,
+                y_train,
+                len(train_names),
+                cfg.folds,
+                cfg.model,
+                cfg.train,
+                cfg.seed,
+                cfg.workers,
+                on_fold=lambda k: progress.advance("cross-validation"),
+            )
+            progress.finish("cross-validation")
+        ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
+        ctx.oof_neighbors = (cv.neighbor_sims, cv.neighbor_idx)
+
+    with stage("checks"):
+        outcomes = run_checks(ctx, checks, progress)
+    df = build_samples(ctx, [r.path for r in records], outcomes)
+
+    with stage("final_model"):
+        cleaned = cleaned_manifest(df, cfg.drop_label_issues)
+        keep = df["id"].isin(cleaned["id"]).to_numpy()[valid]
+        new_label = dict(zip(cleaned["id"], cleaned["label"], strict=True))
+        ids_valid = np.array(ctx.ids)[valid]
+        y_final = np.array(
+            [cls_index[new_label[i]] if k else -1 for i, k in zip(ids_valid, keep, strict=True)]
+        )
+        y_final = np.array([remap.get(int(v), -1) for v in y_final])
+        keep &= y_final >= 0
+        progress.start("final model", cfg.train.epochs)
+        model = train_classifier(
+            x[keep],
+            y_final[keep],
+            len(train_names),
+            cfg.model,
+            cfg.train,
+            cfg.seed,
+            on_epoch=lambda *_: progress.advance("final model"),
+        )
+        progress.finish("final model")
+        model_dir = out_dir / "model"
+        save_model(
+            model,
+            model_dir,
+            train_names,
+            {
+                "in_channels": pipeline.channels,
+                **cfg.model.model_dump(),
+                "trained_on": int(keep.sum()),
+            },
+        )
+        pipeline.save(model_dir / "preprocessing.json")
+
+    summary: dict[str, Any] = {
+        "source": dataset.source,
+        "classes": class_names,
+        "counts": counts_of(df),
+        "health_score": round(health_score(df), 4),
+        "checks": {
+            k: {
+                "status": o.status,
+                "reason": o.reason,
+                "dataset_score": None if o.result is None else round(o.result.score, 4),
+            }
+            for k, o in outcomes.items()
+        },
+        "config": cfg.model_dump(mode="json"),
+        "color_mode": pipeline.mode_,
+        "image_size": size,
+        "timings": timings,
+        "versions": _versions(),
+    }
+    with stage("report"):
+        write_outputs(out_dir, df, summary, records, outcomes, cfg.drop_label_issues)
+    summary["timings"] = timings
+    return AuditReport(out_dir, df, summary, outcomes)

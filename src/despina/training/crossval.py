@@ -1,0 +1,138 @@
+"""K-fold cross-validation: out-of-fold probabilities and embeddings for every sample."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from despina.core.config import ModelConfig, TrainConfig
+from despina.core.errors import DataError
+from despina.training.trainer import predict, train_classifier
+
+
+@dataclass(frozen=True)
+class CrossValResult:
+    """Out-of-fold outputs for every sample.
+
+    ``neighbor_sims``/``neighbor_idx`` (N, k): each sample's most similar *training* samples
+    (cosine, in the embedding space of the fold model that did not see the sample).
+    """
+
+    pred_probs: np.ndarray
+    embeddings: np.ndarray
+    fold: np.ndarray
+    neighbor_sims: np.ndarray
+    neighbor_idx: np.ndarray
+
+
+NEIGHBORS = 20
+
+
+def _unit(e: np.ndarray) -> np.ndarray:
+    e = np.ascontiguousarray(e, dtype=np.float32)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+def _oof_neighbors(
+    train_emb: np.ndarray, test_emb: np.ndarray, train_idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    k = min(NEIGHBORS, len(train_idx))
+    index = faiss.IndexFlatIP(train_emb.shape[1])
+    index.add(_unit(train_emb))
+    sims, idx = index.search(_unit(test_emb), k)
+    return sims, train_idx[idx]
+
+
+def _run_fold(
+    x: np.ndarray,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    num_classes: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    seed: int,
+    threads: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model = train_classifier(
+        x[train_idx], y[train_idx], num_classes, model_config, train_config, seed
+    )
+    probs, emb = predict(model, x[test_idx])
+    _, train_emb = predict(model, x[train_idx])
+    sims, nidx = _oof_neighbors(train_emb, emb, train_idx)
+    return probs, emb, sims, nidx
+
+
+def cross_validate(
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    folds: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    seed: int = 0,
+    workers: int = 1,
+    on_fold: Callable[[int], None] | None = None,
+) -> CrossValResult:
+    """Train ``folds`` CNNs, each predicting the fold it did not see.
+
+    With ``workers`` > 1 the folds run in separate processes with one torch thread each
+    (two single-threaded processes beat one two-threaded process on small CNNs).
+    """
+    smallest = int(np.bincount(y, minlength=num_classes)[np.unique(y)].min())
+    if folds > smallest:
+        raise DataError(
+            f"--folds {folds} is larger than the smallest class ({smallest} images): "
+            f"use --folds {max(2, smallest)} or fewer, or add images to that class"
+        )
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splits = list(skf.split(np.zeros(len(y)), y))
+    probs = np.zeros((len(y), num_classes), np.float32)
+    fold_of = np.zeros(len(y), np.int64)
+    k_nb = min(NEIGHBORS, min(len(tr) for tr, _ in splits))
+    nb_sims = np.zeros((len(y), k_nb), np.float32)
+    nb_idx = np.zeros((len(y), k_nb), np.int64)
+    embs: np.ndarray | None = None
+
+    def store(k: int, out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+        nonlocal embs
+        test_idx = splits[k][1]
+        probs[test_idx], fold_of[test_idx] = out[0], k
+        if embs is None:
+            embs = np.zeros((len(y), out[1].shape[1]), np.float32)
+        embs[test_idx] = out[1]
+        nb_sims[test_idx], nb_idx[test_idx] = out[2][:, :k_nb], out[3][:, :k_nb]
+        if on_fold is not None:
+            on_fold(k)
+
+    if workers <= 1:
+        for k, (tr, te) in enumerate(splits):
+            store(
+                k, _run_fold(x, y, tr, te, num_classes, model_config, train_config, seed + k, None)
+            )
+    else:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, folds), mp_context=ctx) as pool:
+            futures = [
+                pool.submit(
+                    _run_fold, x, y, tr, te, num_classes, model_config, train_config, seed + k, 1
+                )
+                for k, (tr, te) in enumerate(splits)
+            ]
+            for k, fut in enumerate(futures):
+                store(k, fut.result())
+    if embs is None:  # unreachable: folds >= 2 always runs a fold
+        raise DataError("cross-validation produced no folds")
+    return CrossValResult(probs, embs, fold_of, nb_sims, nb_idx)

@@ -1,0 +1,133 @@
+"""Train the small CNN with a fixed seed, light augmentation and early stopping."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+
+from despina.core.config import ModelConfig, TrainConfig
+from despina.models.cnn import SmallCNN
+
+logger = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, float, float], None]
+
+
+def _shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Random translations of up to ``max_shift`` pixels, one per image (edge padding)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    offs = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator)
+    return torch.stack(
+        [
+            padded[i, :, int(dy) : int(dy) + h, int(dx) : int(dx) + w]
+            for i, (dy, dx) in enumerate(offs)
+        ]
+    )
+
+
+def _split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.arange(len(y))
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 and len(y) * fraction >= len(counts) else None
+    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(tr), np.sort(va)
+
+
+def train_classifier(
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    seed: int = 0,
+    on_epoch: EpochCallback | None = None,
+) -> SmallCNN:
+    """Train on normalized images ``x`` (N, C, H, W) with integer labels ``y``.
+
+    A stratified ``validation_fraction`` is held out for early stopping; the weights of the
+    best validation epoch are returned, in eval mode.
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    tr, va = _split(y, train_config.validation_fraction, seed)
+    xt, yt = torch.from_numpy(np.ascontiguousarray(x[tr])), torch.from_numpy(y[tr])
+    xv, yv = torch.from_numpy(np.ascontiguousarray(x[va])), torch.from_numpy(y[va])
+    model = SmallCNN(
+        x.shape[1], num_classes, model_config.width, model_config.depth, model_config.dropout
+    )
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
+    )
+    steps = train_config.epochs * max(1, -(-len(tr) // train_config.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=train_config.learning_rate, total_steps=steps
+    )
+    best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
+    for epoch in range(train_config.epochs):
+        model.train()
+        order = torch.randperm(len(tr), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), train_config.batch_size):
+            batch = order[start : start + train_config.batch_size]
+            if len(batch) < 2:  # BatchNorm needs two samples
+                continue
+            xb = xt[batch]
+            if train_config.augment:
+                xb = _shift(xb, gen)
+            loss = F.cross_entropy(
+                model(xb), yt[batch], label_smoothing=train_config.label_smoothing
+            )
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            sched.step()
+            total += loss.item() * len(batch)
+        val_loss = _loss(model, xv, yv)
+        if on_epoch is not None:
+            on_epoch(epoch, total / max(1, len(tr)), val_loss)
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= train_config.patience:
+                logger.debug("early stop after epoch %d (val loss %.4f)", epoch, best_loss)
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def _loss(model: SmallCNN, x: torch.Tensor, y: torch.Tensor) -> float:
+    if len(x) == 0:
+        return 0.0
+    model.eval()
+    losses = [
+        F.cross_entropy(model(x[i : i + 512]), y[i : i + 512], reduction="sum")
+        for i in range(0, len(x), 512)
+    ]
+    return float(sum(losses)) / len(x)
+
+
+@torch.no_grad()
+def predict(model: SmallCNN, x: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N, K) and penultimate embeddings (N, D) for ``x``."""
+    model.eval()
+    probs, embs = [], []
+    for i in range(0, len(x), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))
+        e = model.embed(xb)
+        probs.append(torch.softmax(model.head(e), dim=1).numpy())
+        embs.append(e.numpy())
+    if not probs:
+        return np.empty((0, model.head.out_features), np.float32), np.empty(
+            (0, model.embedding_dim), np.float32
+        )
+    return np.concatenate(probs), np.concatenate(embs)
