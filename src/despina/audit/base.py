@@ -132,6 +132,10 @@ class Check(ABC):
     requires: ClassVar[frozenset[str]] = frozenset()
     default: ClassVar[bool] = True
 
+    def empty(self, ctx: AuditContext) -> CheckResult:
+        """The result when there is nothing to evaluate: every row fine."""
+        return CheckResult(self.name, np.ones(ctx.n), np.zeros(ctx.n, bool), 1.0, {})
+
     def missing_inputs(self, ctx: AuditContext) -> list[str]:
         return sorted(r for r in self.requires if not ctx.has(r))
 

@@ -69,6 +69,8 @@ def train_classifier(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=train_config.learning_rate, total_steps=steps
     )
+    # Translations of about 1/12 of the side: none at 8 px, where one pixel is a stroke.
+    shift = x.shape[-1] // 12 if train_config.augment else 0
     best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
     for epoch in range(train_config.epochs):
         model.train()
@@ -79,8 +81,8 @@ def train_classifier(
             if len(batch) < 2:  # BatchNorm needs two samples
                 continue
             xb = xt[batch]
-            if train_config.augment:
-                xb = _shift(xb, gen)
+            if shift:
+                xb = _shift(xb, gen, shift)
             loss = F.cross_entropy(
                 model(xb), yt[batch], label_smoothing=train_config.label_smoothing
             )

@@ -33,9 +33,9 @@ def _both(z_margin: np.ndarray, abs_margin: np.ndarray) -> np.ndarray:
     return np.maximum(z_margin, abs_margin)
 
 
-def defect_margins(stats: AuditContext) -> dict[str, np.ndarray]:
+def defect_margins(ctx: AuditContext) -> dict[str, np.ndarray]:
     """Margin per image-level defect over all rows (NaN rows for undecodable samples)."""
-    s = stats.image_stats
+    s = ctx.image_stats
     assert s is not None  # ensured by requires
     col = s.column
     bright, p05, detail = col("brightness"), col("p05"), col("detail")
@@ -53,8 +53,8 @@ def defect_margins(stats: AuditContext) -> dict[str, np.ndarray]:
     m["low_information"] = _both(robust_z(detail, 0.01) + 4.0, (detail - 0.03) / 0.01)
     blur = robust_z(sharp, 0.08) + 3.0
     m["blurry"] = np.where(m["low_information"] < 0, np.inf, blur)
-    colour = spread > 8
-    if np.nanmean(colour) >= 0.5:
+    colour = spread[np.isfinite(spread)] > 8
+    if colour.size and colour.mean() >= 0.5:
         m["grayscale"] = (spread - 4.0) / 2.0
     else:
         m["grayscale"] = np.full(len(spread), np.inf)
@@ -69,6 +69,17 @@ class DefectCheck(Check):
     requires: ClassVar[frozenset[str]] = frozenset({"image_stats"})
 
     def run(self, ctx: AuditContext) -> CheckResult:
+        if ctx.n == 0:
+            return self.empty(ctx)
+        if len(ctx.valid_idx) == 0:  # nothing decoded: every row is a load defect
+            per_row = [[d or "corrupt"] for d in ctx.load_defects]
+            return CheckResult(
+                self.name,
+                np.zeros(ctx.n),
+                np.ones(ctx.n, bool),
+                0.0,
+                {"defects": per_row, "counts": {}},
+            )
         margins = defect_margins(ctx)
         names = list(margins)
         stacked = np.stack([margins[k] for k in names], axis=1)

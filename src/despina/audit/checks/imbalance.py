@@ -23,6 +23,8 @@ class ImbalanceCheck(Check):
 
     def run(self, ctx: AuditContext) -> CheckResult:
         assert ctx.labels is not None  # ensured by requires
+        if len(ctx.valid_idx) == 0:
+            return self.empty(ctx)
         k = len(ctx.class_names)
         counts = np.bincount(ctx.labels, minlength=k).astype(np.float64)
         present = counts[counts > 0]

@@ -43,6 +43,8 @@ class LabelCheck(Check):
 
         assert ctx.labels is not None
         assert ctx.pred_probs is not None
+        if len(ctx.valid_idx) == 0:
+            return self.empty(ctx)
         labels, probs = ctx.labels, ctx.pred_probs.astype(np.float64)
         k = probs.shape[1]
         if ctx.embeddings is not None or ctx.oof_neighbors is not None:

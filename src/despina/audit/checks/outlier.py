@@ -24,6 +24,8 @@ class OutlierCheck(Check):
         self.threshold = threshold
 
     def run(self, ctx: AuditContext) -> CheckResult:
+        if len(ctx.valid_idx) == 0:
+            return self.empty(ctx)
         sims, _ = ctx.neighbors
         if sims.shape[1] == 0:
             scores = np.ones(ctx.n)

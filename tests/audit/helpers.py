@@ -1,0 +1,47 @@
+"""Build audit contexts from real digits for check tests."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from despina.audit.base import AuditContext
+from despina.audit.image_stats import ImageStats, compute_features
+from despina.data.decode import as_rgb
+from despina.data.sources import digits_arrays
+
+
+def digits_images(n: int = 300, size: int = 16) -> tuple[list[np.ndarray], np.ndarray]:
+    images, y = digits_arrays()
+    out = [
+        as_rgb(cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR)) for im in images[:n]
+    ]
+    return out, y[:n]
+
+
+def context_for(
+    images: list[np.ndarray | None],
+    labels: np.ndarray,
+    probs: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
+) -> AuditContext:
+    feats = [compute_features(im) if im is not None else None for im in images]
+    valid = np.array([f is not None for f in feats], dtype=bool)
+    k = int(labels.max()) + 1 if len(labels) else 1
+    return AuditContext(
+        ids=[f"s{i}" for i in range(len(images))],
+        given_labels=[str(v) for v in labels],
+        class_names=[str(i) for i in range(k)],
+        valid=valid,
+        load_defects=[None if v else "corrupt" for v in valid],
+        labels=labels[valid],
+        pred_probs=probs,
+        embeddings=embeddings,
+        image_stats=ImageStats.from_features(feats),
+    )
+
+
+def one_hot_probs(y: np.ndarray, k: int, confidence: float = 0.9) -> np.ndarray:
+    p = np.full((len(y), k), (1 - confidence) / (k - 1))
+    p[np.arange(len(y)), y] = confidence
+    return p

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from despina.audit.checks import (
+    DefectCheck,
+    DuplicateCheck,
+    ImbalanceCheck,
+    LabelCheck,
+    OutlierCheck,
+)
+from despina.audit.checks.duplicate import shifted_ncc
+from tests.audit.helpers import context_for, digits_images, one_hot_probs
+
+
+def test_label_check_flags_labels_the_model_contradicts() -> None:
+    images, y = digits_images(300)
+    probs = one_hot_probs(y, 10)
+    given = y.copy()
+    flipped = np.arange(0, 300, 15)
+    given[flipped] = (y[flipped] + 3) % 10
+    res = LabelCheck().run(context_for(list(images), given, probs))
+    assert set(np.flatnonzero(res.flags)) == set(flipped)
+    assert (res.details["suggested"][flipped] == y[flipped]).all()
+    assert res.scores[flipped].max() < res.scores[np.setdiff1d(np.arange(300), flipped)].min()
+
+
+def test_outlier_check_flags_a_sample_far_from_all_others() -> None:
+    rng = np.random.default_rng(0)
+    images, y = digits_images(200)
+    centers = rng.normal(size=(10, 32))
+    emb = centers[y] + rng.normal(scale=0.2, size=(200, 32))
+    emb[7] = rng.normal(size=32) * 5 - 20  # nowhere near any class
+    res = OutlierCheck().run(context_for(list(images), y, embeddings=emb))
+    assert res.flags[7]
+    assert res.flags.sum() <= 3
+    assert res.scores[7] == res.scores.min()
+
+
+def test_duplicate_check_groups_exact_and_shifted_copies_and_keeps_one() -> None:
+    images, y = digits_images(100)
+    images = list(images)
+    images.append(images[5].copy())  # exact copy
+    m = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
+    shifted = cv2.warpAffine(images[9], m, (16, 16), borderMode=cv2.BORDER_REPLICATE)
+    images.append(shifted)  # 1-px shifted copy
+    y = np.r_[y, y[5], y[9]]
+    res = DuplicateCheck().run(context_for(images, y))
+    groups = [set(g) for g in res.details["groups"]]
+    assert {5, 100} in groups and {9, 101} in groups
+    assert res.flags.sum() == 2  # one member of each set is kept
+
+
+def test_shifted_ncc_is_one_for_a_shift_and_lower_for_different_images() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random((1, 32, 32)).astype(np.float32)
+    b = np.roll(a, 1, axis=2)
+    c = rng.random((1, 32, 32)).astype(np.float32)
+    assert shifted_ncc(a, b)[0] > 0.99
+    assert shifted_ncc(a, c)[0] < 0.5
+
+
+def test_defect_check_finds_dark_blurry_blank_and_corrupt_images() -> None:
+    images, y = digits_images(200)
+    imgs: list[np.ndarray | None] = list(images)
+    imgs[3] = (images[3] * 0.3).astype(np.uint8)
+    imgs[4] = cv2.GaussianBlur(images[4], (0, 0), 1.5)
+    noise = np.random.default_rng(0).normal(0, 2, (16, 16, 3))
+    imgs[5] = np.clip(235 + noise, 0, 255).astype(np.uint8)
+    imgs[6] = None
+    res = DefectCheck().run(context_for(imgs, y))
+    d = res.details["defects"]
+    assert "dark" in d[3] and "blurry" in d[4] and "low_information" in d[5]
+    assert d[6] == ["corrupt"] and res.scores[6] == 0
+    assert res.flags.sum() <= 4 + 6  # few false alarms on clean digits
+
+
+def test_grayscale_is_flagged_only_in_a_colour_dataset() -> None:
+    rng = np.random.default_rng(0)
+    colour = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(40)]
+    gray = np.repeat(rng.integers(0, 255, (16, 16, 1), dtype=np.uint8), 3, axis=2)
+    res = DefectCheck().run(context_for([*colour, gray], np.r_[np.arange(40) % 2, 0]))
+    assert "grayscale" in res.details["defects"][40]
+    assert not any("grayscale" in d for d in res.details["defects"][:40])
+
+
+def test_imbalance_flags_a_small_class() -> None:
+    images, y = digits_images(300)
+    keep = np.r_[np.flatnonzero(y != 3), np.flatnonzero(y == 3)[:3]]
+    res = ImbalanceCheck().run(context_for([images[i] for i in keep], y[keep]))
+    assert res.details["minority_classes"] == ["3"]
+    assert res.flags.sum() == 3 and res.score < 1

@@ -1,0 +1,71 @@
+"""The CLI: exit 0 with a table when the audit ran; one line and a non-zero code on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from despina.cli.app import app
+
+runner = CliRunner()
+
+
+def test_audit_runs_and_prints_the_report_path(digits_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app,
+        [
+            "audit",
+            str(digits_folder),
+            "--out",
+            str(out),
+            "--folds",
+            "2",
+            "--epochs",
+            "2",
+            "--width",
+            "8",
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "health score" in res.output and str(out / "report.html") in res.output.replace("\n", "")
+    assert (out / "samples.csv").is_file()
+
+
+def test_bad_input_is_one_line_and_non_zero(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(
+        app, ["audit", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--quiet"]
+    )
+    assert res.exit_code == 3
+    assert "error:" in res.output and "Traceback" not in res.output
+
+
+def test_invalid_option_is_refused(digits_folder: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app, ["audit", str(digits_folder), "--out", str(tmp_path / "o"), "--folds", "1", "--quiet"]
+    )
+    assert res.exit_code == 2 and "folds" in res.output
+
+
+def test_unknown_check_is_refused(digits_folder: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "audit",
+            str(digits_folder),
+            "--out",
+            str(tmp_path / "o"),
+            "--checks",
+            "label,vibes",
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 2 and "vibes" in res.output
+
+
+def test_help_lists_the_commands() -> None:
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0 and "audit" in res.output and "demo" in res.output

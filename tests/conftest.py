@@ -1,0 +1,69 @@
+"""Shared fixtures: small real image datasets written to temporary folders."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from despina.data.sources import digits_arrays
+
+SHARED_FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+
+
+def write_digits(folder: Path, per_class: int = 20, classes: int = 10, size: int = 8) -> Path:
+    """A class-folder dataset of real scikit-learn digits (``per_class`` images per class)."""
+    images, labels = digits_arrays()
+    for c in range(classes):
+        idx = np.flatnonzero(labels == c)[:per_class]
+        (folder / str(c)).mkdir(parents=True, exist_ok=True)
+        for i in idx:
+            img = images[i]
+            if size != 8:
+                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+            cv2.imwrite(str(folder / str(c) / f"{i:04d}.png"), img)
+    return folder
+
+
+@pytest.fixture
+def digits_folder(tmp_path: Path) -> Path:
+    return write_digits(tmp_path / "digits")
+
+
+@pytest.fixture
+def make_digits(tmp_path: Path) -> Callable[..., Path]:
+    def make(name: str = "ds", **kw: int) -> Path:
+        return write_digits(tmp_path / name, **kw)
+
+    return make
+
+
+def huge_png(path: Path, side: int = 20000) -> Path:
+    """A valid, tiny-on-disk PNG of side x side black pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    ihdr = side.to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])  # 8-bit grayscale
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (side + 1)
+    parts = [comp.compress(row) for _ in range(side)]
+    parts.append(comp.flush())
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts))
+    path.write_bytes(png + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="session")
+def bomb_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return huge_png(tmp_path_factory.mktemp("bomb") / "huge.png")
+
+
+def tree(folder: Path) -> set[str]:
+    """Every path under ``folder`` (to prove nothing was written outside --out)."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}

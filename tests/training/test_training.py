@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from despina.core.config import ModelConfig, TrainConfig
+from despina.core.errors import DataError
+from despina.data.sources import digits_arrays
+from despina.training import cross_validate, predict, train_classifier
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    images, y = digits_arrays()
+    x = (images.astype(np.float32) / 255.0 - 0.5)[:, None] / 0.3
+    return x, y
+
+
+def test_cnn_learns_digits_with_a_fixed_seed() -> None:
+    x, y = _digits()
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(y))
+    tr, te = idx[:1200], idx[1200:]
+    cfg = TrainConfig(epochs=8)
+    model = train_classifier(x[tr], y[tr], 10, ModelConfig(width=16), cfg, seed=0)
+    probs, emb = predict(model, x[te])
+    assert probs.shape == (len(te), 10) and emb.shape == (len(te), 32)
+    assert (probs.argmax(1) == y[te]).mean() > 0.93
+    again = train_classifier(x[tr], y[tr], 10, ModelConfig(width=16), cfg, seed=0)
+    np.testing.assert_allclose(predict(again, x[te])[0], probs, atol=1e-5)
+
+
+def test_cross_validation_covers_every_sample_out_of_fold() -> None:
+    x, y = _digits()
+    x, y = x[:300], y[:300]
+    cv = cross_validate(x, y, 10, 3, ModelConfig(width=8), TrainConfig(epochs=2), seed=0)
+    assert cv.pred_probs.shape == (300, 10)
+    np.testing.assert_allclose(cv.pred_probs.sum(1), 1, atol=1e-5)
+    assert set(cv.fold.tolist()) == {0, 1, 2}
+    # Neighbours are training samples of the fold that did not see the sample.
+    assert (cv.fold[cv.neighbor_idx] != cv.fold[:, None]).all()
+
+
+def test_more_folds_than_the_smallest_class_is_refused() -> None:
+    x, y = _digits()
+    y = y.copy()
+    y[:3] = 9
+    keep = np.r_[np.arange(3), np.flatnonzero(y != 9)]
+    with pytest.raises(DataError, match="smallest class"):
+        cross_validate(x[keep], y[keep], 10, 5, ModelConfig(), TrainConfig(epochs=1))
