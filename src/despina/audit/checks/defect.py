@@ -71,15 +71,6 @@ class DefectCheck(Check):
     def run(self, ctx: AuditContext) -> CheckResult:
         if ctx.n == 0:
             return self.empty(ctx)
-        if len(ctx.valid_idx) == 0:  # nothing decoded: every row is a load defect
-            per_row = [[d or "corrupt"] for d in ctx.load_defects]
-            return CheckResult(
-                self.name,
-                np.zeros(ctx.n),
-                np.ones(ctx.n, bool),
-                0.0,
-                {"defects": per_row, "counts": {}},
-            )
         margins = defect_margins(ctx)
         names = list(margins)
         stacked = np.stack([margins[k] for k in names], axis=1)
