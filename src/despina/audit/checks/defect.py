@@ -3,8 +3,10 @@
 Each defect has a margin (positive = fine, negative = defective) that combines a robust
 z-score against the dataset's own distribution with a fixed sanity bound, so a dataset of
 night photos is not all "dark" and one odd image in a uniform dataset still stands out.
-Blur uses the variance of the Laplacian (Pech-Pacheco et al., ICPR 2000) relative to the
-image's own variance, which makes it independent of brightness and contrast.
+Blur uses edge steepness (the 99th percentile of the Sobel gradient magnitude over the
+intensity range, after Marziliano et al.'s edge-width idea, ICIP 2002), which is
+independent of brightness and contrast; it separated mild blur better than the variance of
+the Laplacian in our measurements.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def defect_margins(ctx: AuditContext) -> dict[str, np.ndarray]:
         ]
     )
     m["low_information"] = _both(robust_z(detail, 0.01) + 4.0, (detail - 0.03) / 0.01)
-    blur = robust_z(sharp, 0.08) + 3.0
+    blur = robust_z(sharp, 0.03) + 3.0
     m["blurry"] = np.where(m["low_information"] < 0, np.inf, blur)
     colour = spread[np.isfinite(spread)] > 8
     if colour.size and colour.mean() >= 0.5:
