@@ -106,6 +106,8 @@ def knn(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product k-nearest neighbours with FAISS, dropping each point itself."""
     import faiss
 
+    faiss.omp_set_num_threads(1)  # fixed summation order: the same seed, the same result
+
     m = len(unit)
     k = min(k, m - 1)
     if k <= 0:

@@ -46,6 +46,10 @@ class AuditReport:
     samples: pd.DataFrame
     summary: dict[str, Any]
     outcomes: dict[str, CheckOutcome] = field(repr=False)
+    #: Out-of-fold CNN class probabilities and embeddings of the readable samples (rows of
+    #: ``samples`` whose ``defects`` has no load defect), for use with other tools.
+    pred_probs: np.ndarray | None = field(default=None, repr=False)
+    embeddings: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def report_html(self) -> Path:
@@ -81,7 +85,7 @@ def build_samples(
     dup, defect = _result(outcomes, "duplicate"), _result(outcomes, "defect")
     valid = ctx.valid
     if label is not None:
-        df["label_quality"] = np.where(valid, np.round(label.scores, 6), np.nan)
+        df["label_quality"] = np.where(valid, np.round(label.scores, 4), np.nan)
         df["is_label_issue"] = label.flags
         sug = label.details["suggested"]
         df["suggested_label"] = [
@@ -90,7 +94,7 @@ def build_samples(
     else:
         df["label_quality"], df["is_label_issue"], df["suggested_label"] = np.nan, False, blank
     if outlier is not None:
-        df["outlier_score"] = np.where(valid, np.round(outlier.scores, 6), np.nan)
+        df["outlier_score"] = np.where(valid, np.round(outlier.scores, 4), np.nan)
         df["is_outlier"] = outlier.flags
     else:
         df["outlier_score"], df["is_outlier"] = np.nan, False
@@ -108,7 +112,7 @@ def build_samples(
         df["defects"] = [d or "" for d in ctx.load_defects]
     for name, o in outcomes.items():
         if o.result is not None and name not in ("label", "outlier"):
-            df[f"{name}_score"] = np.round(o.result.scores, 6)
+            df[f"{name}_score"] = np.round(o.result.scores, 4)
     return df[list(SAMPLE_COLUMNS) + [c for c in df.columns if c not in SAMPLE_COLUMNS]]
 
 

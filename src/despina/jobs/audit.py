@@ -244,4 +244,4 @@ def audit(
     with stage("report"):
         write_outputs(out_dir, df, summary, records, outcomes, cfg.drop_label_issues)
     summary["timings"] = timings
-    return AuditReport(out_dir, df, summary, outcomes)
+    return AuditReport(out_dir, df, summary, outcomes, ctx.pred_probs, ctx.embeddings)

@@ -45,6 +45,8 @@ def _oof_neighbors(
 ) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
+    faiss.omp_set_num_threads(1)  # fixed summation order: the same seed, the same result
+
     k = min(NEIGHBORS, len(train_idx))
     index = faiss.IndexFlatIP(train_emb.shape[1])
     index.add(_unit(train_emb))

@@ -35,24 +35,36 @@ def _both(z_margin: np.ndarray, abs_margin: np.ndarray) -> np.ndarray:
     return np.maximum(z_margin, abs_margin)
 
 
+def _either(hard_margin: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """Defective past a hard bound, or when the relative-and-soft test fails."""
+    return np.minimum(hard_margin, soft)
+
+
 def defect_margins(ctx: AuditContext) -> dict[str, np.ndarray]:
     """Margin per image-level defect over all rows (NaN rows for undecodable samples)."""
     s = ctx.image_stats
     assert s is not None  # ensured by requires
     col = s.column
-    bright, p05, detail = col("brightness"), col("p05"), col("detail")
+    bright, p05, p95, detail = col("brightness"), col("p05"), col("p95"), col("detail")
     highlights, sharp, spread = col("highlights"), col("sharpness"), col("color_spread")
     w, h = col("width"), col("height")
     m: dict[str, np.ndarray] = {}
-    m["dark"] = _both(robust_z(bright, 0.03) + 4.0, (bright - 0.25) / 0.05)
+    # Dark: even the bright parts are dim (hard), or far darker than the rest (soft).
+    m["dark"] = _either(
+        (p95 - 0.22) / 0.05, _both(robust_z(bright, 0.03) + 4.0, (bright - 0.25) / 0.05)
+    )
+    # Overexposed: even the dark parts are light (washed out), or far more blown-out
+    # area or brightness than the rest (white-paper datasets are bright by nature).
     m["overexposed"] = np.minimum.reduce(
         [
-            _both(4.0 - robust_z(bright, 0.03), (0.8 - bright) / 0.05),
+            _either((0.6 - p05) / 0.05, _both(4.0 - robust_z(p05, 0.03), (0.45 - p05) / 0.05)),
             _both(4.0 - robust_z(highlights, 0.03), (0.2 - highlights) / 0.05),
-            _both(4.0 - robust_z(p05, 0.03), (0.45 - p05) / 0.05),
+            _both(4.0 - robust_z(bright, 0.03), (0.8 - bright) / 0.05),
         ]
     )
-    m["low_information"] = _both(robust_z(detail, 0.01) + 4.0, (detail - 0.03) / 0.01)
+    m["low_information"] = _either(
+        (detail - 0.012) / 0.004, _both(robust_z(detail, 0.01) + 4.0, (detail - 0.03) / 0.01)
+    )
     blur = robust_z(sharp, 0.03) + 3.0
     m["blurry"] = np.where(m["low_information"] < 0, np.inf, blur)
     colour = spread[np.isfinite(spread)] > 8

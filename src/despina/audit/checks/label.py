@@ -34,8 +34,11 @@ class LabelCheck(Check):
     description: ClassVar[str] = "samples whose given label disagrees with the evidence"
     requires: ClassVar[frozenset[str]] = frozenset({"labels", "pred_probs"})
 
-    def __init__(self, neighbor_weight: float = 0.5) -> None:
+    def __init__(
+        self, neighbor_weight: float = 0.5, filter_by: str = "prune_by_noise_rate"
+    ) -> None:
         self.neighbor_weight = neighbor_weight
+        self.filter_by = filter_by
 
     def run(self, ctx: AuditContext) -> CheckResult:
         from cleanlab.filter import find_label_issues
@@ -58,7 +61,7 @@ class LabelCheck(Check):
             flags = np.zeros(len(labels), bool)
             quality = np.ones(len(labels))
         else:
-            flags = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+            flags = find_label_issues(labels, probs, filter_by=self.filter_by)
             quality = get_label_quality_scores(labels, probs, method="self_confidence")
         quality = np.clip(quality, 0.0, 1.0)
         suggested = probs.argmax(axis=1)

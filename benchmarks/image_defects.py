@@ -1,0 +1,220 @@
+"""Image-defect benchmark: Despina's defect and duplicate checks against cleanvision's Imagelab.
+
+A folder of real colour photo tiles (64x64, non-overlapping, from scikit-image's and
+scikit-learn's bundled photographs) gets defects injected into disjoint tiles with a
+fixed seed: blur (strong and mild), dark, washed-out, blown highlights, grayscale saved as
+RGB, near-blank with slight noise, exact and near duplicates. Both tools see the same
+files; per-defect recall, the share of clean tiles flagged, and images per second.
+
+    pip install -e '.[bench]' && python benchmarks/image_defects.py
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import table
+
+from despina.audit.base import AuditContext
+from despina.audit.checks import DefectCheck, DuplicateCheck
+from despina.audit.image_stats import ImageStats
+from despina.audit.runner import run_checks
+from despina.data.sources import load_folder
+from despina.jobs.scan import scan
+
+TILE = 64
+
+
+def photo_tiles() -> list[np.ndarray]:
+    import skimage.data as d
+    from sklearn.datasets import load_sample_image
+
+    photos = [
+        d.astronaut(),
+        d.coffee(),
+        d.chelsea(),
+        d.rocket(),
+        d.stereo_motorcycle()[0],
+        load_sample_image("china.jpg"),
+        load_sample_image("flower.jpg"),
+    ]
+    tiles = []
+    for p in photos:
+        for y in range(0, p.shape[0] - TILE + 1, TILE):
+            for x in range(0, p.shape[1] - TILE + 1, TILE):
+                t = p[y : y + TILE, x : x + TILE]
+                if t.std() > 6:  # leave out tiles that are already blank sky or wall
+                    tiles.append(np.ascontiguousarray(t))
+    return tiles
+
+
+def inject(tiles: list[np.ndarray], seed: int = 0) -> tuple[list[np.ndarray], dict[str, list[int]]]:
+    rng = np.random.default_rng(seed)
+    out = [t.copy() for t in tiles]
+    order = iter(rng.permutation(len(tiles)))
+    per = max(5, len(tiles) // 30)
+    truth: dict[str, list[int]] = {}
+
+    def take(kind: str, fn) -> None:  # type: ignore[no-untyped-def]
+        truth[kind] = []
+        for _ in range(per):
+            i = int(next(order))
+            out[i] = fn(out[i])
+            truth[kind].append(i)
+
+    take("blur", lambda t: cv2.GaussianBlur(t, (0, 0), 2.0))
+    take("mild blur", lambda t: cv2.GaussianBlur(t, (0, 0), 1.0))
+    take("dark", lambda t: (t * 0.25).astype(np.uint8))
+    take("washed out", lambda t: (t * 0.35 + 160).astype(np.uint8))
+    take(
+        "blown highlights",
+        lambda t: np.clip(t.astype(np.float32) * 2.2 + 40, 0, 255).astype(np.uint8),
+    )
+    take("grayscale", lambda t: np.repeat(cv2.cvtColor(t, cv2.COLOR_RGB2GRAY)[:, :, None], 3, 2))
+    take(
+        "near-blank",
+        lambda t: np.clip(
+            np.full_like(t, int(rng.integers(60, 200)), dtype=np.float32)
+            + rng.normal(0, 2, t.shape),
+            0,
+            255,
+        ).astype(np.uint8),
+    )
+    clean = sorted(set(range(len(tiles))) - {i for v in truth.values() for i in v})
+    # Duplicates are added as new files (exact and 1-px shifted copies of clean tiles).
+    truth["exact duplicate"], truth["near duplicate"] = [], []
+    for kind in ("exact duplicate", "near duplicate"):
+        for _ in range(per):
+            src = clean[int(rng.integers(len(clean)))]
+            copy = out[src].copy()
+            if kind == "near duplicate":
+                m = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
+                copy = cv2.warpAffine(copy, m, (TILE, TILE), borderMode=cv2.BORDER_REFLECT)
+            out.append(copy)
+            truth[kind].append(len(out) - 1)
+    return out, truth
+
+
+def write(folder: Path, images: list[np.ndarray]) -> list[str]:
+    (folder / "photos").mkdir(parents=True)
+    names = []
+    for i, im in enumerate(images):
+        name = f"photos/{i:05d}.png"
+        cv2.imwrite(str(folder / name), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+        names.append(name)
+    return names
+
+
+def run_despina(folder: Path) -> tuple[list[set[str]], float]:
+    t0 = time.perf_counter()
+    ds = load_folder(folder)
+    sc = scan(ds.records, 32)
+    valid = np.array([f is not None for f in sc.features])
+    ctx = AuditContext(
+        ids=[r.id for r in ds.records],
+        given_labels=ds.labels,
+        class_names=ds.class_names,
+        valid=valid,
+        load_defects=sc.load_defects,
+        image_stats=ImageStats.from_features(sc.features),
+    )
+    out = run_checks(ctx, [DefectCheck(), DuplicateCheck()])
+    seconds = time.perf_counter() - t0
+    d, u = out["defect"].result, out["duplicate"].result
+    assert d is not None and u is not None
+    found = [set(x) for x in d.details["defects"]]
+    for i in range(ctx.n):
+        if u.details["group_of"][i] >= 0:
+            found[i].add("duplicate")
+    return found, seconds
+
+
+def run_cleanvision(folder: Path, n: int) -> tuple[list[set[str]], float]:
+    from cleanvision import Imagelab
+
+    t0 = time.perf_counter()
+    lab = Imagelab(data_path=str(folder / "photos"))
+    lab.find_issues()
+    seconds = time.perf_counter() - t0
+    issues = lab.issues
+    cols = [c for c in issues.columns if c.startswith("is_") and c.endswith("_issue")]
+    found: list[set[str]] = [set() for _ in range(n)]
+    for path, row in issues.iterrows():
+        i = int(Path(str(path)).stem)
+        found[i] = {c[3:-6] for c in cols if row[c]}
+    return found, seconds
+
+
+# Which reported issue counts as finding each injected defect, per tool.
+EXPECT = {
+    "blur": ({"blurry"}, {"blurry"}),
+    "mild blur": ({"blurry"}, {"blurry"}),
+    "dark": ({"dark"}, {"dark"}),
+    "washed out": ({"overexposed", "low_information"}, {"light", "low_information"}),
+    "blown highlights": ({"overexposed"}, {"light"}),
+    "grayscale": ({"grayscale"}, {"grayscale"}),
+    "near-blank": ({"low_information"}, {"low_information"}),
+    "exact duplicate": ({"duplicate"}, {"exact_duplicates"}),
+    "near duplicate": ({"duplicate"}, {"near_duplicates", "exact_duplicates"}),
+}
+
+
+def main() -> None:
+    tiles = photo_tiles()
+    images, truth = inject(tiles)
+    touched = {i for v in truth.values() for i in v}
+    clean = [i for i in range(len(images)) if i not in touched]
+    with tempfile.TemporaryDirectory() as tmp:
+        write(Path(tmp), images)
+        d_found, d_s = run_despina(Path(tmp))
+        c_found, c_s = run_cleanvision(Path(tmp), len(images))
+    # Duplicate sources are touched too: their copies' groups include them.
+    dup_sources = set()
+    rows = []
+    for kind, idx in truth.items():
+        exp_d, exp_c = EXPECT[kind]
+        rd = np.mean([bool(d_found[i] & exp_d) for i in idx])
+        rc = np.mean([bool(c_found[i] & exp_c) for i in idx])
+        rows.append([kind, len(idx), float(rd), float(rc)])
+    for kind in ("exact duplicate", "near duplicate"):
+        for i in truth[kind]:
+            dup_sources.add(i)
+    clean_nodup = [i for i in clean if i not in dup_sources]
+    # Clean tiles whose copy was added are legitimately in a duplicate set; leave them out.
+    copies_of = set()
+    for i in truth["exact duplicate"] + truth["near duplicate"]:
+        for j in clean_nodup:
+            if np.array_equal(images[i], images[j]) or (
+                abs(images[i].astype(int) - images[j].astype(int)).mean() < 30
+                and np.corrcoef(images[i].ravel(), images[j].ravel())[0, 1] > 0.9
+            ):
+                copies_of.add(j)
+    base = [i for i in clean_nodup if i not in copies_of]
+    fp_d = float(np.mean([bool(d_found[i]) for i in base]))
+    fp_c = float(np.mean([bool(c_found[i]) for i in base]))
+    rows.append(["clean tiles flagged (lower is better)", len(base), fp_d, fp_c])
+    n = len(images)
+    print(f"## Image defects ({n} real photo tiles, {TILE}x{TILE}, seed 0)")
+    print()
+    print(table(["injected", "count", "despina recall", "cleanvision recall"], rows))
+    print()
+    print(
+        table(
+            ["tool", "seconds", "images/s", "ratio"],
+            [
+                ["despina (decode + defect + duplicate)", d_s, n / d_s, c_s / d_s],
+                ["cleanvision Imagelab.find_issues", c_s, n / c_s, 1.0],
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
