@@ -12,7 +12,16 @@ import pytest
 
 from despina.data.sources import digits_arrays
 
-SHARED_FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+def _find_shared_fashion() -> Path:
+    """shared/data/fashion-mnist beside the checkout (or beside any folder above it)."""
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "data" / "fashion-mnist"
+        if candidate.is_dir():
+            return candidate
+    return Path("shared/data/fashion-mnist")
+
+
+SHARED_FASHION = _find_shared_fashion()
 
 
 def write_digits(folder: Path, per_class: int = 20, classes: int = 10, size: int = 8) -> Path:
