@@ -4,7 +4,8 @@ Protocol (digits): 80/20 split with a clean test set; 10% and 20% noise, symmetr
 asymmetric (0→6, 1→7, 2→3, 3→8, 4→9, 5→6, 6→5, 7→1, 8→3, 9→4); 5-fold cross-validation.
 Rows per setting:
   cleanlab+LR   cleanlab find_label_issues on 5-fold LogisticRegression probabilities (raw pixels)
-  cleanlab+CNN  cleanlab find_label_issues on Despina's out-of-fold CNN probabilities
+  cleanlab+CNN  cleanlab find_label_issues on the out-of-fold probabilities of Despina's CNN
+                (first round: the plain CNN, before Despina drops suspected flips and retrains)
   despina       Despina's audit (CNN + out-of-fold neighbours, confident learning)
 Also the clean-test accuracy of a CNN retrained on: the noisy labels, the labels with the
 true flips removed (oracle), cleanlab+CNN's flags removed, and Despina's cleaned data.
@@ -115,7 +116,8 @@ def main() -> None:
                 report = despina.audit(Path(tmp) / "data", Path(tmp) / "out", cfg)
             df = report.samples.set_index("id").loc[ids]
             assert report.pred_probs is not None
-            cnn_probs = report.pred_probs
+            # The plain CNN: probabilities of the first cross-validation round.
+            cnn_probs = report.round_pred_probs[0]
             order = report.samples.reset_index(drop=True).set_index("id").index.get_indexer(ids)
             cnn_probs = cnn_probs[order]
             cnn_flags = find_label_issues(noisy, cnn_probs)

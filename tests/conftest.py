@@ -12,6 +12,7 @@ import pytest
 
 from despina.data.sources import digits_arrays
 
+
 def _find_shared_fashion() -> Path:
     """shared/data/fashion-mnist beside the checkout (or beside any folder above it)."""
     for parent in Path(__file__).resolve().parents:

@@ -86,7 +86,7 @@ class AuditContext:
         out[self.valid_idx] = values
         return out
 
-    @cached_property
+    @property
     def unit_embeddings(self) -> np.ndarray:
         """L2-normalized float32 embeddings (cosine similarity = dot product)."""
         if self.embeddings is None:
@@ -94,11 +94,15 @@ class AuditContext:
         e = np.ascontiguousarray(self.embeddings, dtype=np.float32)
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
-    @cached_property
+    @property
     def neighbors(self) -> tuple[np.ndarray, np.ndarray]:
         """The out-of-fold neighbour graph, or 20 nearest neighbours in ``embeddings``."""
         if self.oof_neighbors is not None:
             return self.oof_neighbors
+        return self._embedding_knn
+
+    @cached_property
+    def _embedding_knn(self) -> tuple[np.ndarray, np.ndarray]:
         return knn(self.unit_embeddings, 20)
 
 

@@ -50,6 +50,8 @@ class AuditReport:
     #: ``samples`` whose ``defects`` has no load defect), for use with other tools.
     pred_probs: np.ndarray | None = field(default=None, repr=False)
     embeddings: np.ndarray | None = field(default=None, repr=False)
+    #: Out-of-fold probabilities of each cross-validation round (the last is ``pred_probs``).
+    round_pred_probs: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
     def report_html(self) -> Path:

@@ -49,6 +49,13 @@ class AuditConfig(FrozenModel):
     workers: int = Field(1, ge=1, le=64)
     max_pixels: int = Field(64_000_000, ge=1, description="images above this are 'oversized'")
     drop_label_issues: bool = False
+    label_rounds: int = Field(
+        2,
+        ge=1,
+        le=3,
+        description="cross-validation rounds; each later round trains without the samples "
+        "the label check flagged in the round before, so the CNN stops learning the flips",
+    )
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 

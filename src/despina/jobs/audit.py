@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from despina.audit.base import AuditContext, Check
-from despina.audit.checks import default_registry
+from despina.audit.checks import LabelCheck, default_registry
 from despina.audit.image_stats import ImageStats
 from despina.audit.report import (
     AuditReport,
@@ -155,6 +155,7 @@ def audit(
     y_train = np.array([remap[int(v)] for v in y])
     train_names = [class_names[int(c)] for c in present]
 
+    round_probs: list[np.ndarray] = []
     needs_model = any(c.requires & {"pred_probs", "embeddings"} for c in checks)
     ctx = AuditContext(
         ids=[r.id for r in records],
@@ -167,22 +168,31 @@ def audit(
         seed=cfg.seed,
     )
     if needs_model:
+        label_checks = [c for c in checks if isinstance(c, LabelCheck)]
+        rounds = cfg.label_rounds if label_checks else 1
         with stage("cross_validation"):
-            progress.start("cross-validation", cfg.folds)
-            cv = cross_validate(
-                x,
-                y_train,
-                len(train_names),
-                cfg.folds,
-                cfg.model,
-                cfg.train,
-                cfg.seed,
-                cfg.workers,
-                on_fold=lambda k: progress.advance("cross-validation"),
-            )
+            progress.start("cross-validation", cfg.folds * rounds)
+            exclude: np.ndarray | None = None
+            for r in range(rounds):
+                cv = cross_validate(
+                    x,
+                    y_train,
+                    len(train_names),
+                    cfg.folds,
+                    cfg.model,
+                    cfg.train,
+                    cfg.seed + 1000 * r,
+                    cfg.workers,
+                    on_fold=lambda k: progress.advance("cross-validation"),
+                    exclude=exclude,
+                )
+                ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
+                round_probs.append(cv.pred_probs)
+                ctx.oof_neighbors = (cv.neighbor_sims, cv.neighbor_idx)
+                if r + 1 < rounds:
+                    flags = label_checks[0].run(ctx).flags[valid]
+                    exclude = flags if flags.any() else None
             progress.finish("cross-validation")
-        ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
-        ctx.oof_neighbors = (cv.neighbor_sims, cv.neighbor_idx)
 
     with stage("checks"):
         outcomes = run_checks(ctx, checks, progress)
@@ -244,4 +254,4 @@ def audit(
     with stage("report"):
         write_outputs(out_dir, df, summary, records, outcomes, cfg.drop_label_issues)
     summary["timings"] = timings
-    return AuditReport(out_dir, df, summary, outcomes, ctx.pred_probs, ctx.embeddings)
+    return AuditReport(out_dir, df, summary, outcomes, ctx.pred_probs, ctx.embeddings, round_probs)

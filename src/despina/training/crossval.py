@@ -86,6 +86,7 @@ def cross_validate(
     seed: int = 0,
     workers: int = 1,
     on_fold: Callable[[int], None] | None = None,
+    exclude: np.ndarray | None = None,
 ) -> CrossValResult:
     """Train ``folds`` CNNs, each predicting the fold it did not see.
 
@@ -100,6 +101,8 @@ def cross_validate(
         )
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     splits = list(skf.split(np.zeros(len(y)), y))
+    if exclude is not None:  # left out of training (e.g. suspected label errors), still predicted
+        splits = [(tr[~exclude[tr]], te) for tr, te in splits]
     probs = np.zeros((len(y), num_classes), np.float32)
     fold_of = np.zeros(len(y), np.int64)
     k_nb = min(NEIGHBORS, min(len(tr) for tr, _ in splits))
