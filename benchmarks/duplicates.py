@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
@@ -73,7 +74,7 @@ def despina_groups(folder: Path, out: Path) -> tuple[dict[str, int], np.ndarray,
     cfg = AuditConfig(seed=0, workers=2, checks=("duplicate", "outlier"))
     report = despina.audit(folder, out, cfg)
     df = report.samples
-    group = {i: int(g) for i, g in zip(df["id"], df["duplicate_group"], strict=True) if g == g}
+    group = {i: int(g) for i, g in zip(df["id"], df["duplicate_group"], strict=True) if pd.notna(g)}
     assert report.embeddings is not None
     return group, report.embeddings, list(df["id"])
 

@@ -91,3 +91,33 @@ def test_imbalance_flags_a_small_class() -> None:
     res = ImbalanceCheck().run(context_for([images[i] for i in keep], y[keep]))
     assert res.details["minority_classes"] == ["3"]
     assert res.flags.sum() == 3 and res.score < 1
+
+
+def test_outlier_check_flags_a_foreign_cluster_that_hides_behind_its_own_members() -> None:
+    rng = np.random.default_rng(1)
+    images, y = digits_images(300)
+    centers = rng.normal(size=(10, 32)) * 3
+    emb = centers[y] + rng.normal(scale=0.3, size=(300, 32))
+    foreign = np.arange(280, 300)  # a tight cluster of 20 with random labels
+    emb[foreign] = rng.normal(size=32) * 3 + rng.normal(scale=0.3, size=(20, 32))
+    y = y.copy()
+    y[foreign] = rng.integers(0, 10, 20)
+    res = OutlierCheck().run(context_for(list(images), y, embeddings=emb))
+    assert res.flags[foreign].mean() >= 0.8
+    assert res.flags[:280].mean() <= 0.02
+
+
+def test_aligned_ncc_finds_half_pixel_shifts_and_slight_zoom() -> None:
+    from despina.audit.checks.duplicate import aligned_ncc
+
+    images, _ = digits_images(40, size=32)
+    gray = np.stack(
+        [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255 for im in images]
+    )
+    m = np.array([[1, 0, 0.5], [0, 1, 0]], dtype=np.float32)
+    half = np.stack([cv2.warpAffine(g, m, (32, 32), borderMode=cv2.BORDER_REPLICATE) for g in gray])
+    zoom = np.stack([cv2.resize(g[1:-1, 1:-1], (32, 32)) for g in gray])
+    assert aligned_ncc(gray, half).min() > 0.996
+    assert aligned_ncc(gray, zoom).min() > 0.99
+    others = np.roll(gray, 1, axis=0)  # pairs of different digits
+    assert np.median(aligned_ncc(gray, others)) < 0.95

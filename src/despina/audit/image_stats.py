@@ -21,6 +21,7 @@ STAT_NAMES = (
     "contrast",
     "detail",
     "sharpness",
+    "blur_effect",
     "highlights",
     "color_spread",
 )
@@ -68,14 +69,61 @@ def compute_features(rgb: np.ndarray) -> ImageFeatures:
     p99 = float(np.searchsorted(cdf, 0.99)) / 255.0
     grad99 = float(np.percentile(cv2.magnitude(gx, gy), 99))
     sharpness = float(np.log((grad99 + 1e-4) / (p99 - p01 + 0.02)))
+    blur_effect = _blur_effect(gray.astype(np.float32))
     highlights = float(hist[250:].sum() / max(1.0, hist.sum()))
     spread = work.max(axis=2).astype(np.int16) - work.min(axis=2).astype(np.int16)
     color_spread = float(np.percentile(spread, 99))
     stats = np.array(
-        [w, h, float(g.mean()), p05, p95, contrast, detail, sharpness, highlights, color_spread]
+        [
+            w,
+            h,
+            float(g.mean()),
+            p05,
+            p95,
+            contrast,
+            detail,
+            sharpness,
+            blur_effect,
+            highlights,
+            color_spread,
+        ]
     )
     thumb = cv2.resize(gray, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
     return ImageFeatures(stats, digest.hexdigest(), thumb / 255.0)
+
+
+def _box(x: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """Moving average of odd length ``k`` along ``axis`` with reflected borders.
+
+    NumPy rather than cv2.blur: OpenCV's float kernels round differently depending on
+    memory alignment, and an audit must give the same numbers for the same image.
+    """
+    r = k // 2
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (r + 1, r)
+    c = np.cumsum(np.pad(x, pad, mode="reflect"), axis=axis)
+    hi = np.take(c, np.arange(k, c.shape[axis]), axis=axis)
+    lo = np.take(c, np.arange(0, c.shape[axis] - k), axis=axis)
+    return (hi - lo) / k
+
+
+def _blur_effect(gray: np.ndarray) -> float:
+    """Crete et al.'s no-reference blur effect (SPIE 2007), in [0, 1], 1 = blurriest.
+
+    Re-blurring a sharp image removes much of its gradient; re-blurring a blurred one
+    removes little. The filter length scales with the image (3 to 9 pixels).
+    """
+    k = max(3, min(9, (min(gray.shape) // 8) | 1))
+    gray = gray.astype(np.float64)
+    effects = []
+    for axis in (0, 1):
+        blurred = _box(gray, k, axis)
+        d_f = np.abs(np.diff(gray, axis=axis))
+        d_b = np.abs(np.diff(blurred, axis=axis))
+        s_f = float(d_f.sum())
+        s_v = float(np.maximum(0.0, d_f - d_b).sum())
+        effects.append((s_f - s_v) / max(s_f, 1e-6))
+    return max(effects)
 
 
 @dataclass(frozen=True)

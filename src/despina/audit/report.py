@@ -219,7 +219,7 @@ def render_html(
     sections.append(
         (
             "Outliers",
-            "far from every other sample in the model's embedding space",
+            "unlike the rest: far from same-label neighbours and uncertain to the model",
             [card(r, r["outlier_score"]) for _, r in out.iterrows()],
         )
     )

@@ -14,6 +14,8 @@ from despina.data.decode import decode_image
 from despina.data.images import ImageRecord
 from despina.preprocessing.image import FitMode, resize_image
 
+PARALLEL_MIN_IMAGES = 4000
+
 
 @dataclass(frozen=True)
 class ScanResult:
@@ -54,7 +56,9 @@ def scan(
     n = len(records)
     chunks = [records[i : i + chunk] for i in range(0, n, chunk)]
     rows: list[tuple[ImageFeatures | None, str | None, str, np.ndarray | None]] = []
-    if workers <= 1 or len(chunks) <= 1:
+    # Starting a worker process costs seconds (it imports the stack); below a few thousand
+    # images one process finishes first (benchmarks/throughput.py).
+    if workers <= 1 or n < PARALLEL_MIN_IMAGES:
         for c in chunks:
             rows += _scan_chunk(c, size, fit, max_pixels)
             if on_done:

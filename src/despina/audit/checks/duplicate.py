@@ -38,11 +38,40 @@ def shifted_ncc(a: np.ndarray, b: np.ndarray, max_shift: int = 2) -> np.ndarray:
     p, h, w = a.shape
     best = np.full(p, -1.0, dtype=np.float32)
     m = max_shift
+    bb = _centered(b[:, m : h - m, m : w - m])  # the fixed window, normalized once
     for dy in range(-m, m + 1):
         for dx in range(-m, m + 1):
             aa = a[:, m + dy : h - m + dy, m + dx : w - m + dx]
-            bb = b[:, m : h - m, m : w - m]
-            best = np.maximum(best, (_centered(aa) * _centered(bb)).sum(axis=1))
+            best = np.maximum(best, (_centered(aa) * bb).sum(axis=1))
+    return best
+
+
+def _zoom(t: np.ndarray, crop: int = 1) -> np.ndarray:
+    """Each thumbnail with ``crop`` pixels cut from every side and scaled back: a slight zoom."""
+    h, w = t.shape[1:]
+    return np.stack(
+        [cv2.resize(x[crop:-crop, crop:-crop], (w, h), interpolation=cv2.INTER_LINEAR) for x in t]
+    )
+
+
+def aligned_ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Shift-tolerant NCC, also over half-pixel shifts and a slight zoom either way.
+
+    Finds copies that were shifted by a fraction of a pixel, cropped by a few percent or
+    resized: the plain integer-shift search misses those by a few thousandths, which is
+    all that separates copies from distinct-but-similar images.
+    """
+    best = shifted_ncc(a, b)
+    half_x = 0.5 * (a + np.roll(a, 1, axis=2))
+    half_y = 0.5 * (a + np.roll(a, 1, axis=1))
+    for variant_a, variant_b in (
+        (half_x, b),
+        (half_y, b),
+        (0.5 * (half_x + np.roll(half_x, 1, axis=1)), b),
+        (_zoom(a), b),
+        (a, _zoom(b)),
+    ):
+        best = np.maximum(best, shifted_ncc(variant_a, variant_b))
     return best
 
 
@@ -68,7 +97,7 @@ class DuplicateCheck(Check):
     requires: ClassVar[frozenset[str]] = frozenset({"image_stats"})
 
     def __init__(
-        self, ncc_threshold: float = 0.995, hash_threshold: int = 20, candidates: int = 8
+        self, ncc_threshold: float = 0.996, hash_threshold: int = 26, candidates: int = 8
     ) -> None:
         self.ncc_threshold = ncc_threshold
         self.hash_threshold = hash_threshold
@@ -106,11 +135,16 @@ class DuplicateCheck(Check):
                 pairs |= {(min(a, int(b)), max(a, int(b))) for a in range(m) for b in ecand[a]}
             arr = np.array(sorted(p for p in pairs if p[0] != p[1]), dtype=np.int64).reshape(-1, 2)
             bits = phash_bits(thumbs)
+            # Light smoothing absorbs resampling and re-encoding differences between copies.
+            soft = np.stack([cv2.GaussianBlur(t, (0, 0), 0.7) for t in thumbs])
             ham = (bits[arr[:, 0]] != bits[arr[:, 1]]).sum(axis=1)
             ncc = np.full(len(arr), -1.0, dtype=np.float32)
             near = ham <= self.hash_threshold + 8  # cheap pre-filter before the shift search
             if near.any():
-                ncc[near] = shifted_ncc(thumbs[arr[near, 0]], thumbs[arr[near, 1]])
+                ncc[near] = shifted_ncc(soft[arr[near, 0]], soft[arr[near, 1]])
+            close = ncc >= self.ncc_threshold - 0.03  # only these get the finer alignment
+            if close.any():
+                ncc[close] = aligned_ncc(soft[arr[close, 0]], soft[arr[close, 1]])
             for (a, b), s in zip(arr, ncc, strict=True):
                 ga, gb = int(vidx[a]), int(vidx[b])
                 best[ga], best[gb] = max(best[ga], s), max(best[gb], s)
