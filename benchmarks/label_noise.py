@@ -77,6 +77,19 @@ def retrain_accuracy(
         return float((model(xt).argmax(1).numpy() == test_y).mean())
 
 
+def score_row(
+    name: str,
+    method: str,
+    flags: np.ndarray,
+    quality: np.ndarray,
+    truth: np.ndarray,
+    seconds: float,
+) -> list[object]:
+    """precision, recall, F1 of the flags and AUPRC of the label-quality ranking."""
+    ap = average_precision_score(truth, -quality)
+    return [name, method, *prf(flags, truth), ap, seconds]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", choices=["digits", "fashion"], default="digits")
@@ -100,16 +113,9 @@ def main() -> None:
                 LogisticRegression(max_iter=300), flat, noisy, cv=5, method="predict_proba"
             )
             lr_flags = find_label_issues(noisy, lr_probs)
+
         lr_q = lr_probs[np.arange(len(noisy)), noisy]
-        rows.append(
-            [
-                name,
-                "cleanlab+LR",
-                *prf(lr_flags, flipped),
-                average_precision_score(flipped, -lr_q),
-                t_lr[0],
-            ]
-        )
+        rows.append(score_row(name, "cleanlab+LR", lr_flags, lr_q, flipped, t_lr[0]))
         with tempfile.TemporaryDirectory() as tmp:
             ids = write_folder(Path(tmp) / "data", images, noisy)
             with timer() as t_d:
@@ -122,25 +128,10 @@ def main() -> None:
             cnn_probs = cnn_probs[order]
             cnn_flags = find_label_issues(noisy, cnn_probs)
             cnn_q = cnn_probs[np.arange(len(noisy)), noisy]
-            rows.append(
-                [
-                    name,
-                    "cleanlab+CNN",
-                    *prf(cnn_flags, flipped),
-                    average_precision_score(flipped, -cnn_q),
-                    t_d[0],
-                ]
-            )
+            rows.append(score_row(name, "cleanlab+CNN", cnn_flags, cnn_q, flipped, t_d[0]))
             d_flags = df["is_label_issue"].to_numpy(bool)
-            rows.append(
-                [
-                    name,
-                    "despina",
-                    *prf(d_flags, flipped),
-                    average_precision_score(flipped, -df["label_quality"].to_numpy()),
-                    t_d[0],
-                ]
-            )
+            d_q = df["label_quality"].to_numpy()
+            rows.append(score_row(name, "despina", d_flags, d_q, flipped, t_d[0]))
             pipe = ImagePipeline.load(Path(tmp) / "out" / "model" / "preprocessing.json")
             full = cfg.model_copy(update={"workers": 1})
             acc_noisy = retrain_accuracy(
