@@ -62,6 +62,9 @@ def audit(
     drop_label_issues: Annotated[
         bool, typer.Option(help="drop label issues from cleaned.csv instead of relabeling")
     ] = False,
+    label_rounds: Annotated[
+        int, typer.Option(help="cross-validation rounds (later ones train without flags)")
+    ] = 2,
     root: Annotated[
         Path | None,
         typer.Option(help="folder manifest paths must stay inside (default: the manifest's)"),
@@ -79,6 +82,7 @@ def audit(
             workers=workers,
             checks=tuple(c.strip() for c in checks.split(",") if c.strip()) if checks else None,
             drop_label_issues=drop_label_issues,
+            label_rounds=label_rounds,
             model=ModelConfig(width=width, depth=depth),
             train=TrainConfig(epochs=epochs),
         )
