@@ -56,8 +56,9 @@ def score_against(df: pd.DataFrame, gt: GroundTruth) -> list[Score]:
     injected_groups = {group[a] for a, b in gt.near_duplicates if pd.notna(group[a])}
     flagged = df[df["is_duplicate"]]
     right = int(flagged["duplicate_group"].isin(injected_groups).sum())
-    rows.append(Score("near-duplicate", len(gt.near_duplicates), len(flagged), 0))
-    rows[-1] = Score("near-duplicate", len(gt.near_duplicates), len(flagged), min(found, right))
+    rows.append(
+        Score("near-duplicate", len(gt.near_duplicates), len(flagged), int(min(found, right)))
+    )
     return rows
 
 
