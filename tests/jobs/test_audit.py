@@ -140,3 +140,36 @@ def test_bomb_helper_makes_a_real_png(tmp_path: Path) -> None:
     path = huge_png(tmp_path / "b.png", side=300)
     with Image.open(path) as im:
         assert im.size == (300, 300)
+
+
+class Recorder:
+    """Records what the audit reports through the progress protocol."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int | None] = {}
+        self.done: dict[str, int] = {}
+        self.finished: list[str] = []
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        self.totals[stage], self.done[stage] = total, 0
+
+    def advance(self, stage: str, steps: int = 1) -> None:
+        self.done[stage] += steps
+
+    def finish(self, stage: str) -> None:
+        self.finished.append(stage)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_progress_stage_runs_to_its_total(
+    digits_folder: Path, tmp_path: Path, workers: int
+) -> None:
+    rec = Recorder()
+    despina.audit(
+        digits_folder, tmp_path / "out", FAST.model_copy(update={"workers": workers}), progress=rec
+    )
+    assert {"decode", "cross-validation", "checks", "final model"} <= set(rec.totals)
+    assert set(rec.finished) == set(rec.totals)
+    for stage in ("decode", "cross-validation", "checks"):
+        assert rec.done[stage] == rec.totals[stage], stage
+    assert rec.totals["cross-validation"] == 2 * 2 * 2  # folds x rounds x epochs

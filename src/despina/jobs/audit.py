@@ -171,7 +171,19 @@ def audit(
         label_checks = [c for c in checks if isinstance(c, LabelCheck)]
         rounds = cfg.label_rounds if label_checks else 1
         with stage("cross_validation"):
-            progress.start("cross-validation", cfg.folds * rounds)
+            # One step per epoch; a fold that stops early (or ran in a worker process,
+            # which reports only when done) advances by the epochs it did not report.
+            progress.start("cross-validation", cfg.folds * rounds * cfg.train.epochs)
+            reported = [0]
+
+            def epoch_done(*_: float) -> None:
+                reported[0] += 1
+                progress.advance("cross-validation")
+
+            def fold_done(_: int) -> None:
+                progress.advance("cross-validation", cfg.train.epochs - reported[0])
+                reported[0] = 0
+
             exclude: np.ndarray | None = None
             for r in range(rounds):
                 cv = cross_validate(
@@ -183,8 +195,9 @@ def audit(
                     cfg.train,
                     cfg.seed + 1000 * r,
                     cfg.workers,
-                    on_fold=lambda k: progress.advance("cross-validation"),
+                    on_fold=fold_done,
                     exclude=exclude,
+                    on_epoch=epoch_done,
                 )
                 ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
                 round_probs.append(cv.pred_probs)

@@ -64,11 +64,12 @@ def _run_fold(
     train_config: TrainConfig,
     seed: int,
     threads: int | None,
+    on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if threads is not None:
         torch.set_num_threads(threads)
     model = train_classifier(
-        x[train_idx], y[train_idx], num_classes, model_config, train_config, seed
+        x[train_idx], y[train_idx], num_classes, model_config, train_config, seed, on_epoch
     )
     probs, emb = predict(model, x[test_idx])
     _, train_emb = predict(model, x[train_idx])
@@ -87,11 +88,14 @@ def cross_validate(
     workers: int = 1,
     on_fold: Callable[[int], None] | None = None,
     exclude: np.ndarray | None = None,
+    on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> CrossValResult:
     """Train ``folds`` CNNs, each predicting the fold it did not see.
 
     With ``workers`` > 1 the folds run in separate processes with one torch thread each
     (two single-threaded processes beat one two-threaded process on small CNNs).
+    ``on_epoch`` reports each training epoch, in the sequential case only; ``on_fold``
+    reports each finished fold.
     """
     smallest = int(np.bincount(y, minlength=num_classes)[np.unique(y)].min())
     if folds > smallest:
@@ -123,9 +127,10 @@ def cross_validate(
 
     if workers <= 1:
         for k, (tr, te) in enumerate(splits):
-            store(
-                k, _run_fold(x, y, tr, te, num_classes, model_config, train_config, seed + k, None)
+            out = _run_fold(
+                x, y, tr, te, num_classes, model_config, train_config, seed + k, None, on_epoch
             )
+            store(k, out)
     else:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         ctx = mp.get_context("spawn")
