@@ -33,6 +33,7 @@ def test_outputs_are_complete(digits_folder: Path, tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert {"counts", "health_score", "config", "timings", "versions"} <= set(summary)
     assert 0 <= summary["health_score"] <= 1
+    assert 0 <= summary["oof_accuracy"] <= 1
     html = (out / "report.html").read_text()
     assert "<html" in html and "http://" not in html.replace("http://www.w3.org", "")
     saved = load_model(out / "model")

@@ -96,11 +96,22 @@ def audit(
                 report = run_audit(source, out, cfg, root=root, progress=progress)
     except DespinaError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    table = Table(title=f"Audit of {report.summary['source']}", show_header=True)
+    console.print(f"[bold]Audit of[/] {report.summary['source']}", highlight=False)
+    accuracy = report.summary.get("oof_accuracy")
+    if accuracy is not None and accuracy < 0.7:
+        err.print(
+            f"[yellow]warning:[/] the cross-validated CNN agrees with only {accuracy:.0%} of "
+            "the given labels; label findings are unreliable. Train longer (--epochs), "
+            "use more images, or check that the labels mean what you think.",
+            highlight=False,
+        )
+    table = Table(show_header=True)
     table.add_column("finding")
     table.add_column("samples", justify="right")
     for k, v in report.counts.items():
         table.add_row(k.replace("_", " "), str(v))
+    if accuracy is not None:
+        table.add_row("out-of-fold CNN accuracy", f"{accuracy:.1%}")
     table.add_row("[bold]health score", f"[bold]{report.health:.1%}")
     console.print(table)
     console.print(f"report: {report.report_html}")

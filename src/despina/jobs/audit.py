@@ -259,6 +259,11 @@ def audit(
             for k, o in outcomes.items()
         },
         "config": cfg.model_dump(mode="json"),
+        # How well the out-of-fold CNN agrees with the given labels: a low value means the
+        # model is too weak (too few epochs or images) for its findings to be trusted.
+        "oof_accuracy": None
+        if ctx.pred_probs is None
+        else round(float((ctx.pred_probs.argmax(axis=1) == y_train).mean()), 4),
         "color_mode": pipeline.mode_,
         "image_size": size,
         "timings": timings,
