@@ -20,6 +20,6 @@ def test_invalid_values_are_refused(kw: dict[str, object]) -> None:
         AuditConfig(**kw)  # type: ignore[arg-type]
 
 
-def test_home_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+def test_home_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DESPINA_HOME", "/tmp/somewhere")
     assert str(default_home()) == "/tmp/somewhere"

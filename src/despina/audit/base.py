@@ -67,7 +67,6 @@ class AuditContext:
     #: row indices of its nearest *training* samples in the embedding space of the fold model
     #: that did not see it. Computed from ``embeddings`` when not given.
     oof_neighbors: tuple[np.ndarray, np.ndarray] | None = None
-    seed: int = 0
 
     @property
     def n(self) -> int:

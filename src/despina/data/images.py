@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from despina.core.errors import DataError
 
@@ -60,13 +59,3 @@ class ImageDataset:
             return sorted(names, key=lambda s: (float(s), s))
         except ValueError:
             return sorted(names)
-
-    def to_arrow(self) -> pa.Table:
-        """The manifest as an Arrow table (id, path, label)."""
-        return pa.table(
-            {
-                "id": [r.id for r in self.records],
-                "path": [r.path for r in self.records],
-                "label": self.labels,
-            }
-        )

@@ -39,8 +39,6 @@ from despina.training.trainer import train_classifier
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_NAMES = ("samples.csv", "summary.json", "report.html", "cleaned.csv", "model")
-
 
 def _prepare_out(out: Path, source: str) -> Path:
     out = out.expanduser().resolve()
@@ -137,8 +135,7 @@ def audit(
         )
     class_names = dataset.class_names
     cls_index = {c: i for i, c in enumerate(class_names)}
-    y_all = np.array([cls_index[r.label] for r in records])
-    y = y_all[valid]
+    y = np.array([cls_index[r.label] for r in records])[valid]
     present = np.unique(y)
     if len(present) < 2:
         raise DataError(
@@ -165,7 +162,6 @@ def audit(
         load_defects=scanned.load_defects,
         labels=y_train,
         image_stats=stats,
-        seed=cfg.seed,
     )
     if needs_model:
         label_checks = [c for c in checks if isinstance(c, LabelCheck)]
@@ -212,15 +208,14 @@ def audit(
     df = build_samples(ctx, [r.path for r in records], outcomes)
 
     with stage("final_model"):
+        # The final model learns the cleaned manifest: its rows, with their new labels.
         cleaned = cleaned_manifest(df, cfg.drop_label_issues)
-        keep = df["id"].isin(cleaned["id"]).to_numpy()[valid]
         new_label = dict(zip(cleaned["id"], cleaned["label"], strict=True))
-        ids_valid = np.array(ctx.ids)[valid]
+        train_index = {name: i for i, name in enumerate(train_names)}
         y_final = np.array(
-            [cls_index[new_label[i]] if k else -1 for i, k in zip(ids_valid, keep, strict=True)]
+            [train_index.get(new_label.get(i, ""), -1) for i in np.array(ctx.ids)[valid]]
         )
-        y_final = np.array([remap.get(int(v), -1) for v in y_final])
-        keep &= y_final >= 0
+        keep = y_final >= 0
         progress.start("final model", cfg.train.epochs)
         model = train_classifier(
             x[keep],

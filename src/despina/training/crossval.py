@@ -14,7 +14,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from despina.core.config import ModelConfig, TrainConfig
 from despina.core.errors import DataError
-from despina.training.trainer import predict, train_classifier
+from despina.training.trainer import EpochCallback, predict, train_classifier
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _run_fold(
     train_config: TrainConfig,
     seed: int,
     threads: int | None,
-    on_epoch: Callable[[int, float, float], None] | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if threads is not None:
         torch.set_num_threads(threads)
@@ -88,7 +88,7 @@ def cross_validate(
     workers: int = 1,
     on_fold: Callable[[int], None] | None = None,
     exclude: np.ndarray | None = None,
-    on_epoch: Callable[[int, float, float], None] | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> CrossValResult:
     """Train ``folds`` CNNs, each predicting the fold it did not see.
 

@@ -18,18 +18,6 @@ from typing import ClassVar
 import numpy as np
 
 from despina.audit.base import AuditContext, Check, CheckResult, robust_z, sigmoid
-from despina.data.decode import LOAD_DEFECTS
-
-DEFECTS = (
-    "blurry",
-    "dark",
-    "overexposed",
-    "low_information",
-    "grayscale",
-    "odd_size",
-    "odd_aspect_ratio",
-    *LOAD_DEFECTS,
-)
 
 
 def _both(z_margin: np.ndarray, abs_margin: np.ndarray) -> np.ndarray:
@@ -103,11 +91,10 @@ class DefectCheck(Check):
             else:
                 per_row.append([k for k, v in zip(names, stacked[i], strict=True) if v < 0])
         flags = np.array([bool(d) for d in per_row], dtype=bool)
-        counts = {d: sum(d in r for r in per_row) for d in DEFECTS}
         return CheckResult(
             name=self.name,
             scores=scores.astype(np.float64),
             flags=flags,
             score=float(1.0 - flags.mean()) if ctx.n else 1.0,
-            details={"defects": per_row, "counts": counts},
+            details={"defects": per_row},
         )
