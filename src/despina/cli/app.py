@@ -11,17 +11,24 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from despina.cli.control import cluster_app, group_app, server_app, task_app
 from despina.cli.progress import RichProgress
 from despina.core.config import AuditConfig, ModelConfig, TrainConfig
 from despina.core.errors import DespinaError
 
 app = typer.Typer(
     name="despina",
-    help="Deep-learning data quality: audit image datasets with a CNN.",
+    help="Deep-learning data quality: audit image datasets with a CNN, and run work as "
+    "task groups on local or Ray clusters.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(server_app, name="server")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(group_app, name="group")
+app.add_typer(task_app, name="task")
 console = Console()
 err = Console(stderr=True)
 

@@ -8,8 +8,13 @@ built-in exception a Python user would expect, so ``except ValueError`` keeps wo
     ├── DataError(DespinaError, ValueError)        a dataset that cannot be audited
     │   └── PathEscapeError(DataError)             a path outside the allowed root
     ├── NotFoundError(DespinaError, LookupError)   a file, dataset, check or model that is not there
+    ├── ConflictError(DespinaError, ValueError)    a name already taken, a resource in use
+    ├── StateError(DespinaError, ValueError)       an illegal task state change
     ├── ModelError(DespinaError, RuntimeError)     a saved model that cannot be loaded
-    └── CheckError(DespinaError, RuntimeError)     a check that failed while running
+    ├── CheckError(DespinaError, RuntimeError)     a check that failed while running
+    └── TaskError(DespinaError, RuntimeError)      a task's own code failed (recorded on the task)
+
+``exit_code`` is what the CLI exits with; ``http_status`` what the API answers.
 
 Findings in the data (a mislabeled image, a blurry photo) are results, never exceptions.
 Messages say what went wrong and what to do about it.
@@ -22,28 +27,48 @@ class DespinaError(Exception):
     """Base class of every error Despina raises on purpose."""
 
     exit_code: int = 1
+    http_status: int = 500
 
 
 class ConfigError(DespinaError, ValueError):
     """An option or configuration value is invalid."""
 
     exit_code = 2
+    http_status = 422
 
 
 class DataError(DespinaError, ValueError):
     """The dataset cannot be audited as given (empty, one class, bad manifest...)."""
 
     exit_code = 3
+    http_status = 422
 
 
 class PathEscapeError(DataError):
     """A path resolves outside the folder it is confined to."""
+
+    http_status = 403
 
 
 class NotFoundError(DespinaError, LookupError):
     """A file, dataset, check or model that was asked for does not exist."""
 
     exit_code = 4
+    http_status = 404
+
+
+class ConflictError(DespinaError, ValueError):
+    """A name is already taken, or something still uses what is being removed."""
+
+    exit_code = 6
+    http_status = 409
+
+
+class StateError(DespinaError, ValueError):
+    """A task or group cannot make the state change asked for."""
+
+    exit_code = 7
+    http_status = 409
 
 
 class ModelError(DespinaError, RuntimeError):
@@ -54,3 +79,9 @@ class ModelError(DespinaError, RuntimeError):
 
 class CheckError(DespinaError, RuntimeError):
     """A quality check failed while running (recorded in the report, not raised by audits)."""
+
+
+class TaskError(DespinaError, RuntimeError):
+    """A task's own code (a job or a user script) failed; recorded on the task."""
+
+    exit_code = 8

@@ -97,7 +97,13 @@ def decode_image(record: ImageRecord, max_pixels: int = 64_000_000) -> Decoded:
     if record.missing:
         return Decoded(None, "missing", f"file not found: {record.path}")
     try:
-        data = Path(record.path).read_bytes()
+        if "://" in record.path:  # an fsspec URI (s3://...): read through fsspec
+            import fsspec
+
+            with fsspec.open(record.path, "rb") as fh:
+                data = fh.read()
+        else:
+            data = Path(record.path).read_bytes()
     except FileNotFoundError:
         return Decoded(None, "missing", f"file not found: {record.path}")
     except OSError as exc:

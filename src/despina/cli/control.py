@@ -1,0 +1,470 @@
+"""``despina server|cluster|group|task``: the control plane from the command line.
+
+Every command works on the embedded store (``DESPINA_HOME``) or, with ``--server URL``
+(or ``DESPINA_SERVER``), through a running ``despina server start``. Errors print one line
+and exit non-zero (the code of the error class, see ``despina.core.errors``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from despina.control.client import HttpControlClient
+from despina.control.models import ClusterSpec, GroupSpec, Resources, Task
+from despina.control.plane import ControlPlane
+from despina.core.errors import ConfigError, DespinaError
+
+console = Console()
+err = Console(stderr=True)
+
+server_app = typer.Typer(
+    help="Run the control-plane server (REST API + scheduler).", no_args_is_help=True
+)
+cluster_app = typer.Typer(
+    help="Clusters: where tasks run (local processes or Ray).", no_args_is_help=True
+)
+config_app = typer.Typer(help="Write Ray cluster-launcher configs.", no_args_is_help=True)
+group_app = typer.Typer(
+    help="Task groups: what to run, on which data, in how many partitions.", no_args_is_help=True
+)
+task_app = typer.Typer(help="Tasks: one partition of a group each.", no_args_is_help=True)
+cluster_app.add_typer(config_app, name="config")
+
+Server = Annotated[
+    str | None,
+    typer.Option("--server", envvar="DESPINA_SERVER", help="server URL (default: local store)"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handled(fn: F) -> F:
+    """Turn Despina and validation errors into one line on stderr and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DespinaError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "value"
+            err.print(f"[bold red]error:[/] invalid {where}: {first['msg']}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _client(server: str | None) -> Any:
+    return HttpControlClient(server) if server else ControlPlane()
+
+
+def _json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+# ---- server ---------------------------------------------------------------------------
+@server_app.command("start")
+@handled
+def server_start(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8600,
+) -> None:
+    """Serve the REST API and run the scheduler until interrupted."""
+    import uvicorn
+
+    from despina.serving.api import create_app
+
+    plane = ControlPlane()
+    err.print(f"Despina server on http://{host}:{port} (store: {plane.settings.database_url})")
+    uvicorn.run(create_app(plane), host=host, port=port, log_level="warning")
+
+
+# ---- clusters -------------------------------------------------------------------------
+@cluster_app.command("create")
+@handled
+def cluster_create(
+    name: str,
+    backend: Annotated[str, typer.Option(help="local or ray")] = "local",
+    workers: Annotated[int, typer.Option(help="tasks at the same time")] = 2,
+    address: Annotated[str | None, typer.Option(help="Ray head address, or auto")] = None,
+    cpus: Annotated[float, typer.Option(help="CPU cores of the cluster")] = 2.0,
+    memory_gb: Annotated[float | None, typer.Option(help="memory in GiB")] = None,
+    gpus: Annotated[float, typer.Option(help="GPUs")] = 0.0,
+    server: Server = None,
+) -> None:
+    """Register a cluster."""
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"--backend must be local or ray, not {backend!r}")
+    spec = ClusterSpec(
+        name=name,
+        backend=backend,
+        address=address,
+        workers=workers,
+        resources=Resources(cpus=cpus, memory_gb=memory_gb, gpus=gpus),
+    )
+    c = _client(server).create_cluster(spec)
+    console.print(f"cluster {c.name} ({c.backend}, {c.workers} workers) created")
+
+
+@cluster_app.command("ls")
+@handled
+def cluster_ls(as_json: AsJson = False, server: Server = None) -> None:
+    """List clusters."""
+    clusters = _client(server).list_clusters()
+    if as_json:
+        _json([c.model_dump(mode="json") for c in clusters])
+        return
+    table = Table("name", "backend", "address", "workers", "cpus")
+    for c in clusters:
+        table.add_row(c.name, c.backend, c.address or "", str(c.workers), f"{c.resources.cpus:g}")
+    console.print(table)
+
+
+@cluster_app.command("rm")
+@handled
+def cluster_rm(name: str, server: Server = None) -> None:
+    """Remove a cluster that no task group uses."""
+    _client(server).delete_cluster(name)
+    console.print(f"cluster {name} removed")
+
+
+@config_app.command("aws")
+@handled
+def cluster_config_aws(
+    name: Annotated[str, typer.Option("--name", help="cluster name")] = "despina",
+    instance_type: Annotated[str, typer.Option(help="EC2 instance type")] = "m5.xlarge",
+    min_workers: Annotated[int, typer.Option(help="workers kept up")] = 0,
+    max_workers: Annotated[int, typer.Option(help="workers at most")] = 8,
+    region: Annotated[str, typer.Option(help="AWS region")] = "us-east-1",
+    subnet_id: Annotated[str | None, typer.Option(help="subnet for the nodes")] = None,
+    security_group_id: Annotated[str | None, typer.Option(help="security group")] = None,
+    image_id: Annotated[str | None, typer.Option(help="AMI (default: Ray's)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="file (default: stdout)")] = None,
+) -> None:
+    """Write a Ray cluster-launcher YAML for AWS (use it with 'ray up FILE')."""
+    from despina.control.launcher import AwsClusterConfig, aws_config
+
+    cfg = aws_config(
+        AwsClusterConfig(
+            cluster_name=name,
+            instance_type=instance_type,
+            min_workers=min_workers,
+            max_workers=max_workers,
+            region=region,
+            subnet_id=subnet_id,
+            security_group_id=security_group_id,
+            image_id=image_id,
+        )
+    )
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text)
+        err.print(f"wrote {out}; launch it with: ray up {out}")
+
+
+# ---- groups ---------------------------------------------------------------------------
+def _read_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of options")
+    return data
+
+
+def _parse_env(pairs: list[str] | None) -> dict[str, str]:
+    env = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env takes KEY=VALUE, not {pair!r}")
+        env[key] = value
+    return env
+
+
+@group_app.command("create")
+@handled
+def group_create(
+    name: str,
+    cluster: Annotated[str, typer.Option(help="cluster to run on")],
+    source: Annotated[str, typer.Option(help="folder, file, fashion-mnist:DIR or s3://...")],
+    job: Annotated[str | None, typer.Option(help="preprocess, audit, train or predict")] = None,
+    config: Annotated[Path | None, typer.Option(help="the job's YAML/JSON config")] = None,
+    script: Annotated[Path | None, typer.Option(help="a .py defining process() or main()")] = None,
+    partitions: Annotated[int, typer.Option(help="tasks to split the source into")] = 1,
+    cpus: Annotated[float, typer.Option(help="CPUs per task")] = 1.0,
+    memory_gb: Annotated[float | None, typer.Option(help="memory per task, GiB")] = None,
+    gpus: Annotated[float, typer.Option(help="GPUs per task")] = 0.0,
+    max_retries: Annotated[int, typer.Option(help="retries of a failed task")] = 2,
+    timeout: Annotated[float | None, typer.Option(help="seconds before a task is killed")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable")] = None,
+    server: Server = None,
+) -> None:
+    """Define a task group (nothing runs until 'despina group start')."""
+    spec = GroupSpec(
+        name=name,
+        cluster=cluster,
+        source=source,
+        job=job,
+        script=str(script.expanduser().resolve()) if script else None,
+        config=_read_config(config),
+        env=_parse_env(env),
+        partitions=partitions,
+        resources=Resources(cpus=cpus, memory_gb=memory_gb, gpus=gpus),
+        max_retries=max_retries,
+        timeout_s=timeout,
+    )
+    g = _client(server).create_group(spec)
+    console.print(f"group {g.name} created on {g.cluster}; output: {g.output}")
+
+
+@group_app.command("start")
+@handled
+def group_start(
+    name: str,
+    wait: Annotated[bool, typer.Option(help="run here until every task ends")] = False,
+    server: Server = None,
+) -> None:
+    """Split the source into partitions and start one task each."""
+    client = _client(server)
+    if wait and server is None:
+        tasks = client.start_group(name, wait=True)
+        group_status(name, as_json=False, server=None)
+        if any(t.state.value != "SUCCEEDED" for t in tasks):
+            raise typer.Exit(1)
+        return
+    tasks = client.start_group(name)
+    if server is None:
+        pid = client.spawn_runner([name])
+        console.print(f"group {name}: {len(tasks)} task(s) started (runner pid {pid})")
+    else:
+        console.print(f"group {name}: {len(tasks)} task(s) started on the server")
+    console.print(f"follow them with: despina task watch --group {name}")
+
+
+@group_app.command("status")
+@handled
+def group_status(name: str, as_json: AsJson = False, server: Server = None) -> None:
+    """The group's state, task counts, throughput and output location."""
+    st = _client(server).group_status(name)
+    if as_json:
+        _json(st.model_dump(mode="json"))
+        return
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in st.counts.items() if v)
+    rate = f"{st.items_per_second:,.0f} items/s" if st.items_per_second else "-"
+    console.print(
+        f"[bold]{st.name}[/] on {st.cluster}: [bold]{st.state}[/] ({counts or 'no tasks'}); "
+        f"{st.done:,}/{st.total if st.total is not None else '?'} items, {rate}; "
+        f"output {st.output}",
+        highlight=False,
+    )
+
+
+@group_app.command("ls")
+@handled
+def group_ls(as_json: AsJson = False, server: Server = None) -> None:
+    """List task groups."""
+    client = _client(server)
+    groups = client.list_groups()
+    if as_json:
+        _json([g.model_dump(mode="json") for g in groups])
+        return
+    table = Table("name", "cluster", "what", "source", "partitions", "state")
+    for g in groups:
+        state = client.group_status(g.name).state
+        table.add_row(
+            g.name,
+            g.cluster,
+            g.job or Path(g.script or "").name,
+            g.source,
+            str(g.partitions),
+            state,
+        )
+    console.print(table)
+
+
+@group_app.command("rm")
+@handled
+def group_rm(name: str, server: Server = None) -> None:
+    """Remove a group and its tasks (its output files stay)."""
+    _client(server).delete_group(name)
+    console.print(f"group {name} removed")
+
+
+@group_app.command("result")
+@handled
+def group_result(
+    name: str,
+    head: Annotated[int, typer.Option(help="rows to show")] = 5,
+) -> None:
+    """Read the group's merged Parquet rows (local store only) and show the first ones."""
+    table = ControlPlane().group_result(name)
+    console.print(f"{table.num_rows:,} rows; columns: {', '.join(table.column_names)}")
+    out = Table(*table.column_names)
+    for row in table.slice(0, head).to_pylist():
+        out.add_row(
+            *(f"[{len(v)} values]" if isinstance(v, list) else str(v) for v in row.values())
+        )
+    console.print(out)
+
+
+# ---- tasks ----------------------------------------------------------------------------
+def _task_row(t: Task) -> list[Any]:
+    total = t.total
+    bar: Any = ProgressBar(total=total or 1, completed=t.done if total else 0, width=20)
+    dur = t.duration_s
+    return [
+        str(t.id),
+        t.group,
+        str(t.partition),
+        _styled(t.state.value),
+        str(t.attempt),
+        bar,
+        f"{t.done:,}/{total:,}" if total is not None else f"{t.done:,}",
+        f"{dur:.1f}s" if dur is not None else "",
+        (t.exit_reason or "")[:60],
+    ]
+
+
+def _styled(state: str) -> str:
+    color = {
+        "SUCCEEDED": "green",
+        "FAILED": "red",
+        "CANCELLED": "yellow",
+        "RUNNING": "cyan",
+        "RETRYING": "magenta",
+    }.get(state, "white")
+    return f"[{color}]{state}[/]"
+
+
+@task_app.command("ls")
+@handled
+def task_ls(
+    group: Annotated[str | None, typer.Option(help="only this group")] = None,
+    state: Annotated[str | None, typer.Option(help="only this state")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many")] = None,
+    as_json: AsJson = False,
+    server: Server = None,
+) -> None:
+    """List tasks."""
+    tasks = _client(server).list_tasks(group, state, limit)
+    if as_json:
+        _json([t.model_dump(mode="json") for t in tasks])
+        return
+    table = Table("id", "group", "part", "state", "try", "progress", "items", "time", "reason")
+    for t in tasks:
+        table.add_row(*_task_row(t))
+    console.print(table)
+
+
+@task_app.command("show")
+@handled
+def task_show(task_id: int, as_json: AsJson = False, server: Server = None) -> None:
+    """One task: its fields and its state history."""
+    client = _client(server)
+    t = client.get_task(task_id)
+    events = client.task_events(task_id)
+    if as_json:
+        _json({"task": t.model_dump(mode="json"), "events": events})
+        return
+    for key, value in t.model_dump().items():
+        console.print(f"[bold]{key}[/]: {value}", highlight=False)
+    console.print("[bold]history[/]:")
+    for e in events:
+        reason = f" ({e['reason']})" if e["reason"] else ""
+        console.print(f"  {e['at']}  attempt {e['attempt']}: {e['from']} → {e['to']}{reason}")
+
+
+@task_app.command("logs")
+@handled
+def task_logs(
+    task_id: int,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="until the task ends")] = False,
+    server: Server = None,
+) -> None:
+    """Print a task's log (stdout, stderr and logging of every attempt)."""
+    client = _client(server)
+    if follow:
+        for chunk in client.follow_logs(task_id):
+            typer.echo(chunk, nl=False)
+        return
+    text, _ = client.task_logs(task_id)
+    typer.echo(text, nl=False)
+
+
+@task_app.command("cancel")
+@handled
+def task_cancel(task_id: int, server: Server = None) -> None:
+    """Cancel a task (a running one is stopped)."""
+    t = _client(server).cancel_task(task_id)
+    console.print(f"task {t.id}: {t.state.value}{' (stopping)' if t.cancel_requested else ''}")
+
+
+@task_app.command("retry")
+@handled
+def task_retry(task_id: int, server: Server = None) -> None:
+    """Run a FAILED or CANCELLED task again, as a new attempt."""
+    client = _client(server)
+    t = client.retry_task(task_id)
+    if server is None:
+        client.spawn_runner([t.group])
+    console.print(f"task {t.id}: {t.state.value}, attempt {t.attempt}")
+
+
+def _watch_table(client: Any, group: str | None) -> tuple[Table, bool]:
+    tasks = client.list_tasks(group)
+    table = Table("id", "group", "part", "state", "try", "progress", "items", "time", "reason")
+    for t in tasks:
+        table.add_row(*_task_row(t))
+    groups = sorted({t.group for t in tasks})
+    captions = []
+    for g in groups:
+        st = client.group_status(g)
+        rate = f"{st.items_per_second:,.0f} items/s" if st.items_per_second else "-"
+        eta = f", ETA {st.eta_s:.0f}s" if st.eta_s is not None else ""
+        captions.append(f"{g}: {st.state}, {st.done:,}/{st.total or '?'} items, {rate}{eta}")
+    table.caption = "\n".join(captions)
+    finished = bool(tasks) and all(t.state.terminal for t in tasks)
+    return table, finished
+
+
+@task_app.command("watch")
+@handled
+def task_watch(
+    group: Annotated[str | None, typer.Option(help="only this group")] = None,
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
+    server: Server = None,
+) -> None:
+    """A live table of tasks with progress bars, throughput and ETA; ends when all end."""
+    client = _client(server)
+    table, finished = _watch_table(client, group)
+    with Live(table, console=console, refresh_per_second=4) as live:
+        while not finished:
+            time.sleep(interval)
+            table, finished = _watch_table(client, group)
+            live.update(table)

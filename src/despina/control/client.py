@@ -1,0 +1,138 @@
+"""A client of the REST API with the same methods as :class:`ControlPlane`, so the CLI (or
+a script) works the same against a server or the embedded store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from despina.control.models import Cluster, ClusterSpec, GroupSpec, GroupStatus, Task, TaskGroup
+from despina.core.errors import (
+    ConfigError,
+    ConflictError,
+    DespinaError,
+    NotFoundError,
+    PathEscapeError,
+    StateError,
+)
+
+_BY_NAME: dict[str, type[DespinaError]] = {
+    "NotFoundError": NotFoundError,
+    "ConflictError": ConflictError,
+    "StateError": StateError,
+    "PathEscapeError": PathEscapeError,
+    "ConfigError": ConfigError,
+}
+
+
+class HttpControlClient:
+    """Talks to ``despina server start`` at ``base_url``."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise DespinaError(
+                f"cannot reach the Despina server at {self.base_url}: {exc}; start it with "
+                "'despina server start' or drop --server to use the local store"
+            ) from None
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {"detail": resp.text}
+            cls = _BY_NAME.get(str(body.get("error")), DespinaError)
+            if cls is DespinaError and resp.status_code == 422:
+                cls = ConfigError
+            raise cls(str(body.get("detail", resp.text)))
+        return (
+            resp.json()
+            if resp.content and resp.headers.get("content-type", "").startswith("application/json")
+            else resp
+        )
+
+    # ---- clusters -------------------------------------------------------------------
+    def create_cluster(self, spec: ClusterSpec) -> Cluster:
+        return Cluster(**self._call("POST", "/v1/clusters", json=spec.model_dump(mode="json")))
+
+    def list_clusters(self) -> list[Cluster]:
+        return [Cluster(**c) for c in self._call("GET", "/v1/clusters")]
+
+    def get_cluster(self, name: str) -> Cluster:
+        return Cluster(**self._call("GET", f"/v1/clusters/{name}"))
+
+    def delete_cluster(self, name: str) -> None:
+        self._call("DELETE", f"/v1/clusters/{name}")
+
+    # ---- groups ---------------------------------------------------------------------
+    def create_group(self, spec: GroupSpec) -> TaskGroup:
+        return TaskGroup(**self._call("POST", "/v1/groups", json=spec.model_dump(mode="json")))
+
+    def get_group(self, name: str) -> TaskGroup:
+        return TaskGroup(**self._call("GET", f"/v1/groups/{name}"))
+
+    def list_groups(self, cluster: str | None = None) -> list[TaskGroup]:
+        params = {"cluster": cluster} if cluster else {}
+        return [TaskGroup(**g) for g in self._call("GET", "/v1/groups", params=params)]
+
+    def delete_group(self, name: str) -> None:
+        self._call("DELETE", f"/v1/groups/{name}")
+
+    def start_group(self, name: str) -> list[Task]:
+        return [Task(**t) for t in self._call("POST", f"/v1/groups/{name}/start")]
+
+    def group_status(self, name: str) -> GroupStatus:
+        return GroupStatus(**self._call("GET", f"/v1/groups/{name}/status"))
+
+    # ---- tasks ----------------------------------------------------------------------
+    def list_tasks(
+        self,
+        group: str | None = None,
+        state: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Task]:
+        out: list[Task] = []
+        page = min(limit or 1000, 1000)
+        while True:
+            params: dict[str, Any] = {"limit": page, "offset": offset + len(out)}
+            if group:
+                params["group"] = group
+            if state:
+                params["state"] = state
+            items = self._call("GET", "/v1/tasks", params=params)["items"]
+            out += [Task(**t) for t in items]
+            if len(items) < page or (limit is not None and len(out) >= limit):
+                return out[:limit] if limit is not None else out
+
+    def get_task(self, task_id: int) -> Task:
+        return Task(**self._call("GET", f"/v1/tasks/{task_id}")["task"])
+
+    def task_events(self, task_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/v1/tasks/{task_id}")["events"])
+
+    def cancel_task(self, task_id: int) -> Task:
+        return Task(**self._call("POST", f"/v1/tasks/{task_id}/cancel"))
+
+    def retry_task(self, task_id: int) -> Task:
+        return Task(**self._call("POST", f"/v1/tasks/{task_id}/retry"))
+
+    def task_logs(self, task_id: int, offset: int = 0) -> tuple[str, int]:
+        resp = self._call("GET", f"/v1/tasks/{task_id}/logs", params={"offset": offset})
+        return resp.text, int(resp.headers.get("X-Log-Offset", offset))
+
+    def follow_logs(self, task_id: int) -> Iterator[str]:
+        self.get_task(task_id)
+        with self._http.stream(
+            "GET", f"/v1/tasks/{task_id}/logs", params={"follow": "true"}, timeout=None
+        ) as resp:
+            yield from resp.iter_text()

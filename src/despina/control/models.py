@@ -1,0 +1,141 @@
+"""What the control plane stores, as frozen snapshots: clusters, task groups and tasks.
+
+``*Spec`` objects are what a user asks for (validated with clear messages); the others
+are read back from the store and never change in place: a new state is a new snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from despina.control.states import TaskState
+from despina.core.config import FrozenModel
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+BUILTIN_JOBS = ("preprocess", "audit", "train", "predict")
+
+
+def _check_name(value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise ValueError(
+            "names are 1-63 lowercase letters, digits, '.', '_' or '-', starting with a "
+            f"letter or digit; got {value!r}"
+        )
+    return value
+
+
+class Resources(FrozenModel):
+    """What one task (or a whole cluster) may use."""
+
+    cpus: float = Field(1.0, gt=0, le=1024, description="CPU cores")
+    memory_gb: float | None = Field(None, gt=0, le=65536, description="memory in GiB")
+    gpus: float = Field(0.0, ge=0, le=64)
+
+
+class ClusterSpec(FrozenModel):
+    """Where work runs: a pool of local worker processes, or a Ray cluster."""
+
+    name: str
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        None, description="Ray only: the head's address, or 'auto' to start a local Ray head"
+    )
+    workers: int = Field(2, ge=1, le=1024, description="tasks that run at the same time")
+    resources: Resources = Resources(cpus=2.0)
+
+    _name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _address_for_ray(self) -> ClusterSpec:
+        if self.backend == "local" and self.address:
+            raise ValueError("--address is for ray clusters; a local cluster has none")
+        return self
+
+
+class Cluster(ClusterSpec):
+    id: int
+    created_at: datetime
+
+
+class GroupSpec(FrozenModel):
+    """What to run: a built-in job or a user script, over a data source, in partitions."""
+
+    name: str
+    cluster: str
+    source: str = Field(description="a local folder or file, fashion-mnist:DIR, or an fsspec URI")
+    job: Literal["preprocess", "audit", "train", "predict"] | None = None
+    script: str | None = Field(None, description="a Python file defining process() or main()")
+    config: dict[str, Any] = Field(default_factory=dict, description="the job's configuration")
+    env: dict[str, str] = Field(default_factory=dict)
+    partitions: int = Field(1, ge=1, le=100_000)
+    resources: Resources = Resources()
+    max_retries: int = Field(2, ge=0, le=100)
+    timeout_s: float | None = Field(None, gt=0, description="kill and fail a task after this")
+
+    _name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _job_or_script(self) -> GroupSpec:
+        if (self.job is None) == (self.script is None):
+            raise ValueError(
+                "give exactly one of --job (preprocess|audit|train|predict) or --script FILE"
+            )
+        bad = [k for k in self.env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+        if bad:
+            raise ValueError(f"environment variable names must be identifiers: {bad}")
+        return self
+
+
+class TaskGroup(GroupSpec):
+    id: int
+    output: str
+    created_at: datetime
+    started_at: datetime | None = None
+
+
+class Task(FrozenModel):
+    """One attempt-tracked run of one partition of a group."""
+
+    id: int
+    group: str
+    partition: int
+    state: TaskState
+    attempt: int
+    done: int = 0
+    total: int | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    not_before: datetime | None = None
+    exit_reason: str | None = None
+    log_path: str
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    outputs: list[str] = Field(default_factory=list)
+    cancel_requested: bool = False
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at or datetime.now(self.started_at.tzinfo)
+        return (end - self.started_at).total_seconds()
+
+
+class GroupStatus(FrozenModel):
+    """``despina group status --json``: the group's state, task counts and output."""
+
+    name: str
+    cluster: str
+    state: str
+    counts: dict[str, int]
+    output: str
+    done: int
+    total: int | None
+    items_per_second: float | None
+    eta_s: float | None
+    started_at: datetime | None

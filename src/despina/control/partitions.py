@@ -1,0 +1,209 @@
+"""Split a task group's data source into partitions, and read one partition back.
+
+A partition is stored on its task as plain JSON, so a re-run reads exactly the same items:
+
+- ``{"kind": "files", "paths": [...], "root": DIR}``: a slice of a folder's sorted files;
+- ``{"kind": "rows", "start": a, "stop": b}``: a row range of a table file or of a
+  built-in image set (``fashion-mnist:DIR``, ``builtin:digits``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from despina.core.errors import DataError, NotFoundError, PathEscapeError
+from despina.data.images import ImageRecord
+from despina.data.sources import FASHION_MNIST_CLASSES, digits_arrays, fashion_mnist_arrays
+
+TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+
+
+def is_remote(source: str) -> bool:
+    return "://" in source and not source.startswith("file://")
+
+
+def local_path(source: str) -> Path:
+    return Path(source.removeprefix("file://")).expanduser()
+
+
+def check_source(source: str, allowed_roots: tuple[Path, ...]) -> None:
+    """Refuse a local source outside the allowed roots, or one that does not exist."""
+    if source.startswith("builtin:"):
+        return
+    if source.startswith("fashion-mnist:"):
+        path = Path(source.removeprefix("fashion-mnist:").partition("?")[0]).expanduser()
+    elif is_remote(source):
+        return
+    else:
+        path = local_path(source)
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(root) for root in allowed_roots):
+        roots = ", ".join(str(r) for r in allowed_roots)
+        raise PathEscapeError(
+            f"data source {resolved} is outside the allowed roots ({roots}); move the data "
+            "there or add its folder to DESPINA_ALLOWED_ROOTS"
+        )
+    if not resolved.exists():
+        raise NotFoundError(f"data source {resolved} does not exist")
+
+
+def _fashion(source: str) -> tuple[Path, str]:
+    folder, _, query = source.removeprefix("fashion-mnist:").partition("?")
+    split = {k: v[-1] for k, v in parse_qs(query).items()}.get("split", "train")
+    return Path(folder).expanduser(), split
+
+
+def _image_arrays(source: str) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """Pixels, label indices, class names and id prefix of a built-in image source."""
+    if source == "builtin:digits":
+        images, labels = digits_arrays()
+        return images, labels, [str(i) for i in range(10)], "digits"
+    if source.startswith("fashion-mnist:"):
+        folder, split = _fashion(source)
+        if split == "all":
+            a, la = fashion_mnist_arrays(folder, "train")
+            b, lb = fashion_mnist_arrays(folder, "test")
+            return (
+                np.concatenate([a, b]),
+                np.concatenate([la, lb]),
+                list(FASHION_MNIST_CLASSES),
+                "all",
+            )
+        images, labels = fashion_mnist_arrays(folder, split)
+        return images, labels, list(FASHION_MNIST_CLASSES), split
+    raise NotFoundError(
+        f"unknown built-in source {source!r}; known: builtin:digits, fashion-mnist:DIR"
+    )
+
+
+def _list_files(source: str) -> tuple[list[str], str]:
+    if is_remote(source):
+        try:
+            import fsspec
+        except ImportError as exc:  # pragma: no cover - fsspec is a dependency
+            raise DataError(f"reading {source} needs fsspec: {exc}") from exc
+        try:
+            fs, root = fsspec.core.url_to_fs(source)
+            protocol = source.split("://", 1)[0]
+            files = sorted(f"{protocol}://{p}" for p in fs.find(root))
+        except ImportError as exc:
+            raise DataError(
+                f"reading {source} needs the filesystem package for its scheme: {exc} "
+                "(for s3:// install despina[s3])"
+            ) from exc
+        return files, source
+    root = local_path(source).resolve()
+    files = sorted(
+        str(p)
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    return files, str(root)
+
+
+def _table_rows(path: Path) -> int:
+    if path.suffix.lower() == ".csv":
+        import pyarrow.csv as pacsv
+
+        return pacsv.read_csv(path).num_rows
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def plan(source: str, partitions: int) -> list[dict[str, Any]]:
+    """Cut the source into at most ``partitions`` contiguous, non-empty pieces."""
+    if source.startswith(("builtin:", "fashion-mnist:")):
+        n = len(_image_arrays(source)[1])
+        return _ranges(n, partitions, source)
+    path = local_path(source)
+    if not is_remote(source) and path.is_file():
+        if path.suffix.lower() in TABLE_SUFFIXES:
+            return _ranges(_table_rows(path), partitions, source)
+        return [
+            {
+                "kind": "files",
+                "paths": [str(path.resolve())],
+                "root": str(path.parent.resolve()),
+                "total": 1,
+            }
+        ]
+    files, root = _list_files(source)
+    if not files:
+        raise DataError(f"data source {source} holds no files; nothing to run")
+    k = min(partitions, len(files))
+    cuts = np.linspace(0, len(files), k + 1).round().astype(int)
+    return [
+        {"kind": "files", "paths": files[a:b], "root": root, "total": int(b - a)}
+        for a, b in itertools.pairwise(cuts)
+    ]
+
+
+def _ranges(n: int, partitions: int, source: str) -> list[dict[str, Any]]:
+    if n == 0:
+        raise DataError(f"data source {source} has no rows; nothing to run")
+    k = min(partitions, n)
+    cuts = np.linspace(0, n, k + 1).round().astype(int)
+    return [
+        {"kind": "rows", "start": int(a), "stop": int(b), "total": int(b - a)}
+        for a, b in itertools.pairwise(cuts)
+    ]
+
+
+def records_for(source: str, spec: dict[str, Any]) -> list[ImageRecord]:
+    """The partition as image records (id, path or pixels, label)."""
+    if spec["kind"] == "files":
+        root = spec["root"]
+        out = []
+        for p in spec["paths"]:
+            rel = os.path.relpath(p, root) if not is_remote(p) else p[len(root) :].lstrip("/")
+            parent = Path(rel).parent.name
+            out.append(ImageRecord(id=Path(rel).as_posix(), path=p, label=parent))
+        return out
+    images, labels, names, prefix = _image_arrays(source)
+    a, b = spec["start"], spec["stop"]
+    return [
+        ImageRecord(
+            id=f"{prefix}/{i:05d}",
+            path=f"{source}#{i}",
+            label=names[int(labels[i])],
+            array=images[i],
+        )
+        for i in range(a, b)
+    ]
+
+
+def load_batch(source: str, spec: dict[str, Any]) -> Any:
+    """What a script's ``process(batch, context)`` receives for this partition.
+
+    Files: the list of paths. A table file: a pandas DataFrame of its rows. A built-in image
+    set: a DataFrame with ``id``, ``label`` and ``image`` (uint8 arrays).
+    """
+    if spec["kind"] == "files":
+        return list(spec["paths"])
+    if source.startswith(("builtin:", "fashion-mnist:")):
+        import pandas as pd
+
+        recs = records_for(source, spec)
+        return pd.DataFrame(
+            {
+                "id": [r.id for r in recs],
+                "label": [r.label for r in recs],
+                "image": [r.array for r in recs],
+            }
+        )
+    path = local_path(source)
+    a, b = spec["start"], spec["stop"]
+    if path.suffix.lower() == ".csv":
+        import pyarrow.csv as pacsv
+
+        return pacsv.read_csv(path).slice(a, b - a).to_pandas()
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).slice(a, b - a).to_pandas()

@@ -1,0 +1,238 @@
+"""The Python API of the control plane: clusters, task groups and tasks, by name.
+
+>>> plane = ControlPlane()                                  # embedded store
+>>> plane.create_cluster(ClusterSpec(name="local", workers=2))
+>>> plane.create_group(GroupSpec(name="prep", cluster="local", source="fashion-mnist:DIR",
+...                              job="preprocess", partitions=4))
+>>> plane.start_group("prep", wait=True)
+>>> plane.group_result("prep").num_rows
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, parse_config
+from despina.control.models import Cluster, ClusterSpec, GroupSpec, GroupStatus, Task, TaskGroup
+from despina.control.partitions import check_source, plan
+from despina.control.scheduler import Scheduler
+from despina.control.settings import ControlSettings
+from despina.control.states import TaskState, group_state
+from despina.control.store import Store
+from despina.control.store.sql import utcnow
+from despina.core.errors import ConfigError, NotFoundError
+
+
+class ControlPlane:
+    """Everything a user does with clusters, groups and tasks, on one store."""
+
+    def __init__(self, settings: ControlSettings | None = None, store: Store | None = None) -> None:
+        self.settings = settings or ControlSettings.from_env()
+        self.store = store or Store(self.settings.database_url)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---- clusters -------------------------------------------------------------------
+    def create_cluster(self, spec: ClusterSpec) -> Cluster:
+        if spec.backend == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise ConfigError(
+                    "the ray backend needs Ray installed: pip install 'despina[ray]'"
+                ) from None
+        return self.store.create_cluster(spec)
+
+    def list_clusters(self) -> list[Cluster]:
+        return self.store.list_clusters()
+
+    def get_cluster(self, name: str) -> Cluster:
+        return self.store.get_cluster(name)
+
+    def delete_cluster(self, name: str) -> None:
+        self.store.delete_cluster(name)
+
+    # ---- groups ---------------------------------------------------------------------
+    def create_group(self, spec: GroupSpec) -> TaskGroup:
+        """Validate everything that can be checked now, then record the group."""
+        self.store.get_cluster(spec.cluster)
+        check_source(spec.source, self.settings.allowed_roots)
+        if spec.script is not None:
+            script = Path(spec.script).expanduser().resolve()
+            if not script.is_file():
+                raise NotFoundError(f"script {script} does not exist")
+            spec = spec.model_copy(update={"script": str(script)})
+        if spec.job is not None:
+            parse_config(spec.job, spec.config)
+            if spec.job in WHOLE_SOURCE_JOBS and spec.partitions != 1:
+                raise ConfigError(
+                    f"the {spec.job} job works on the whole source; use --partitions 1"
+                )
+        cluster = self.store.get_cluster(spec.cluster)
+        need = spec.resources
+        have = cluster.resources
+        if cluster.backend == "local" and (need.cpus > have.cpus or need.gpus > have.gpus):
+            raise ConfigError(
+                f"each task asks for {need.cpus:g} CPU(s) and {need.gpus:g} GPU(s) but cluster "
+                f"{cluster.name!r} has {have.cpus:g} and {have.gpus:g}; ask for less"
+            )
+        if spec.source.startswith(("builtin:", "fashion-mnist:")) or "://" in spec.source:
+            source = spec.source
+        else:
+            source = str(Path(spec.source).expanduser().resolve())
+        spec = spec.model_copy(update={"source": source})
+        output = self.settings.outputs_dir / spec.name
+        return self.store.create_group(spec, str(output))
+
+    def get_group(self, name: str) -> TaskGroup:
+        return self.store.get_group(name)
+
+    def list_groups(self, cluster: str | None = None) -> list[TaskGroup]:
+        return self.store.list_groups(cluster)
+
+    def delete_group(self, name: str) -> None:
+        self.store.delete_group(name)
+
+    def start_group(self, name: str, *, wait: bool = False) -> list[Task]:
+        """Split the source into partitions and queue one task each.
+
+        ``wait``: run the tasks in this process until they end. Otherwise something else
+        runs them: a server's scheduler, or :meth:`spawn_runner`.
+        """
+        group = self.store.get_group(name)
+        check_source(group.source, self.settings.allowed_roots)
+        parts = plan(group.source, group.partitions)
+        tasks = self.store.start_group(name, parts, self.settings.logs_dir)
+        if wait:
+            self.run(groups=[name], until_done=True)
+            return self.list_tasks(group=name)
+        return tasks
+
+    def spawn_runner(self, groups: list[str]) -> int:
+        """Start a detached process that runs these groups' tasks to the end; its pid."""
+        log = self.settings.logs_dir / f"runner-{'-'.join(groups)}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "DESPINA_DATABASE_URL": self.settings.database_url}
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "despina.control.runner", *groups],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        return proc.pid
+
+    def run(self, groups: list[str] | None = None, until_done: bool = True) -> None:
+        """Run a scheduler in this process (all started groups, or ``groups``)."""
+        Scheduler(self.store, self.settings, groups).run(until_done=until_done)
+
+    def group_status(self, name: str) -> GroupStatus:
+        group = self.store.get_group(name)
+        counts = self.store.count_tasks(name)
+        tasks = self.store.list_tasks(group=name)
+        done = sum(t.done for t in tasks)
+        totals = [t.total for t in tasks]
+        total = sum(t for t in totals if t is not None) if tasks and None not in totals else None
+        rate = eta = None
+        if group.started_at is not None and done:
+            ended = [t.ended_at for t in tasks if t.ended_at is not None]
+            finished = all(t.state.terminal for t in tasks)
+            end = max(ended) if finished and ended else utcnow()
+            elapsed = max((end - group.started_at).total_seconds(), 1e-3)
+            rate = done / elapsed
+            if total is not None and not finished:
+                eta = max(total - done, 0) / rate
+        return GroupStatus(
+            name=name,
+            cluster=group.cluster,
+            state="CREATED" if group.started_at is None else group_state(counts),
+            counts={s.value: n for s, n in counts.items()},
+            output=group.output,
+            done=done,
+            total=total,
+            items_per_second=rate,
+            eta_s=eta,
+            started_at=group.started_at,
+        )
+
+    def group_result(self, name: str) -> pa.Table:
+        """The group's rows: every partition's Parquet file, in partition order."""
+        tasks = self.store.list_tasks(group=name)
+        if not tasks:
+            raise NotFoundError(f"group {name!r} has not been started")
+        missing = [t.partition for t in tasks if t.state is not TaskState.SUCCEEDED]
+        if missing:
+            raise NotFoundError(
+                f"group {name!r} is not complete: partitions {missing[:10]} have not "
+                "succeeded (see 'despina group status')"
+            )
+        parts = [p for t in sorted(tasks, key=lambda t: t.partition) for p in t.outputs]
+        tables = [pq.read_table(p) for p in parts if p.endswith(".parquet")]
+        if not tables:
+            raise NotFoundError(f"group {name!r} wrote no Parquet rows; see its output {parts}")
+        return pa.concat_tables(tables)
+
+    # ---- tasks ----------------------------------------------------------------------
+    def list_tasks(
+        self,
+        group: str | None = None,
+        state: TaskState | str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Task]:
+        return self.store.list_tasks(group, state, limit, offset)
+
+    def get_task(self, task_id: int) -> Task:
+        return self.store.get_task(task_id)
+
+    def task_events(self, task_id: int) -> list[dict[str, Any]]:
+        self.store.get_task(task_id)
+        return self.store.events(task_id)
+
+    def cancel_task(self, task_id: int) -> Task:
+        return self.store.request_cancel(task_id)
+
+    def retry_task(self, task_id: int) -> Task:
+        return self.store.transition(
+            task_id,
+            TaskState.PENDING,
+            manual_retry=True,
+            reason="retried by user",
+            not_before=None,
+        )
+
+    def task_logs(self, task_id: int, offset: int = 0) -> tuple[str, int]:
+        """Log text from byte ``offset`` on, and the offset to continue from."""
+        path = Path(self.store.get_task(task_id).log_path)
+        if not path.is_file():
+            return "", offset
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        return data.decode("utf-8", "replace"), offset + len(data)
+
+    def follow_logs(self, task_id: int, poll_s: float = 0.3) -> Iterator[str]:
+        """Log text as it is written, until the task reaches a terminal state."""
+        offset = 0
+        while True:
+            text, offset = self.task_logs(task_id, offset)
+            if text:
+                yield text
+            if self.store.get_task(task_id).state.terminal:
+                text, offset = self.task_logs(task_id, offset)
+                if text:
+                    yield text
+                return
+            time.sleep(poll_s)

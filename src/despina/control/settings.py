@@ -1,0 +1,60 @@
+"""Settings of the control plane, read from ``DESPINA_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+
+from despina.core.config import FrozenModel, default_home
+
+
+class ControlSettings(FrozenModel):
+    """Where state lives and how the scheduler behaves.
+
+    ``DESPINA_HOME`` (store, logs, outputs), ``DESPINA_DATABASE_URL`` (default: SQLite
+    under the home), ``DESPINA_ALLOWED_ROOTS`` (``os.pathsep``-separated folders a data
+    source may come from; default: the home directory, the working directory and
+    ``DESPINA_HOME``).
+    """
+
+    home: Path
+    database_url: str
+    allowed_roots: tuple[Path, ...]
+    heartbeat_s: float = Field(2.0, gt=0)
+    stale_after_s: float = Field(30.0, gt=0, description="a RUNNING task silent this long died")
+    poll_s: float = Field(0.05, gt=0)
+    retry_backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles each time")
+
+    @classmethod
+    def from_env(cls) -> ControlSettings:
+        home = default_home()
+        url = os.environ.get("DESPINA_DATABASE_URL") or f"sqlite:///{home / 'despina.db'}"
+        roots_env = os.environ.get("DESPINA_ALLOWED_ROOTS")
+        if roots_env:
+            roots = tuple(Path(p).expanduser() for p in roots_env.split(os.pathsep) if p)
+        else:
+            roots = (Path.home(), Path.cwd(), home)
+        extra: dict[str, float] = {}
+        for key, env in (
+            ("stale_after_s", "DESPINA_STALE_AFTER"),
+            ("heartbeat_s", "DESPINA_HEARTBEAT"),
+            ("retry_backoff_s", "DESPINA_RETRY_BACKOFF"),
+        ):
+            if os.environ.get(env):
+                extra[key] = float(os.environ[env])
+        return cls(
+            home=home,
+            database_url=url,
+            allowed_roots=tuple(r.resolve() for r in roots),
+            **extra,
+        )
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.home / "outputs"

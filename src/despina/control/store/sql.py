@@ -1,0 +1,536 @@
+"""The store: the one place control-plane state is read and written.
+
+Rules every caller may rely on:
+
+- Safe to share between threads, and between processes on the same database: each call
+  is one transaction; SQLite runs in WAL mode with ``BEGIN IMMEDIATE``, PostgreSQL locks
+  the task row (``SELECT ... FOR UPDATE``) before changing its state.
+- Reads return frozen snapshots (:mod:`despina.control.models`), never live rows.
+- Every state change goes through :meth:`Store.transition`, which refuses illegal moves
+  (:func:`despina.control.states.check_transition`), records an event, and commits before
+  the caller acts on it. Terminal states never change, except by a user's retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from despina.control.models import Cluster, ClusterSpec, GroupSpec, Resources, Task, TaskGroup
+from despina.control.states import TaskState, check_transition
+from despina.control.store.tables import ClusterRow, EventRow, GroupRow, TaskRow
+from despina.core.errors import ConfigError, ConflictError, NotFoundError, StateError
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without a zone; everything stored is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock up front: no deadlock when two processes
+            # read and then both try to write.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except Exception as exc:  # unknown dialect, missing driver
+        raise ConfigError(
+            f"cannot use database {url!r}: {exc}. PostgreSQL needs "
+            "'pip install despina[postgres]' and a URL like postgresql+psycopg://user@host/db"
+        ) from exc
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option(
+        "script_location", str(resources.files("despina.control.store") / "migrations")
+    )
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Store:
+    """Clusters, task groups and tasks in one SQL database (see the module docstring)."""
+
+    def __init__(self, url: str, *, migrate_schema: bool = True) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        if migrate_schema:
+            try:
+                migrate(self.engine)
+            except OperationalError as exc:
+                raise ConfigError(f"cannot open the store at {url}: {exc.orig}") from exc
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # ---- clusters -------------------------------------------------------------------
+    def create_cluster(self, spec: ClusterSpec) -> Cluster:
+        row = ClusterRow(
+            name=spec.name,
+            backend=spec.backend,
+            address=spec.address,
+            workers=spec.workers,
+            resources=spec.resources.model_dump(),
+            created_at=utcnow(),
+        )
+        try:
+            with self._session() as s:
+                s.add(row)
+                s.flush()
+                return _cluster(row)
+        except IntegrityError:
+            raise ConflictError(
+                f"a cluster named {spec.name!r} already exists; pick another name or "
+                f"remove it first"
+            ) from None
+
+    def get_cluster(self, name: str) -> Cluster:
+        with self._session() as s:
+            return _cluster(self._cluster_row(s, name))
+
+    def list_clusters(self) -> list[Cluster]:
+        with self._session() as s:
+            return [_cluster(r) for r in s.scalars(select(ClusterRow).order_by(ClusterRow.id))]
+
+    def delete_cluster(self, name: str) -> None:
+        with self._session() as s:
+            row = self._cluster_row(s, name)
+            used = s.scalar(
+                select(func.count()).select_from(GroupRow).where(GroupRow.cluster_id == row.id)
+            )
+            if used:
+                raise ConflictError(
+                    f"cluster {name!r} still has {used} task group(s); remove them first"
+                )
+            s.delete(row)
+
+    def _cluster_row(self, s: Session, name: str) -> ClusterRow:
+        row = s.scalar(select(ClusterRow).where(ClusterRow.name == name))
+        if row is None:
+            raise NotFoundError(
+                f"no cluster named {name!r}; see 'despina cluster ls' or create it with "
+                f"'despina cluster create {name}'"
+            )
+        return row
+
+    # ---- groups ---------------------------------------------------------------------
+    def create_group(self, spec: GroupSpec, output: str) -> TaskGroup:
+        with self._session() as s:
+            cluster = self._cluster_row(s, spec.cluster)
+            if s.scalar(select(GroupRow.id).where(GroupRow.name == spec.name)) is not None:
+                raise ConflictError(
+                    f"a task group named {spec.name!r} already exists; pick another name "
+                    f"or remove it with 'despina group rm {spec.name}'"
+                )
+            row = GroupRow(
+                name=spec.name,
+                cluster_id=cluster.id,
+                source=spec.source,
+                job=spec.job,
+                script=spec.script,
+                config=spec.config,
+                env=spec.env,
+                partitions=spec.partitions,
+                resources=spec.resources.model_dump(),
+                max_retries=spec.max_retries,
+                timeout_s=spec.timeout_s,
+                output=output,
+                created_at=utcnow(),
+            )
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise ConflictError(f"a task group named {spec.name!r} already exists") from None
+            return _group(row, cluster.name)
+
+    def get_group(self, name: str) -> TaskGroup:
+        with self._session() as s:
+            row = self._group_row(s, name)
+            return _group(row, self._cluster_name(s, row.cluster_id))
+
+    def list_groups(self, cluster: str | None = None) -> list[TaskGroup]:
+        with self._session() as s:
+            q = select(GroupRow, ClusterRow.name).join(ClusterRow).order_by(GroupRow.id)
+            if cluster is not None:
+                q = q.where(ClusterRow.name == cluster)
+            return [_group(g, c) for g, c in s.execute(q).tuples()]
+
+    def delete_group(self, name: str) -> None:
+        with self._session() as s:
+            row = self._group_row(s, name)
+            active = s.scalar(
+                select(func.count())
+                .select_from(TaskRow)
+                .where(TaskRow.group_id == row.id, TaskRow.state == TaskState.RUNNING.value)
+            )
+            if active:
+                raise ConflictError(
+                    f"group {name!r} has {active} running task(s); cancel them first"
+                )
+            s.query(EventRow).where(
+                EventRow.task_id.in_(select(TaskRow.id).where(TaskRow.group_id == row.id))
+            ).delete(synchronize_session=False)
+            s.query(TaskRow).where(TaskRow.group_id == row.id).delete()
+            s.delete(row)
+
+    def start_group(
+        self, name: str, partitions: Sequence[dict[str, Any]], logs: Path
+    ) -> list[Task]:
+        """Create one PENDING task per partition and mark the group started (once only)."""
+        with self._session() as s:
+            row = self._group_row(s, name)
+            if row.started_at is not None:
+                raise ConflictError(
+                    f"group {name!r} was already started; retry its failed tasks with "
+                    f"'despina task retry ID' or create a new group"
+                )
+            now = utcnow()
+            row.started_at = now
+            rows = [
+                TaskRow(
+                    group_id=row.id,
+                    partition=i,
+                    spec=dict(p),
+                    state=TaskState.PENDING.value,
+                    attempt=1,
+                    done=0,
+                    total=p.get("total"),
+                    created_at=now,
+                    log_path=str(logs / name / f"partition-{i:05d}.log"),
+                    metrics={},
+                    outputs=[],
+                    cancel_requested=False,
+                )
+                for i, p in enumerate(partitions)
+            ]
+            s.add_all(rows)
+            s.flush()
+            return [_task(r, name) for r in rows]
+
+    def _group_row(self, s: Session, name: str) -> GroupRow:
+        row = s.scalar(select(GroupRow).where(GroupRow.name == name))
+        if row is None:
+            raise NotFoundError(f"no task group named {name!r}; see 'despina group ls'")
+        return row
+
+    def _group_name(self, s: Session, group_id: int) -> str:
+        return s.scalars(select(GroupRow.name).where(GroupRow.id == group_id)).one()
+
+    def _cluster_name(self, s: Session, cluster_id: int) -> str:
+        return s.scalars(select(ClusterRow.name).where(ClusterRow.id == cluster_id)).one()
+
+    # ---- tasks ----------------------------------------------------------------------
+    def get_task(self, task_id: int) -> Task:
+        with self._session() as s:
+            row = s.get(TaskRow, task_id)
+            if row is None:
+                raise NotFoundError(f"no task with id {task_id}; see 'despina task ls'")
+            return _task(row, self._group_name(s, row.group_id))
+
+    def task_spec(self, task_id: int) -> dict[str, Any]:
+        """The partition a task covers (file list or row range), as stored at start."""
+        with self._session() as s:
+            row = s.get(TaskRow, task_id)
+            if row is None:
+                raise NotFoundError(f"no task with id {task_id}")
+            return dict(row.spec)
+
+    def list_tasks(
+        self,
+        group: str | None = None,
+        state: TaskState | str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Task]:
+        with self._session() as s:
+            q = select(TaskRow, GroupRow.name).join(GroupRow).order_by(TaskRow.id)
+            if group is not None:
+                gid = self._group_row(s, group).id
+                q = q.where(TaskRow.group_id == gid)
+            if state is not None:
+                q = q.where(TaskRow.state == _state(state).value)
+            q = q.offset(offset)
+            if limit is not None:
+                q = q.limit(limit)
+            return [_task(t, g) for t, g in s.execute(q).tuples()]
+
+    def count_tasks(self, group: str | None = None) -> dict[TaskState, int]:
+        with self._session() as s:
+            q = select(TaskRow.state, func.count()).group_by(TaskRow.state)
+            if group is not None:
+                q = q.where(TaskRow.group_id == self._group_row(s, group).id)
+            counts = {TaskState(st): int(n) for st, n in s.execute(q).tuples()}
+        return {st: counts.get(st, 0) for st in TaskState}
+
+    def events(self, task_id: int) -> list[dict[str, Any]]:
+        with self._session() as s:
+            rows = s.scalars(
+                select(EventRow).where(EventRow.task_id == task_id).order_by(EventRow.id)
+            )
+            return [
+                {
+                    "at": _aware(e.at),
+                    "attempt": e.attempt,
+                    "from": e.from_state,
+                    "to": e.to_state,
+                    "reason": e.reason,
+                }
+                for e in rows
+            ]
+
+    def transition(
+        self,
+        task_id: int,
+        new: TaskState,
+        *,
+        reason: str | None = None,
+        expect: TaskState | None = None,
+        manual_retry: bool = False,
+        **fields: Any,
+    ) -> Task:
+        """Move a task to ``new`` (and set ``fields``) in one transaction, or raise.
+
+        ``expect``: refuse (StateError) unless the task is in this state now, so two
+        schedulers cannot both claim one PENDING task.
+        """
+        with self._session() as s:
+            row = s.scalar(select(TaskRow).where(TaskRow.id == task_id).with_for_update())
+            if row is None:
+                raise NotFoundError(f"no task with id {task_id}; see 'despina task ls'")
+            current = TaskState(row.state)
+            if expect is not None and current is not expect:
+                raise StateError(f"task {task_id} is {current.value}, not {expect.value}")
+            check_transition(current, new, manual_retry=manual_retry)
+            now = utcnow()
+            if new is TaskState.RUNNING:
+                row.started_at, row.heartbeat_at, row.ended_at = now, now, None
+                row.exit_reason = None
+            elif new.terminal:
+                row.ended_at = now
+                row.exit_reason = reason
+            elif new is TaskState.PENDING and current is not TaskState.RETRYING:
+                row.attempt += 1  # a user's retry of a terminal task
+                row.cancel_requested = False
+                row.exit_reason = None
+            elif new is TaskState.RETRYING:
+                row.attempt += 1
+                row.exit_reason = reason
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.state = new.value
+            s.add(
+                EventRow(
+                    task_id=row.id,
+                    at=now,
+                    attempt=row.attempt,
+                    from_state=current.value,
+                    to_state=new.value,
+                    reason=reason,
+                )
+            )
+            s.flush()
+            return _task(row, self._group_name(s, row.group_id))
+
+    def claimable(self, groups: Sequence[str] | None, limit: int) -> list[Task]:
+        """PENDING tasks of started groups whose backoff has passed, oldest first."""
+        now = utcnow()
+        with self._session() as s:
+            q = (
+                select(TaskRow, GroupRow.name)
+                .join(GroupRow)
+                .where(TaskRow.state == TaskState.PENDING.value)
+                .where((TaskRow.not_before.is_(None)) | (TaskRow.not_before <= now))
+                .where(TaskRow.cancel_requested.is_(False))
+                .order_by(TaskRow.id)
+                .limit(limit)
+            )
+            if groups is not None:
+                q = q.where(GroupRow.name.in_(list(groups)))
+            return [_task(t, g) for t, g in s.execute(q).tuples()]
+
+    def due_retries(self, groups: Sequence[str] | None) -> list[Task]:
+        now = utcnow()
+        with self._session() as s:
+            q = (
+                select(TaskRow, GroupRow.name)
+                .join(GroupRow)
+                .where(TaskRow.state == TaskState.RETRYING.value)
+                .where((TaskRow.not_before.is_(None)) | (TaskRow.not_before <= now))
+            )
+            if groups is not None:
+                q = q.where(GroupRow.name.in_(list(groups)))
+            return [_task(t, g) for t, g in s.execute(q).tuples()]
+
+    def stale_running(self, older_than_s: float, exclude: Sequence[int] = ()) -> list[Task]:
+        """RUNNING tasks whose heartbeat stopped: their scheduler or worker died."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with self._session() as s:
+            q = (
+                select(TaskRow, GroupRow.name)
+                .join(GroupRow)
+                .where(TaskRow.state == TaskState.RUNNING.value)
+                .where(TaskRow.heartbeat_at < cutoff)
+            )
+            if exclude:
+                q = q.where(TaskRow.id.not_in(list(exclude)))
+            return [_task(t, g) for t, g in s.execute(q).tuples()]
+
+    def cancel_requests(self) -> list[Task]:
+        with self._session() as s:
+            q = (
+                select(TaskRow, GroupRow.name)
+                .join(GroupRow)
+                .where(TaskRow.cancel_requested.is_(True))
+                .where(TaskRow.state.in_([TaskState.RUNNING.value, TaskState.PENDING.value]))
+            )
+            return [_task(t, g) for t, g in s.execute(q).tuples()]
+
+    def request_cancel(self, task_id: int) -> Task:
+        """Flag a task for cancellation: PENDING/RETRYING ones are cancelled at once;
+        a RUNNING one is stopped by the scheduler that runs it."""
+        task = self.get_task(task_id)
+        if task.state in (TaskState.PENDING, TaskState.RETRYING):
+            return self.transition(task_id, TaskState.CANCELLED, reason="cancelled by user")
+        if task.state is TaskState.RUNNING:
+            with self._session() as s:
+                s.execute(
+                    update(TaskRow).where(TaskRow.id == task_id).values(cancel_requested=True)
+                )
+            return self.get_task(task_id)
+        check_transition(task.state, TaskState.CANCELLED)  # raises: terminal
+        return task
+
+    def heartbeat(self, task_ids: Sequence[int]) -> None:
+        if not task_ids:
+            return
+        with self._session() as s:
+            s.execute(
+                update(TaskRow)
+                .where(TaskRow.id.in_(list(task_ids)))
+                .where(TaskRow.state == TaskState.RUNNING.value)
+                .values(heartbeat_at=utcnow())
+            )
+
+    def report_progress(self, task_id: int, done: int, total: int | None = None) -> None:
+        values: dict[str, Any] = {"done": done, "heartbeat_at": utcnow()}
+        if total is not None:
+            values["total"] = total
+        with self._session() as s:
+            s.execute(
+                update(TaskRow)
+                .where(TaskRow.id == task_id, TaskRow.state == TaskState.RUNNING.value)
+                .values(**values)
+            )
+
+
+def _state(value: TaskState | str) -> TaskState:
+    try:
+        return TaskState(str(value).upper())
+    except ValueError:
+        raise ConfigError(
+            f"unknown task state {value!r}; one of {', '.join(s.value for s in TaskState)}"
+        ) from None
+
+
+def _cluster(row: ClusterRow) -> Cluster:
+    return Cluster(
+        id=row.id,
+        name=row.name,
+        backend=row.backend,
+        address=row.address,
+        workers=row.workers,
+        resources=Resources(**row.resources),
+        created_at=_aware(row.created_at),
+    )
+
+
+def _group(row: GroupRow, cluster: str) -> TaskGroup:
+    return TaskGroup(
+        id=row.id,
+        name=row.name,
+        cluster=cluster,
+        source=row.source,
+        job=row.job,
+        script=row.script,
+        config=row.config,
+        env=row.env,
+        partitions=row.partitions,
+        resources=Resources(**row.resources),
+        max_retries=row.max_retries,
+        timeout_s=row.timeout_s,
+        output=row.output,
+        created_at=_aware(row.created_at),
+        started_at=_aware(row.started_at),
+    )
+
+
+def _task(row: TaskRow, group: str) -> Task:
+    return Task(
+        id=row.id,
+        group=group,
+        partition=row.partition,
+        state=TaskState(row.state),
+        attempt=row.attempt,
+        done=row.done,
+        total=row.total,
+        created_at=_aware(row.created_at),
+        started_at=_aware(row.started_at),
+        ended_at=_aware(row.ended_at),
+        heartbeat_at=_aware(row.heartbeat_at),
+        not_before=_aware(row.not_before),
+        exit_reason=row.exit_reason,
+        log_path=row.log_path,
+        metrics=row.metrics or {},
+        outputs=list(row.outputs or []),
+        cancel_requested=row.cancel_requested,
+    )

@@ -1,0 +1,78 @@
+"""The code a worker process (or a Ray task) runs: execute tasks by id against the store."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from despina.core.errors import TaskError
+
+
+def limit_threads() -> None:
+    """One intra-op thread per worker: two per process on a busy core slow torch 10-30x."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit when the scheduler that started us is gone, so no task runs unsupervised."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent_pid:
+            os._exit(3)
+
+
+def run_one(store_url: str, task_id: int) -> dict[str, Any]:
+    """Execute one task in this process; raise TaskError with a one-line reason on failure."""
+    from despina.control.runtime import execute
+    from despina.control.store import Store
+
+    store = Store(store_url, migrate_schema=False)
+    try:
+        return execute(store, task_id)
+    finally:
+        store.close()
+
+
+def worker_main(conn: Connection, store_url: str, parent_pid: int) -> None:
+    """Loop: receive a task id, run it, send back ``(task_id, ok, reason, result)``."""
+    limit_threads()
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    from despina.control.runtime import execute
+    from despina.control.store import Store
+
+    store = Store(store_url, migrate_schema=False)
+    while True:
+        try:
+            task_id = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task_id is None:
+            return
+        try:
+            result = execute(store, task_id)
+            conn.send((task_id, True, None, result))
+        except TaskError as exc:
+            conn.send((task_id, False, str(exc), {}))
+        except BaseException as exc:  # the store itself failed; report, keep serving
+            conn.send((task_id, False, f"{type(exc).__name__}: {exc}", {}))
+
+
+if __name__ == "__main__":
+    # ``python -m despina.control.worker FD STORE_URL PARENT_PID``: started by the local
+    # executor with one end of a socket pair (a plain process, so the parent's __main__
+    # is never re-imported, unlike multiprocessing's spawn).
+    import sys
+
+    worker_main(Connection(int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))

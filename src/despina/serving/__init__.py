@@ -1,0 +1,1 @@
+"""HTTP interfaces: the control-plane REST API (and, later, model serving)."""
