@@ -12,6 +12,8 @@ import pytest
 
 from despina.data.sources import digits_arrays
 
+pytest_plugins = ["tests.control.fixtures"]
+
 
 def _find_shared_fashion() -> Path:
     """shared/data/fashion-mnist beside the checkout (or beside any folder above it)."""

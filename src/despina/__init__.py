@@ -3,34 +3,70 @@
 >>> import despina
 >>> report = despina.audit("builtin:digits", out="audit-out")  # doctest: +SKIP
 >>> report.counts["label_issues"]  # doctest: +SKIP
+
+Heavy parts (the audit, torch, the control plane) load on first use, so a worker process
+that only runs a script does not pay for importing them.
 """
 
-from despina.audit.report import AuditReport
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from despina.core.config import AuditConfig, ModelConfig, TrainConfig
 from despina.core.errors import (
     CheckError,
     ConfigError,
+    ConflictError,
     DataError,
     DespinaError,
     ModelError,
     NotFoundError,
     PathEscapeError,
+    StateError,
+    TaskError,
 )
-from despina.jobs.audit import audit
+
+if TYPE_CHECKING:
+    from despina.audit.report import AuditReport
+    from despina.control.models import ClusterSpec, GroupSpec
+    from despina.control.plane import ControlPlane
+    from despina.jobs.audit import audit
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "audit": "despina.jobs.audit",
+    "AuditReport": "despina.audit.report",
+    "ControlPlane": "despina.control.plane",
+    "ClusterSpec": "despina.control.models",
+    "GroupSpec": "despina.control.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'despina' has no attribute {name!r}")
+
 
 __all__ = [
     "AuditConfig",
     "AuditReport",
     "CheckError",
+    "ClusterSpec",
     "ConfigError",
+    "ConflictError",
+    "ControlPlane",
     "DataError",
     "DespinaError",
+    "GroupSpec",
     "ModelConfig",
     "ModelError",
     "NotFoundError",
     "PathEscapeError",
+    "StateError",
+    "TaskError",
     "TrainConfig",
     "__version__",
     "audit",

@@ -12,14 +12,17 @@ from despina.core.errors import TaskError
 
 
 def limit_threads() -> None:
-    """One intra-op thread per worker: two per process on a busy core slow torch 10-30x."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
+    """One intra-op thread per worker: two per process on a busy core slow torch 10-30x.
 
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    Set through the environment before torch is imported (torch reads it at start-up), so
+    tasks that never use torch do not pay for importing it.
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     import cv2
 
     cv2.setNumThreads(1)

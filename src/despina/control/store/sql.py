@@ -203,7 +203,7 @@ class Store:
             q = select(GroupRow, ClusterRow.name).join(ClusterRow).order_by(GroupRow.id)
             if cluster is not None:
                 q = q.where(ClusterRow.name == cluster)
-            return [_group(g, c) for g, c in s.execute(q).tuples()]
+            return [_group(g, c) for g, c in s.execute(q)]
 
     def delete_group(self, name: str) -> None:
         with self._session() as s:
@@ -302,14 +302,14 @@ class Store:
             q = q.offset(offset)
             if limit is not None:
                 q = q.limit(limit)
-            return [_task(t, g) for t, g in s.execute(q).tuples()]
+            return [_task(t, g) for t, g in s.execute(q)]
 
     def count_tasks(self, group: str | None = None) -> dict[TaskState, int]:
         with self._session() as s:
             q = select(TaskRow.state, func.count()).group_by(TaskRow.state)
             if group is not None:
                 q = q.where(TaskRow.group_id == self._group_row(s, group).id)
-            counts = {TaskState(st): int(n) for st, n in s.execute(q).tuples()}
+            counts = {TaskState(st): int(n) for st, n in s.execute(q)}
         return {st: counts.get(st, 0) for st in TaskState}
 
     def events(self, task_id: int) -> list[dict[str, Any]]:
@@ -396,7 +396,7 @@ class Store:
             )
             if groups is not None:
                 q = q.where(GroupRow.name.in_(list(groups)))
-            return [_task(t, g) for t, g in s.execute(q).tuples()]
+            return [_task(t, g) for t, g in s.execute(q)]
 
     def due_retries(self, groups: Sequence[str] | None) -> list[Task]:
         now = utcnow()
@@ -409,7 +409,7 @@ class Store:
             )
             if groups is not None:
                 q = q.where(GroupRow.name.in_(list(groups)))
-            return [_task(t, g) for t, g in s.execute(q).tuples()]
+            return [_task(t, g) for t, g in s.execute(q)]
 
     def stale_running(self, older_than_s: float, exclude: Sequence[int] = ()) -> list[Task]:
         """RUNNING tasks whose heartbeat stopped: their scheduler or worker died."""
@@ -423,7 +423,7 @@ class Store:
             )
             if exclude:
                 q = q.where(TaskRow.id.not_in(list(exclude)))
-            return [_task(t, g) for t, g in s.execute(q).tuples()]
+            return [_task(t, g) for t, g in s.execute(q)]
 
     def cancel_requests(self) -> list[Task]:
         with self._session() as s:
@@ -433,7 +433,7 @@ class Store:
                 .where(TaskRow.cancel_requested.is_(True))
                 .where(TaskRow.state.in_([TaskState.RUNNING.value, TaskState.PENDING.value]))
             )
-            return [_task(t, g) for t, g in s.execute(q).tuples()]
+            return [_task(t, g) for t, g in s.execute(q)]
 
     def request_cancel(self, task_id: int) -> Task:
         """Flag a task for cancellation: PENDING/RETRYING ones are cancelled at once;

@@ -1,0 +1,151 @@
+"""Control-plane fixtures: a real store (SQLite file, or PostgreSQL when reachable), real
+worker processes, real scripts and real files."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from despina.control.plane import ControlPlane
+from despina.control.settings import ControlSettings
+from despina.control.store import Store
+
+POSTGRES_URL = os.environ.get(
+    "DESPINA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+ROWS_SCRIPT = '''
+import os
+import time
+
+
+def process(batch, context):
+    """One row per file: its name and size; DELAY seconds per file (from the env)."""
+    delay = float(os.environ.get("DELAY", "0"))
+    rows = []
+    for i, path in enumerate(batch):
+        time.sleep(delay)
+        rows.append({"name": os.path.basename(path), "size": os.path.getsize(path)})
+        context.progress(i + 1)
+    print(f"partition {context.partition} wrote {len(rows)} rows")
+    return rows
+'''
+
+
+def make_settings(home: Path, url: str | None = None, **overrides: float) -> ControlSettings:
+    values: dict[str, float] = {
+        "heartbeat_s": 0.2,
+        "stale_after_s": 2.0,
+        "poll_s": 0.02,
+        "retry_backoff_s": 0.05,
+    }
+    values.update(overrides)
+    return ControlSettings(
+        home=home,
+        database_url=url or f"sqlite:///{home / 'despina.db'}",
+        allowed_roots=(home.resolve(),),
+        **values,
+    )
+
+
+def write_files(folder: Path, n: int) -> Path:
+    """``n`` small real files in a folder (sizes differ, so rows are checkable)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"item-{i:04d}.txt").write_text("x" * (i + 1))
+    return folder
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def settings(home: Path) -> ControlSettings:
+    return make_settings(home)
+
+
+@pytest.fixture
+def plane(settings: ControlSettings) -> Iterator[ControlPlane]:
+    p = ControlPlane(settings)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def rows_script(home: Path) -> Path:
+    path = home / "rows.py"
+    path.write_text(ROWS_SCRIPT)
+    return path
+
+
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the test PostgreSQL server, dropped afterwards (or a skip)."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip("psycopg is not installed: pip install 'despina[postgres]'")
+    plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        conn = psycopg.connect(plain, connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server reachable at {plain}: {exc}".splitlines()[0])
+    schema = f"despina_test_{uuid.uuid4().hex[:12]}"
+    conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The store contract runs against both backends."""
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'store.db'}")
+        yield s
+        s.close()
+        return
+    gen = postgres_url()
+    url = next(gen)
+    s = Store(url)
+    try:
+        yield s
+    finally:
+        s.close()
+        next(gen, None)
+
+
+def wait_for(condition: object, timeout: float = 60.0, every: float = 0.05) -> None:
+    """Poll ``condition()`` until true; fail the test with a clear message on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray instance for the whole test session (settings from ENGINES.md)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'despina[ray]'")
+    import logging
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=256 * 2**20,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()

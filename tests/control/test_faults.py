@@ -1,0 +1,156 @@
+"""Faults: a worker killed mid-task, a server killed mid-run, states that must not move."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from despina.control.executors.local import LocalExecutor
+from despina.control.models import ClusterSpec, GroupSpec
+from despina.control.plane import ControlPlane
+from despina.control.scheduler import Scheduler
+from despina.control.states import TaskState
+from tests.control.fixtures import make_settings, wait_for, write_files
+
+
+def test_sigkill_of_a_worker_is_retried_and_the_output_is_exact(
+    plane: ControlPlane, home: Path, rows_script: Path
+) -> None:
+    plane.create_cluster(ClusterSpec(name="c", workers=2))
+    source = write_files(home / "data", 24)
+    plane.create_group(
+        GroupSpec(
+            name="g",
+            cluster="c",
+            source=str(source),
+            script=str(rows_script),
+            partitions=2,
+            env={"DELAY": "0.15"},
+        )
+    )
+    tasks = plane.start_group("g")
+    sched = Scheduler(plane.store, plane.settings)
+    thread = threading.Thread(target=sched.run, kwargs={"until_done": True}, daemon=True)
+    thread.start()
+    victim = tasks[0].id
+    wait_for(lambda: plane.get_task(victim).done >= 2, 60)
+    executor = sched.executors["c"]
+    assert isinstance(executor, LocalExecutor)
+    os.kill(executor.worker_pids()[victim], signal.SIGKILL)
+    thread.join(90)
+    assert not thread.is_alive()
+    killed = plane.get_task(victim)
+    assert killed.state is TaskState.SUCCEEDED and killed.attempt == 2
+    events = plane.task_events(victim)
+    assert any("worker process died" in (e["reason"] or "") for e in events)
+    other = plane.get_task(tasks[1].id)
+    assert other.state is TaskState.SUCCEEDED and other.attempt == 1
+    names = plane.group_result("g").column("name").to_pylist()
+    assert sorted(names) == [f"item-{i:04d}.txt" for i in range(24)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server:
+    def __init__(self, home: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "DESPINA_HOME": str(home),
+            "DESPINA_ALLOWED_ROOTS": str(home),
+            "DESPINA_STALE_AFTER": "2",
+            "DESPINA_HEARTBEAT": "0.3",
+            "DESPINA_RETRY_BACKOFF": "0.1",
+        }
+        env.pop("DESPINA_DATABASE_URL", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "despina.cli.app", "server", "start", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.proc.kill()
+        raise AssertionError("server did not come up within 60s")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def server_factory(home: Path) -> Iterator[type[_Server]]:
+    started: list[_Server] = []
+
+    class Factory(_Server):
+        def __init__(self, port: int) -> None:
+            super().__init__(home, port)
+            started.append(self)
+
+    yield Factory  # type: ignore[misc]
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.terminate()
+            s.proc.wait(20)
+
+
+def test_a_killed_server_restarts_and_retries_what_it_left_running(
+    home: Path, rows_script: Path, server_factory: type[_Server]
+) -> None:
+    port = _free_port()
+    server = server_factory(port)  # type: ignore[call-arg]
+    source = write_files(home / "data", 30)
+    http = httpx.Client(base_url=server.url, timeout=10)
+    assert http.post("/v1/clusters", json={"name": "c", "workers": 1}).status_code == 201
+    body = {
+        "name": "g",
+        "cluster": "c",
+        "source": str(source),
+        "script": str(rows_script),
+        "partitions": 1,
+        "env": {"DELAY": "0.1"},
+    }
+    assert http.post("/v1/groups", json=body).status_code == 201
+    (task,) = http.post("/v1/groups/g/start").json()
+
+    def done() -> int:
+        return int(http.get(f"/v1/tasks/{task['id']}").json()["task"]["done"])
+
+    wait_for(lambda: done() >= 3, 60)
+    server.kill()
+    http.close()
+    # Its worker notices and exits; the task is left RUNNING in the store.
+    http = httpx.Client(base_url=server_factory(port).url, timeout=10)  # type: ignore[call-arg]
+
+    def state() -> str:
+        return str(http.get(f"/v1/tasks/{task['id']}").json()["task"]["state"])
+
+    wait_for(lambda: state() == "SUCCEEDED", 90, every=0.3)
+    shown = http.get(f"/v1/tasks/{task['id']}").json()
+    http.close()
+    assert shown["task"]["attempt"] == 2
+    assert any("heartbeat lost" in (e["reason"] or "") for e in shown["events"])
+    plane = ControlPlane(make_settings(home))
+    names = plane.group_result("g").column("name").to_pylist()
+    plane.close()
+    assert names == [f"item-{i:04d}.txt" for i in range(30)]
