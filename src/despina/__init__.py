@@ -11,8 +11,10 @@ that only runs a script does not pay for importing them.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import despina.audit as _audit_package  # noqa: F401  (bound before the function of that name)
 from despina.core.config import AuditConfig, ModelConfig, TrainConfig
 from despina.core.errors import (
     CheckError,
@@ -31,17 +33,30 @@ if TYPE_CHECKING:
     from despina.audit.report import AuditReport
     from despina.control.models import ClusterSpec, GroupSpec
     from despina.control.plane import ControlPlane
-    from despina.jobs.audit import audit
+    from despina.core.progress import ProgressReporter
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "audit": "despina.jobs.audit",
     "AuditReport": "despina.audit.report",
     "ControlPlane": "despina.control.plane",
     "ClusterSpec": "despina.control.models",
     "GroupSpec": "despina.control.models",
 }
+
+
+def audit(
+    source: str | Path,
+    out: str | Path,
+    config: AuditConfig | None = None,
+    *,
+    root: str | Path | None = None,
+    progress: ProgressReporter | None = None,
+) -> AuditReport:
+    """Audit an image dataset into ``out`` (see :func:`despina.jobs.audit.audit`)."""
+    from despina.jobs.audit import audit as run
+
+    return run(source, out, config, root=root, progress=progress)
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,13 @@ from tests.control.fixtures import wait_for, write_files
 
 
 @pytest.fixture(params=["local", "ray"])
-def cluster(request: pytest.FixtureRequest, plane: ControlPlane) -> Iterator[str]:
+def cluster(request: pytest.FixtureRequest, plane: ControlPlane) -> str:
     if request.param == "ray":
         request.getfixturevalue("ray_session")
-        plane.create_cluster(
-            ClusterSpec(name="c", backend="ray", address="auto", workers=2)
-        )
+        plane.create_cluster(ClusterSpec(name="c", backend="ray", address="auto", workers=2))
     else:
         plane.create_cluster(ClusterSpec(name="c", backend="local", workers=2))
-    yield "c"
+    return "c"
 
 
 def _script_group(plane: ControlPlane, home: Path, script: Path, n: int, **kw: object) -> str:
@@ -113,9 +110,7 @@ def test_cancel_stops_a_running_task(
 def test_a_task_past_its_timeout_is_killed_and_failed(
     plane: ControlPlane, home: Path, cluster: str, rows_script: Path
 ) -> None:
-    _script_group(
-        plane, home, rows_script, 40, partitions=1, env={"DELAY": "0.5"}, timeout_s=3.0
-    )
+    _script_group(plane, home, rows_script, 40, partitions=1, env={"DELAY": "0.5"}, timeout_s=3.0)
     (task,) = plane.start_group("g", wait=True)
     assert task.state is TaskState.FAILED
     assert task.exit_reason == "timed out after 3s and was killed"

@@ -4,6 +4,7 @@ worker processes, real scripts and real files."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ POSTGRES_URL = os.environ.get(
 
 ROWS_SCRIPT = '''
 import os
+import threading
 import time
 
 
@@ -133,9 +135,10 @@ def wait_for(condition: object, timeout: float = 60.0, every: float = 0.05) -> N
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
-    """One local Ray instance for the whole test session (settings from ENGINES.md)."""
+    """One local Ray instance per test module (settings from ENGINES.md), shut down after
+    it so Ray's processes do not compete with later tests for the two cores."""
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'despina[ray]'")
     import logging
 
@@ -149,3 +152,35 @@ def ray_session() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+class ThreadServer:
+    """The real API on a loopback port, served by uvicorn in a thread."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        import socket
+
+        import uvicorn
+
+        from despina.serving.api import create_app
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = uvicorn.Config(create_app(plane), host="127.0.0.1", port=port, log_level="error")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: self.server.started, 30)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture
+def api_server(plane: ControlPlane) -> Iterator[ThreadServer]:
+    server = ThreadServer(plane)
+    yield server
+    server.stop()

@@ -58,20 +58,36 @@ def handled(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        finally:
+            while _open:
+                _open.pop().close()
+
+    @functools.wraps(fn)
+    def reporting(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return wrapper(*args, **kwargs)
         except DespinaError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "value"
-            err.print(f"[bold red]error:[/] invalid {where}: {first['msg']}", highlight=False)
+            msg = str(first["msg"]).removeprefix("Value error, ")
+            where = ".".join(str(p) for p in first["loc"])
+            text = f"invalid {where}: {msg}" if where else msg
+            err.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
-    return wrapper  # type: ignore[return-value]
+    return reporting  # type: ignore[return-value]
+
+
+_open: list[Any] = []
 
 
 def _client(server: str | None) -> Any:
-    return HttpControlClient(server) if server else ControlPlane()
+    """The server's client, or the embedded control plane; closed when the command ends."""
+    client = HttpControlClient(server) if server else ControlPlane()
+    _open.append(client)
+    return client
 
 
 def _json(data: Any) -> None:
@@ -90,7 +106,7 @@ def server_start(
 
     from despina.serving.api import create_app
 
-    plane = ControlPlane()
+    plane = _client(None)
     err.print(f"Despina server on http://{host}:{port} (store: {plane.settings.database_url})")
     uvicorn.run(create_app(plane), host=host, port=port, log_level="warning")
 
@@ -189,7 +205,10 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML/JSON: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError(f"config file {path} is not valid YAML/JSON{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -323,7 +342,7 @@ def group_result(
     head: Annotated[int, typer.Option(help="rows to show")] = 5,
 ) -> None:
     """Read the group's merged Parquet rows (local store only) and show the first ones."""
-    table = ControlPlane().group_result(name)
+    table = _client(None).group_result(name)
     console.print(f"{table.num_rows:,} rows; columns: {', '.join(table.column_names)}")
     out = Table(*table.column_names)
     for row in table.slice(0, head).to_pylist():

@@ -1,0 +1,160 @@
+"""``despina cluster|group|task``: the documented forms, JSON output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from despina.cli.app import app
+from tests.control.fixtures import ThreadServer
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESPINA_HOME", str(home))
+    monkeypatch.setenv("DESPINA_ALLOWED_ROOTS", str(home))
+    monkeypatch.delenv("DESPINA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DESPINA_SERVER", raising=False)
+
+
+def ok(*args: str) -> str:
+    res = runner.invoke(app, list(args))
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+def fails(code: int, *args: str) -> str:
+    res = runner.invoke(app, list(args))
+    assert res.exit_code == code, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_preprocess_group_end_to_end(home: Path) -> None:
+    ok("cluster", "create", "local", "--backend", "local", "--workers", "2")
+    clusters = json.loads(ok("cluster", "ls", "--json"))
+    assert [(c["name"], c["backend"], c["workers"]) for c in clusters] == [("local", "local", 2)]
+    cfg = home / "prep.yaml"
+    cfg.write_text("size: 16\nmean: 0.5\nstd: 0.25\n")
+    ok(
+        "group",
+        "create",
+        "digits",
+        "--cluster",
+        "local",
+        "--source",
+        "builtin:digits",
+        "--job",
+        "preprocess",
+        "--config",
+        str(cfg),
+        "--partitions",
+        "3",
+    )
+    ok("group", "start", "digits", "--wait")
+    status = json.loads(ok("group", "status", "digits", "--json"))
+    assert status["name"] == "digits" and status["state"] == "SUCCEEDED"
+    assert status["counts"]["SUCCEEDED"] == 3 and status["done"] == 1797
+    assert status["output"] == str(home / "outputs" / "digits")
+    tasks = json.loads(ok("task", "ls", "--group", "digits", "--json"))
+    assert [t["partition"] for t in tasks] == [0, 1, 2]
+    assert sum(t["metrics"]["rows"] for t in tasks) == 1797
+    assert "RUNNING → SUCCEEDED" in ok("task", "show", str(tasks[0]["id"]))
+    assert "succeeded" in ok("task", "logs", str(tasks[0]["id"]))
+    assert "1,797 rows" in ok("group", "result", "digits")
+    assert "digits" in ok("group", "ls")
+    assert "SUCCEEDED" in ok("task", "watch", "--group", "digits", "--interval", "0.1")
+    fails(7, "task", "cancel", str(tasks[0]["id"]))
+    ok("group", "rm", "digits")
+    ok("cluster", "rm", "local")
+
+
+def test_bad_input_exits_with_one_line(
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    ok("cluster", "create", "local")
+    assert "already exists" in fails(6, "cluster", "create", "local")
+    assert "--backend must be" in fails(2, "cluster", "create", "x", "--backend", "k8s")
+    assert "workers" in fails(2, "cluster", "create", "x", "--workers", "0")
+    assert "no task group" in fails(4, "group", "start", "nope")
+    assert "no task with id" in fails(4, "task", "show", "77")
+    base = ["group", "create", "g", "--cluster", "local"]
+    outside = tmp_path_factory.mktemp("outside")
+    assert "outside the allowed roots" in fails(
+        3, *base, "--source", str(outside), "--job", "preprocess"
+    )
+    assert "KEY=VALUE" in fails(
+        2, *base, "--source", "builtin:digits", "--job", "preprocess", "--env", "oops"
+    )
+    assert "exactly one" in fails(2, *base, "--source", "builtin:digits")
+    assert "does not exist" in fails(
+        4, *base, "--source", "builtin:digits", "--script", str(home / "none.py")
+    )
+    bad_cfg = home / "bad.yaml"
+    bad_cfg.write_text("size: [1, 2\n")
+    assert "not valid YAML" in fails(
+        2, *base, "--source", "builtin:digits", "--job", "preprocess", "--config", str(bad_cfg)
+    )
+    assert "whole source" in fails(
+        2, *base, "--source", "builtin:digits", "--job", "audit", "--partitions", "2"
+    )
+
+
+def test_the_cli_talks_to_a_server(api_server: ThreadServer) -> None:
+    ok("cluster", "create", "remote", "--workers", "1", "--server", api_server.url)
+    names = [
+        c["name"] for c in json.loads(ok("cluster", "ls", "--json", "--server", api_server.url))
+    ]
+    assert names == ["remote"]
+    assert "already exists" in fails(6, "cluster", "create", "remote", "--server", api_server.url)
+    assert "cannot reach" in fails(1, "cluster", "ls", "--server", "http://127.0.0.1:9")
+
+
+def test_aws_cluster_config_is_accepted_by_rays_schema(home: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'despina[ray]'")
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    out = home / "cluster.yaml"
+    ok(
+        "cluster",
+        "config",
+        "aws",
+        "--instance-type",
+        "m5.xlarge",
+        "--min-workers",
+        "0",
+        "--max-workers",
+        "8",
+        "--region",
+        "eu-west-1",
+        "--subnet-id",
+        "subnet-123",
+        "--security-group-id",
+        "sg-456",
+        "--out",
+        str(out),
+    )
+    cfg = yaml.safe_load(out.read_text())
+    # What `ray up` does with a config: fill its defaults, then validate against the schema.
+    validate_config(prepare_config(cfg))
+    worker = cfg["available_node_types"]["ray.worker.default"]
+    assert worker["node_config"] == {
+        "InstanceType": "m5.xlarge",
+        "SubnetIds": ["subnet-123"],
+        "SecurityGroupIds": ["sg-456"],
+    }
+    assert (worker["min_workers"], cfg["max_workers"]) == (0, 8)
+    assert "max-workers" in fails(
+        2, "cluster", "config", "aws", "--min-workers", "9", "--max-workers", "2"
+    )
+    broken = {k: v for k, v in cfg.items() if k != "available_node_types"}
+    broken["available_node_types"] = {"x": {"node_config": {}}}  # no resources: refused
+    with pytest.raises(Exception, match="resources"):
+        validate_config(prepare_config(broken))

@@ -1,0 +1,55 @@
+"""Partitions cover the source exactly once, and sources stay inside the allowed roots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from despina.control.partitions import check_source, load_batch, plan, records_for
+from despina.core.errors import DataError, NotFoundError, PathEscapeError
+from tests.control.fixtures import write_files
+
+
+def test_folder_partitions_cover_every_file_once(tmp_path: Path) -> None:
+    write_files(tmp_path / "a", 7)
+    write_files(tmp_path / "b", 3)
+    parts = plan(str(tmp_path), 4)
+    files = [p for part in parts for p in part["paths"]]
+    assert len(parts) == 4 and len(files) == 10 == len(set(files))
+    assert sum(p["total"] for p in parts) == 10
+    recs = records_for(str(tmp_path), parts[0])
+    assert recs[0].id == "a/item-0000.txt" and recs[0].label == "a"
+    assert load_batch(str(tmp_path), parts[-1]) == parts[-1]["paths"]
+
+
+def test_more_partitions_than_items_gives_one_item_each(tmp_path: Path) -> None:
+    write_files(tmp_path, 2)
+    assert [p["total"] for p in plan(str(tmp_path), 8)] == [1, 1]
+
+
+def test_row_ranges_of_tables_and_builtin_images(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"x": list(range(10))}), tmp_path / "t.parquet")
+    parts = plan(str(tmp_path / "t.parquet"), 3)
+    assert [(p["start"], p["stop"]) for p in parts] == [(0, 3), (3, 7), (7, 10)]
+    assert load_batch(str(tmp_path / "t.parquet"), parts[1])["x"].tolist() == [3, 4, 5, 6]
+    digits = plan("builtin:digits", 2)
+    assert sum(p["total"] for p in digits) == 1797
+    batch = load_batch("builtin:digits", digits[1])
+    assert list(batch.columns) == ["id", "label", "image"] and len(batch) == digits[1]["total"]
+
+
+def test_sources_are_checked(tmp_path: Path) -> None:
+    inside = write_files(tmp_path / "in", 1)
+    check_source(str(inside), (tmp_path,))
+    with pytest.raises(PathEscapeError, match="DESPINA_ALLOWED_ROOTS"):
+        check_source(str(inside), (tmp_path / "other",))
+    with pytest.raises(PathEscapeError):
+        check_source(str(tmp_path / ".." / "x"), (tmp_path,))
+    with pytest.raises(NotFoundError):
+        check_source(str(tmp_path / "missing"), (tmp_path,))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no files"):
+        plan(str(tmp_path / "empty"), 2)
