@@ -63,9 +63,10 @@ def _engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            # IMMEDIATE takes the write lock up front: no deadlock when two processes
-            # read and then both try to write.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front (IMMEDIATE), so two processes that read and
+            # then write cannot deadlock; readers never block anyone (WAL).
+            write = conn.get_execution_options().get("despina_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     try:
@@ -103,13 +104,17 @@ class Store:
             except OperationalError as exc:
                 raise ConfigError(f"cannot open the store at {url}: {exc.orig}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(
+            self.engine.execution_options(despina_write=True), expire_on_commit=False
+        )
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        """One transaction; ``write`` ones take SQLite's write lock when they begin."""
+        with (self._write_sessions if write else self._sessions).begin() as session:
             yield session
 
     # ---- clusters -------------------------------------------------------------------
@@ -123,7 +128,7 @@ class Store:
             created_at=utcnow(),
         )
         try:
-            with self._session() as s:
+            with self._session(write=True) as s:
                 s.add(row)
                 s.flush()
                 return _cluster(row)
@@ -142,7 +147,7 @@ class Store:
             return [_cluster(r) for r in s.scalars(select(ClusterRow).order_by(ClusterRow.id))]
 
     def delete_cluster(self, name: str) -> None:
-        with self._session() as s:
+        with self._session(write=True) as s:
             row = self._cluster_row(s, name)
             used = s.scalar(
                 select(func.count()).select_from(GroupRow).where(GroupRow.cluster_id == row.id)
@@ -164,7 +169,7 @@ class Store:
 
     # ---- groups ---------------------------------------------------------------------
     def create_group(self, spec: GroupSpec, output: str) -> TaskGroup:
-        with self._session() as s:
+        with self._session(write=True) as s:
             cluster = self._cluster_row(s, spec.cluster)
             if s.scalar(select(GroupRow.id).where(GroupRow.name == spec.name)) is not None:
                 raise ConflictError(
@@ -206,7 +211,7 @@ class Store:
             return [_group(g, c) for g, c in s.execute(q)]
 
     def delete_group(self, name: str) -> None:
-        with self._session() as s:
+        with self._session(write=True) as s:
             row = self._group_row(s, name)
             active = s.scalar(
                 select(func.count())
@@ -227,7 +232,7 @@ class Store:
         self, name: str, partitions: Sequence[dict[str, Any]], logs: Path
     ) -> list[Task]:
         """Create one PENDING task per partition and mark the group started (once only)."""
-        with self._session() as s:
+        with self._session(write=True) as s:
             row = self._group_row(s, name)
             if row.started_at is not None:
                 raise ConflictError(
@@ -343,7 +348,7 @@ class Store:
         ``expect``: refuse (StateError) unless the task is in this state now, so two
         schedulers cannot both claim one PENDING task.
         """
-        with self._session() as s:
+        with self._session(write=True) as s:
             row = s.scalar(select(TaskRow).where(TaskRow.id == task_id).with_for_update())
             if row is None:
                 raise NotFoundError(f"no task with id {task_id}; see 'despina task ls'")
@@ -442,7 +447,7 @@ class Store:
         if task.state in (TaskState.PENDING, TaskState.RETRYING):
             return self.transition(task_id, TaskState.CANCELLED, reason="cancelled by user")
         if task.state is TaskState.RUNNING:
-            with self._session() as s:
+            with self._session(write=True) as s:
                 s.execute(
                     update(TaskRow).where(TaskRow.id == task_id).values(cancel_requested=True)
                 )
@@ -453,7 +458,7 @@ class Store:
     def heartbeat(self, task_ids: Sequence[int]) -> None:
         if not task_ids:
             return
-        with self._session() as s:
+        with self._session(write=True) as s:
             s.execute(
                 update(TaskRow)
                 .where(TaskRow.id.in_(list(task_ids)))
@@ -465,7 +470,7 @@ class Store:
         values: dict[str, Any] = {"done": done, "heartbeat_at": utcnow()}
         if total is not None:
             values["total"] = total
-        with self._session() as s:
+        with self._session(write=True) as s:
             s.execute(
                 update(TaskRow)
                 .where(TaskRow.id == task_id, TaskRow.state == TaskState.RUNNING.value)
