@@ -36,6 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
+import itertools
+
 from _common import table
 
 from despina.control.models import ClusterSpec, GroupSpec, Resources
@@ -80,7 +82,7 @@ def work(args: tuple[list[str], str, int]) -> int:
 
 def chunks(paths: list[str], n: int) -> list[list[str]]:
     cuts = np.linspace(0, len(paths), n + 1).round().astype(int)
-    return [paths[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    return [paths[a:b] for a, b in itertools.pairwise(cuts)]
 
 
 def plain_loop(paths: list[str], out: Path, size: int) -> float:
@@ -106,21 +108,35 @@ def pool(paths: list[str], out: Path, size: int, workers: int) -> float:
     return elapsed
 
 
+def _finished(plane: ControlPlane, name: str) -> bool:
+    return all(s.terminal or n == 0 for s, n in plane.store.count_tasks(name).items())
+
+
 def task_group(
-    plane: ControlPlane, sched: Scheduler, name: str, cluster: str, source: Path, size: int,
+    plane: ControlPlane,
+    sched: Scheduler,
+    name: str,
+    cluster: str,
+    source: Path,
+    size: int,
     partitions: int,
 ) -> tuple[float, int]:
     """Start a preprocess group on a running scheduler; seconds until every task ends."""
     plane.create_group(
         GroupSpec(
-            name=name, cluster=cluster, source=str(source), job="preprocess",
-            config={"size": size}, partitions=partitions, resources=Resources(cpus=1),
+            name=name,
+            cluster=cluster,
+            source=str(source),
+            job="preprocess",
+            config={"size": size},
+            partitions=partitions,
+            resources=Resources(cpus=1),
         )
     )
     t0 = time.perf_counter()
     plane.start_group(name)
-    while plane.group_status(name).state not in ("SUCCEEDED", "FAILED", "CANCELLED"):
-        time.sleep(0.02)
+    while not _finished(plane, name):
+        time.sleep(0.05)
     elapsed = time.perf_counter() - t0
     status = plane.group_status(name)
     assert status.state == "SUCCEEDED", status
@@ -144,7 +160,7 @@ def ray_data(paths: list[str], out: Path, size: int) -> float:
     return time.perf_counter() - t0
 
 
-SPARK_JOB = r'''
+SPARK_JOB = r"""
 import json, os, sys, time
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 from pyspark.sql import SparkSession
@@ -165,7 +181,7 @@ t0 = time.perf_counter()
 df.mapInPandas(fn, "id string, n int").write.mode("overwrite").parquet(out)
 print(json.dumps({"seconds": time.perf_counter() - t0}))
 spark.stop()
-'''
+"""
 
 
 def spark(paths: list[str], out: Path, size: int, python: str) -> float | None:
@@ -176,7 +192,10 @@ def spark(paths: list[str], out: Path, size: int, python: str) -> float | None:
     env = {**os.environ, "PYSPARK_PYTHON": python, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
         [python, str(script), str(listing), str(out / "spark"), str(size)],
-        capture_output=True, text=True, env=env, timeout=1800,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
     )
     if res.returncode != 0:
         print(f"spark failed: {res.stderr[-2000:]}", file=sys.stderr)
@@ -191,12 +210,18 @@ def noop_tasks(plane: ControlPlane, sched: Scheduler, cluster: str, tmp: Path, n
     script.write_text("def main(context):\n    return None\n")
     name = f"noop-{cluster}"
     plane.create_group(
-        GroupSpec(name=name, cluster=cluster, source=str(src), script=str(script),
-                  partitions=n, resources=Resources(cpus=0.5))
+        GroupSpec(
+            name=name,
+            cluster=cluster,
+            source=str(src),
+            script=str(script),
+            partitions=n,
+            resources=Resources(cpus=0.5),
+        )
     )
     t0 = time.perf_counter()
     plane.start_group(name)
-    while plane.group_status(name).state not in ("SUCCEEDED", "FAILED"):
+    while not _finished(plane, name):
         time.sleep(0.05)
     elapsed = time.perf_counter() - t0
     assert plane.group_status(name).state == "SUCCEEDED"
@@ -207,7 +232,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="images (default: all 70,000)")
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "despina-fmnist-png")
+    ap.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "despina-fmnist-png"
+    )
     ap.add_argument("--spark-python", default=None, help="python of an env with pyspark")
     ap.add_argument("--noop", type=int, default=1000, help="no-op tasks for the overhead test")
     ap.add_argument("--skip-ray", action="store_true")
@@ -232,8 +259,9 @@ def main() -> None:
     results["multiprocessing.Pool(2) (ceiling)"] = n / pool(paths, tmp, args.size, 2)
 
     settings = ControlSettings(
-        home=tmp / "home", database_url=f"sqlite:///{tmp / 'home' / 'despina.db'}",
-        allowed_roots=(tmp.resolve(), args.cache.resolve()), poll_s=0.01,
+        home=tmp / "home",
+        database_url=f"sqlite:///{tmp / 'home' / 'despina.db'}",
+        allowed_roots=(tmp.resolve(), args.cache.resolve()),
     )
     plane = ControlPlane(settings)
     plane.create_cluster(ClusterSpec(name="one", workers=1))
@@ -242,8 +270,12 @@ def main() -> None:
     if not args.skip_ray:
         import ray
 
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20,
-                 log_to_driver=False)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=256 * 2**20,
+            log_to_driver=False,
+        )
         plane.create_cluster(ClusterSpec(name="ray2", backend="ray", address="auto", workers=2))
         clusters.append("ray2")
     sched = Scheduler(plane.store, settings)
@@ -255,8 +287,11 @@ def main() -> None:
         shutil.copy(paths[i], warm / "x" / f"{i}.png")
     for c in clusters:  # start every cluster's workers before timing
         task_group(plane, sched, f"warm-{c}", c, warm, args.size, 2)
-    labels = {"one": "task group, local, 1 worker", "two": "task group, local, 2 workers",
-              "ray2": "task group, ray, 2 workers"}
+    labels = {
+        "one": "task group, local, 1 worker",
+        "two": "task group, local, 2 workers",
+        "ray2": "task group, ray, 2 workers",
+    }
     for c in clusters:
         secs, rows = task_group(plane, sched, f"prep-{c}", c, source, args.size, 8)
         assert rows == n, f"{c}: {rows} rows for {n} images"
@@ -275,8 +310,10 @@ def main() -> None:
     base = results["plain loop (1 process)"]
     ceiling = results["multiprocessing.Pool(2) (ceiling)"]
     rows = [[k, round(v), v / base, v / ceiling] for k, v in results.items()]
-    print(f"## Preprocessing {n:,} Fashion-MNIST PNGs (decode, resize to {args.size}, "
-          "normalize, Parquet)\n")
+    print(
+        f"## Preprocessing {n:,} Fashion-MNIST PNGs (decode, resize to {args.size}, "
+        "normalize, Parquet)\n"
+    )
     print(table(["engine", "images/s", "× plain loop", "of the 2-core ceiling"], rows))
     one = results["task group, local, 1 worker"]
     two = results["task group, local, 2 workers"]

@@ -179,11 +179,14 @@ class Scheduler:
 
     def _collect(self, wait_s: float) -> int:
         outcomes: list[Outcome] = []
-        if not self.executors:
+        busy = [ex for ex in self.executors.values() if ex.active()]
+        if not busy:
             time.sleep(wait_s)
             return 0
-        share = wait_s / len(self.executors)
-        for ex in self.executors.values():
+        # Executors with nothing running are skipped: waiting on them would delay
+        # noticing the ones whose tasks end.
+        share = wait_s / len(busy)
+        for ex in busy:
             outcomes += ex.wait(share)
         for out in outcomes:
             entry = self._running.pop(out.task_id, None)

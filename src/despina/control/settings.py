@@ -24,7 +24,13 @@ class ControlSettings(FrozenModel):
     allowed_roots: tuple[Path, ...]
     heartbeat_s: float = Field(2.0, gt=0)
     stale_after_s: float = Field(30.0, gt=0, description="a RUNNING task silent this long died")
-    poll_s: float = Field(0.05, gt=0)
+    poll_s: float = Field(
+        0.25,
+        gt=0,
+        description="longest wait for a task to end between scheduler rounds (an ending "
+        "task wakes the scheduler at once; this bounds how late a new group or a cancel "
+        "is seen)",
+    )
     retry_backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles each time")
 
     @classmethod

@@ -1,5 +1,5 @@
-"""Jobs: the workflows a user runs, composed from the layers below."""
+"""Jobs: the workflows a user runs (audit, demo, batch jobs), composed from the layers below.
 
-from despina.jobs.audit import audit
-
-__all__ = ["audit"]
+Import them from their modules (``despina.jobs.audit``); nothing is imported here, so a
+worker that runs one batch job does not pay for importing torch through the others.
+"""
