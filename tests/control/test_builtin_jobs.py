@@ -22,7 +22,7 @@ from tests.conftest import write_digits
 def test_train_then_predict_then_audit(plane: ControlPlane, home: Path) -> None:
     data = write_digits(home / "digits", per_class=12)
     plane.create_cluster(ClusterSpec(name="c", workers=2))
-    train_cfg = {"image_size": 8, "train": {"epochs": 8}, "model": {"width": 8}}
+    train_cfg = {"image_size": 8, "train": {"epochs": 15, "batch_size": 16}, "model": {"width": 16}}
     plane.create_group(
         GroupSpec(name="train", cluster="c", source=str(data), job="train", config=train_cfg)
     )

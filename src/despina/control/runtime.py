@@ -99,7 +99,7 @@ def to_table(rows: Any) -> pa.Table:
         pass
     try:
         return pa.Table.from_pylist(list(rows))
-    except (TypeError, pa.ArrowInvalid) as exc:
+    except (TypeError, AttributeError, pa.ArrowInvalid) as exc:
         raise TaskError(
             f"process() must return dicts, a DataFrame or an Arrow table: {exc}"
         ) from exc
