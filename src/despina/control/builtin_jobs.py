@@ -61,22 +61,16 @@ class _Progress:
 
 def run_builtin(job: str, group: TaskGroup, spec: dict[str, Any], ctx: TaskContext) -> list[str]:
     cfg = parse_config(job, group.config)
-    if job == "preprocess":
+    if job in ("preprocess", "predict"):
         records = records_for(group.source, spec)
         ctx.progress(0, len(records))
-        table = preprocess_records(records, cfg, on_items=ctx.advance)
+        per_partition = preprocess_records if job == "preprocess" else predict_records
+        table = per_partition(records, cfg, on_items=ctx.advance)
         path = part_path(ctx.output, ctx.partition)
         write_atomic(table, path)
         ctx.metrics["rows"] = table.num_rows
-        ctx.metrics["unreadable"] = table.num_rows - table.column("error").null_count
-        return [str(path)]
-    if job == "predict":
-        records = records_for(group.source, spec)
-        ctx.progress(0, len(records))
-        table = predict_records(records, cfg, on_items=ctx.advance)
-        path = part_path(ctx.output, ctx.partition)
-        write_atomic(table, path)
-        ctx.metrics["rows"] = table.num_rows
+        if job == "preprocess":
+            ctx.metrics["unreadable"] = table.num_rows - table.column("error").null_count
         return [str(path)]
     if job == "train":
         ctx.progress(0, cfg.train.epochs)

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, create_engine, event, func, select, true, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -386,59 +386,49 @@ class Store:
             s.flush()
             return _task(row, self._group_name(s, row.group_id))
 
-    def claimable(self, groups: Sequence[str] | None, limit: int) -> list[Task]:
-        """PENDING tasks of started groups whose backoff has passed, oldest first."""
-        now = utcnow()
+    def _tasks_where(self, *conditions: Any, limit: int | None = None) -> list[Task]:
+        """Tasks (with their group's name) matching ``conditions``, oldest first."""
         with self._session() as s:
-            q = (
-                select(TaskRow, GroupRow.name)
-                .join(GroupRow)
-                .where(TaskRow.state == TaskState.PENDING.value)
-                .where((TaskRow.not_before.is_(None)) | (TaskRow.not_before <= now))
-                .where(TaskRow.cancel_requested.is_(False))
-                .order_by(TaskRow.id)
-                .limit(limit)
-            )
-            if groups is not None:
-                q = q.where(GroupRow.name.in_(list(groups)))
+            q = select(TaskRow, GroupRow.name).join(GroupRow).where(*conditions)
+            q = q.order_by(TaskRow.id).limit(limit)
             return [_task(t, g) for t, g in s.execute(q)]
 
+    @staticmethod
+    def _in_groups(groups: Sequence[str] | None) -> Any:
+        return true() if groups is None else GroupRow.name.in_(list(groups))
+
+    def claimable(self, groups: Sequence[str] | None, limit: int) -> list[Task]:
+        """PENDING tasks of started groups whose backoff has passed, oldest first."""
+        return self._tasks_where(
+            TaskRow.state == TaskState.PENDING.value,
+            TaskRow.not_before.is_(None) | (TaskRow.not_before <= utcnow()),
+            TaskRow.cancel_requested.is_(False),
+            self._in_groups(groups),
+            limit=limit,
+        )
+
     def due_retries(self, groups: Sequence[str] | None) -> list[Task]:
-        now = utcnow()
-        with self._session() as s:
-            q = (
-                select(TaskRow, GroupRow.name)
-                .join(GroupRow)
-                .where(TaskRow.state == TaskState.RETRYING.value)
-                .where((TaskRow.not_before.is_(None)) | (TaskRow.not_before <= now))
-            )
-            if groups is not None:
-                q = q.where(GroupRow.name.in_(list(groups)))
-            return [_task(t, g) for t, g in s.execute(q)]
+        """RETRYING tasks whose backoff has passed."""
+        return self._tasks_where(
+            TaskRow.state == TaskState.RETRYING.value,
+            TaskRow.not_before.is_(None) | (TaskRow.not_before <= utcnow()),
+            self._in_groups(groups),
+        )
 
     def stale_running(self, older_than_s: float, exclude: Sequence[int] = ()) -> list[Task]:
         """RUNNING tasks whose heartbeat stopped: their scheduler or worker died."""
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
-        with self._session() as s:
-            q = (
-                select(TaskRow, GroupRow.name)
-                .join(GroupRow)
-                .where(TaskRow.state == TaskState.RUNNING.value)
-                .where(TaskRow.heartbeat_at < cutoff)
-            )
-            if exclude:
-                q = q.where(TaskRow.id.not_in(list(exclude)))
-            return [_task(t, g) for t, g in s.execute(q)]
+        return self._tasks_where(
+            TaskRow.state == TaskState.RUNNING.value,
+            TaskRow.heartbeat_at < utcnow() - timedelta(seconds=older_than_s),
+            TaskRow.id.not_in(list(exclude)) if exclude else true(),
+        )
 
     def cancel_requests(self) -> list[Task]:
-        with self._session() as s:
-            q = (
-                select(TaskRow, GroupRow.name)
-                .join(GroupRow)
-                .where(TaskRow.cancel_requested.is_(True))
-                .where(TaskRow.state.in_([TaskState.RUNNING.value, TaskState.PENDING.value]))
-            )
-            return [_task(t, g) for t, g in s.execute(q)]
+        """RUNNING or PENDING tasks a user asked to cancel."""
+        return self._tasks_where(
+            TaskRow.cancel_requested.is_(True),
+            TaskRow.state.in_([TaskState.RUNNING.value, TaskState.PENDING.value]),
+        )
 
     def request_cancel(self, task_id: int) -> Task:
         """Flag a task for cancellation: PENDING/RETRYING ones are cancelled at once;
