@@ -85,9 +85,11 @@ def chunks(paths: list[str], n: int) -> list[list[str]]:
     return [paths[a:b] for a, b in itertools.pairwise(cuts)]
 
 
-def plain_loop(paths: list[str], out: Path, size: int) -> float:
+def plain_loop(paths: list[str], out: Path, size: int, parts: int) -> float:
     t0 = time.perf_counter()
-    n = sum(work((c, str(out / f"loop-{i}.parquet"), size)) for i, c in enumerate(chunks(paths, 8)))
+    n = sum(
+        work((c, str(out / f"loop-{i}.parquet"), size)) for i, c in enumerate(chunks(paths, parts))
+    )
     assert n == len(paths)
     return time.perf_counter() - t0
 
@@ -96,12 +98,14 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def pool(paths: list[str], out: Path, size: int, workers: int) -> float:
+def pool(paths: list[str], out: Path, size: int, workers: int, parts: int) -> float:
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_worker) as p:
         p.map(int, range(workers))  # start-up outside the timing
         t0 = time.perf_counter()
-        jobs = [(c, str(out / f"pool-{i}.parquet"), size) for i, c in enumerate(chunks(paths, 8))]
+        jobs = [
+            (c, str(out / f"pool-{i}.parquet"), size) for i, c in enumerate(chunks(paths, parts))
+        ]
         n = sum(p.map(work, jobs, chunksize=1))
         elapsed = time.perf_counter() - t0
     assert n == len(paths)
@@ -152,7 +156,7 @@ def ray_data(paths: list[str], out: Path, size: int) -> float:
         t = preprocess_records(records(list(batch["path"])), PreprocessConfig(size=size))
         return pd.DataFrame({"id": t.column("id").to_pylist(), "n": [size] * t.num_rows})
 
-    ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=8)
+    ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=16)
     t0 = time.perf_counter()
     ds.map_batches(fn, batch_format="pandas", batch_size=2048, num_cpus=1).write_parquet(
         str(out / "raydata")
@@ -233,6 +237,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="images (default: all 70,000)")
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument(
+        "--partitions", type=int, default=16, help="chunks per engine (task-group partitions)"
+    )
+    ap.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "despina-fmnist-png"
     )
     ap.add_argument("--spark-python", default=None, help="python of an env with pyspark")
@@ -254,9 +261,11 @@ def main() -> None:
     n = len(paths)
     print(f"{n} images, size {args.size}", file=sys.stderr)
     results: dict[str, float] = {}
-    results["plain loop (1 process)"] = n / plain_loop(paths, tmp, args.size)
+    results["plain loop (1 process)"] = n / plain_loop(paths, tmp, args.size, args.partitions)
     print("loop done", file=sys.stderr)
-    results["multiprocessing.Pool(2) (ceiling)"] = n / pool(paths, tmp, args.size, 2)
+    results["multiprocessing.Pool(2) (ceiling)"] = n / pool(
+        paths, tmp, args.size, 2, args.partitions
+    )
 
     settings = ControlSettings(
         home=tmp / "home",
@@ -293,7 +302,7 @@ def main() -> None:
         "ray2": "task group, ray, 2 workers",
     }
     for c in clusters:
-        secs, rows = task_group(plane, sched, f"prep-{c}", c, source, args.size, 8)
+        secs, rows = task_group(plane, sched, f"prep-{c}", c, source, args.size, args.partitions)
         assert rows == n, f"{c}: {rows} rows for {n} images"
         results[labels[c]] = n / secs
         print(f"{c} done", file=sys.stderr)
