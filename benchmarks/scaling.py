@@ -117,17 +117,30 @@ def _finished(plane: ControlPlane, name: str) -> bool:
     return all(s.terminal or n == 0 for s, n in plane.store.count_tasks(name).items())
 
 
+def timed_group(plane: ControlPlane, spec: GroupSpec) -> float:
+    """Create and start a group on the running scheduler; seconds until every task ends."""
+    plane.create_group(spec)
+    t0 = time.perf_counter()
+    plane.start_group(spec.name)
+    while not _finished(plane, spec.name):
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    status = plane.group_status(spec.name)
+    assert status.state == "SUCCEEDED", status
+    return elapsed
+
+
 def task_group(
     plane: ControlPlane,
-    sched: Scheduler,
     name: str,
     cluster: str,
     source: Path,
     size: int,
     partitions: int,
 ) -> tuple[float, int]:
-    """Start a preprocess group on a running scheduler; seconds until every task ends."""
-    plane.create_group(
+    """A preprocess group: seconds until every task ends, and the rows it wrote."""
+    elapsed = timed_group(
+        plane,
         GroupSpec(
             name=name,
             cluster=cluster,
@@ -136,17 +149,9 @@ def task_group(
             config={"size": size},
             partitions=partitions,
             resources=Resources(cpus=1),
-        )
+        ),
     )
-    t0 = time.perf_counter()
-    plane.start_group(name)
-    while not _finished(plane, name):
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - t0
-    status = plane.group_status(name)
-    assert status.state == "SUCCEEDED", status
-    rows = plane.group_result(name).num_rows
-    return elapsed, rows
+    return elapsed, plane.group_result(name).num_rows
 
 
 def ray_data(paths: list[str], out: Path, size: int) -> float:
@@ -208,29 +213,20 @@ def spark(paths: list[str], out: Path, size: int, python: str) -> float | None:
     return float(json.loads(res.stdout.strip().splitlines()[-1])["seconds"])
 
 
-def noop_tasks(plane: ControlPlane, sched: Scheduler, cluster: str, tmp: Path, n: int) -> float:
+def noop_tasks(plane: ControlPlane, cluster: str, tmp: Path, n: int) -> float:
     src = tmp / f"rows-{cluster}.parquet"
     pq.write_table(pa.table({"i": list(range(n))}), src)
     script = tmp / "noop.py"
     script.write_text("def main(context):\n    return None\n")
-    name = f"noop-{cluster}"
-    plane.create_group(
-        GroupSpec(
-            name=name,
-            cluster=cluster,
-            source=str(src),
-            script=str(script),
-            partitions=n,
-            resources=Resources(cpus=0.5),
-        )
+    spec = GroupSpec(
+        name=f"noop-{cluster}",
+        cluster=cluster,
+        source=str(src),
+        script=str(script),
+        partitions=n,
+        resources=Resources(cpus=0.5),
     )
-    t0 = time.perf_counter()
-    plane.start_group(name)
-    while not _finished(plane, name):
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - t0
-    assert plane.group_status(name).state == "SUCCEEDED"
-    return n / elapsed
+    return n / timed_group(plane, spec)
 
 
 def main() -> None:
@@ -304,7 +300,7 @@ def main() -> None:
         (warm / "x").mkdir(parents=True, exist_ok=True)
         shutil.copy(paths[i], warm / "x" / f"{i}.png")
     for c in clusters:  # start every cluster's workers before timing
-        task_group(plane, sched, f"warm-{c}", c, warm, args.size, 2)
+        task_group(plane, f"warm-{c}", c, warm, args.size, 2)
     labels = {
         "one": "task group, local, 1 worker",
         "two": "task group, local, 2 workers",
@@ -313,9 +309,7 @@ def main() -> None:
     for c in clusters:
         times = []
         for r in reps:
-            secs, rows = task_group(
-                plane, sched, f"prep-{c}-{r}", c, source, args.size, args.partitions
-            )
+            secs, rows = task_group(plane, f"prep-{c}-{r}", c, source, args.size, args.partitions)
             assert rows == n, f"{c}: {rows} rows for {n} images"
             times.append(secs)
         results[labels[c]] = n / float(np.median(times))
@@ -326,7 +320,7 @@ def main() -> None:
         secs = spark(paths, tmp, args.size, args.spark_python)
         if secs:
             results["PySpark mapInPandas, local[2]"] = n / secs
-    rates = {c: noop_tasks(plane, sched, c, tmp, args.noop) for c in clusters if c != "one"}
+    rates = {c: noop_tasks(plane, c, tmp, args.noop) for c in clusters if c != "one"}
     sched.stop_event.set()
     thread.join(60)
 

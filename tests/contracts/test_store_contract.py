@@ -48,10 +48,15 @@ def test_clusters_are_unique_and_found_by_name(store: Store) -> None:
 
 
 def test_a_cluster_in_use_cannot_be_removed(store: Store) -> None:
-    _group(store, started=False)
+    tid = _group(store)[0]
+    store.transition(tid, TaskState.RUNNING)
     with pytest.raises(ConflictError, match="task group"):
         store.delete_cluster("c")
-    store.delete_group("g")
+    with pytest.raises(ConflictError, match="running task"):
+        store.delete_group("g")
+    store.transition(tid, TaskState.CANCELLED, reason="stop")
+    store.delete_group("g")  # its tasks and their events go with it
+    assert store.list_tasks() == [] and store.events(tid) == []
     store.delete_cluster("c")
     assert store.list_clusters() == []
 

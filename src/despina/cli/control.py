@@ -52,20 +52,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handled(fn: F) -> F:
-    """Turn Despina and validation errors into one line on stderr and an exit code."""
+    """Turn Despina and validation errors into one line on stderr and an exit code, and
+    close the clients the command opened."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        finally:
-            while _open:
-                _open.pop().close()
-
-    @functools.wraps(fn)
-    def reporting(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return wrapper(*args, **kwargs)
         except DespinaError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
@@ -76,8 +69,11 @@ def handled(fn: F) -> F:
             text = f"invalid {where}: {msg}" if where else msg
             err.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        finally:
+            while _open:
+                _open.pop().close()
 
-    return reporting  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]
 
 
 _open: list[Any] = []

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from despina.control.models import TaskGroup
 from despina.control.partitions import records_for
-from despina.control.runtime import TaskContext, part_path, write_atomic
+from despina.control.runtime import TaskContext, write_partition
 from despina.core.config import AuditConfig
 from despina.core.errors import ConfigError
 from despina.jobs.batch import (
@@ -66,12 +66,9 @@ def run_builtin(job: str, group: TaskGroup, spec: dict[str, Any], ctx: TaskConte
         ctx.progress(0, len(records))
         per_partition = preprocess_records if job == "preprocess" else predict_records
         table = per_partition(records, cfg, on_items=ctx.advance)
-        path = part_path(ctx.output, ctx.partition)
-        write_atomic(table, path)
-        ctx.metrics["rows"] = table.num_rows
         if job == "preprocess":
             ctx.metrics["unreadable"] = table.num_rows - table.column("error").null_count
-        return [str(path)]
+        return write_partition(ctx, table)
     if job == "train":
         ctx.progress(0, cfg.train.epochs)
         metrics = train_model(group.source, ctx.output, cfg, on_epoch=lambda *_: ctx.advance())

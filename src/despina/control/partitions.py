@@ -9,6 +9,7 @@ A partition is stored on its task as plain JSON, so a re-run reads exactly the s
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from pathlib import Path
@@ -59,8 +60,12 @@ def _fashion(source: str) -> tuple[Path, str]:
     return Path(folder).expanduser(), split
 
 
+@functools.lru_cache(maxsize=2)
 def _image_arrays(source: str) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """Pixels, label indices, class names and id prefix of a built-in image source."""
+    """Pixels, label indices, class names and id prefix of a built-in image source.
+
+    Cached: a worker runs many partitions of one source, and planning needs the count.
+    """
     if source == "builtin:digits":
         images, labels = digits_arrays()
         return images, labels, [str(i) for i in range(10)], "digits"

@@ -73,6 +73,14 @@ def part_path(output: Path, partition: int) -> Path:
     return output / f"part-{partition:05d}.parquet"
 
 
+def write_partition(ctx: TaskContext, table: pa.Table) -> list[str]:
+    """This task's rows as ``part-0000N.parquet`` under the group's output; its outputs."""
+    path = part_path(ctx.output, ctx.partition)
+    write_atomic(table, path)
+    ctx.metrics["rows"] = table.num_rows
+    return [str(path)]
+
+
 def write_atomic(table: pa.Table, path: Path) -> None:
     """Write Parquet to a temporary name in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,9 +195,8 @@ def execute(store: Store, task_id: int) -> dict[str, Any]:
                 reason = f"{type(exc).__name__}: {exc}"
             raise TaskError(f"{reason} (traceback in {log_path})") from None
         elapsed = time.perf_counter() - t0
+        # The scheduler records done = total with SUCCEEDED: no progress write here.
         total = ctx._total if ctx._total is not None else ctx.done
-        if ctx.done < total:
-            ctx.progress(total)
         ctx.metrics.setdefault("seconds", round(elapsed, 3))
         ctx.metrics.setdefault("items", total)
         log.info("task %d succeeded in %.2fs: %s", task.id, elapsed, outputs)
@@ -205,12 +212,7 @@ def _run(group: TaskGroup, task: Task, spec: dict[str, Any], ctx: TaskContext) -
     module = load_script(group.script)
     if hasattr(module, "process"):
         batch = load_batch(group.source, spec)
-        rows = module.process(batch, ctx)
-        table = to_table(rows)
-        path = part_path(ctx.output, task.partition)
-        write_atomic(table, path)
-        ctx.metrics["rows"] = table.num_rows
-        return [str(path)]
+        return write_partition(ctx, to_table(module.process(batch, ctx)))
     if hasattr(module, "main"):
         result = module.main(ctx)
         if result is not None and not isinstance(result, (list, tuple)):

@@ -15,7 +15,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
@@ -76,7 +75,6 @@ class LocalExecutor:
     def wait(self, timeout: float) -> list[Outcome]:
         busy = [w for w in self._pool if w.task_id is not None]
         if not busy:
-            time.sleep(timeout)
             return []
         # A dead worker's socket reads as end-of-file, so one wait() sees both answers
         # and crashes.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 from despina.control.executors.base import Outcome
@@ -77,7 +76,6 @@ class RayExecutor:
         import ray
 
         if not self._refs:
-            time.sleep(timeout)
             return []
         by_ref = {ref: tid for tid, ref in self._refs.items()}
         done, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=timeout)

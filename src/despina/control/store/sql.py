@@ -169,34 +169,32 @@ class Store:
 
     # ---- groups ---------------------------------------------------------------------
     def create_group(self, spec: GroupSpec, output: str) -> TaskGroup:
-        with self._session(write=True) as s:
-            cluster = self._cluster_row(s, spec.cluster)
-            if s.scalar(select(GroupRow.id).where(GroupRow.name == spec.name)) is not None:
-                raise ConflictError(
-                    f"a task group named {spec.name!r} already exists; pick another name "
-                    f"or remove it with 'despina group rm {spec.name}'"
+        try:
+            with self._session(write=True) as s:
+                cluster = self._cluster_row(s, spec.cluster)
+                row = GroupRow(
+                    name=spec.name,
+                    cluster_id=cluster.id,
+                    source=spec.source,
+                    job=spec.job,
+                    script=spec.script,
+                    config=spec.config,
+                    env=spec.env,
+                    partitions=spec.partitions,
+                    resources=spec.resources.model_dump(),
+                    max_retries=spec.max_retries,
+                    timeout_s=spec.timeout_s,
+                    output=output,
+                    created_at=utcnow(),
                 )
-            row = GroupRow(
-                name=spec.name,
-                cluster_id=cluster.id,
-                source=spec.source,
-                job=spec.job,
-                script=spec.script,
-                config=spec.config,
-                env=spec.env,
-                partitions=spec.partitions,
-                resources=spec.resources.model_dump(),
-                max_retries=spec.max_retries,
-                timeout_s=spec.timeout_s,
-                output=output,
-                created_at=utcnow(),
-            )
-            s.add(row)
-            try:
+                s.add(row)
                 s.flush()
-            except IntegrityError:
-                raise ConflictError(f"a task group named {spec.name!r} already exists") from None
-            return _group(row, cluster.name)
+                return _group(row, cluster.name)
+        except IntegrityError:
+            raise ConflictError(
+                f"a task group named {spec.name!r} already exists; pick another name "
+                f"or remove it with 'despina group rm {spec.name}'"
+            ) from None
 
     def get_group(self, name: str) -> TaskGroup:
         with self._session() as s:
@@ -222,11 +220,7 @@ class Store:
                 raise ConflictError(
                     f"group {name!r} has {active} running task(s); cancel them first"
                 )
-            s.query(EventRow).where(
-                EventRow.task_id.in_(select(TaskRow.id).where(TaskRow.group_id == row.id))
-            ).delete(synchronize_session=False)
-            s.query(TaskRow).where(TaskRow.group_id == row.id).delete()
-            s.delete(row)
+            s.delete(row)  # its tasks and their events go with it (ON DELETE CASCADE)
 
     def start_group(
         self, name: str, partitions: Sequence[dict[str, Any]], logs: Path
@@ -297,17 +291,14 @@ class Store:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Task]:
-        with self._session() as s:
-            q = select(TaskRow, GroupRow.name).join(GroupRow).order_by(TaskRow.id)
-            if group is not None:
-                gid = self._group_row(s, group).id
-                q = q.where(TaskRow.group_id == gid)
-            if state is not None:
-                q = q.where(TaskRow.state == _state(state).value)
-            q = q.offset(offset)
-            if limit is not None:
-                q = q.limit(limit)
-            return [_task(t, g) for t, g in s.execute(q)]
+        if group is not None:
+            self.get_group(group)  # an unknown group is an error, not an empty list
+        return self._tasks_where(
+            true() if group is None else GroupRow.name == group,
+            true() if state is None else TaskRow.state == _state(state).value,
+            limit=limit,
+            offset=offset,
+        )
 
     def count_tasks(self, group: str | None = None) -> dict[TaskState, int]:
         with self._session() as s:
@@ -349,48 +340,67 @@ class Store:
         schedulers cannot both claim one PENDING task.
         """
         with self._session(write=True) as s:
-            row = s.scalar(select(TaskRow).where(TaskRow.id == task_id).with_for_update())
-            if row is None:
-                raise NotFoundError(f"no task with id {task_id}; see 'despina task ls'")
+            row = self._locked_task(s, task_id)
             current = TaskState(row.state)
             if expect is not None and current is not expect:
                 raise StateError(f"task {task_id} is {current.value}, not {expect.value}")
-            check_transition(current, new, manual_retry=manual_retry)
-            now = utcnow()
-            if new is TaskState.RUNNING:
-                row.started_at, row.heartbeat_at, row.ended_at = now, now, None
-                row.exit_reason = None
-            elif new.terminal:
-                row.ended_at = now
-                row.exit_reason = reason
-            elif new is TaskState.PENDING and current is not TaskState.RETRYING:
-                row.attempt += 1  # a user's retry of a terminal task
-                row.cancel_requested = False
-                row.exit_reason = None
-            elif new is TaskState.RETRYING:
-                row.attempt += 1
-                row.exit_reason = reason
-            for key, value in fields.items():
-                setattr(row, key, value)
-            row.state = new.value
-            s.add(
-                EventRow(
-                    task_id=row.id,
-                    at=now,
-                    attempt=row.attempt,
-                    from_state=current.value,
-                    to_state=new.value,
-                    reason=reason,
-                )
-            )
-            s.flush()
-            return _task(row, self._group_name(s, row.group_id))
+            return self._apply(s, row, new, reason, manual_retry, fields)
 
-    def _tasks_where(self, *conditions: Any, limit: int | None = None) -> list[Task]:
+    def _locked_task(self, s: Session, task_id: int) -> TaskRow:
+        row = s.scalar(select(TaskRow).where(TaskRow.id == task_id).with_for_update())
+        if row is None:
+            raise NotFoundError(f"no task with id {task_id}; see 'despina task ls'")
+        return row
+
+    def _apply(
+        self,
+        s: Session,
+        row: TaskRow,
+        new: TaskState,
+        reason: str | None,
+        manual_retry: bool = False,
+        fields: dict[str, Any] | None = None,
+    ) -> Task:
+        """The one place a task's state changes: check, update, record the event."""
+        current = TaskState(row.state)
+        check_transition(current, new, manual_retry=manual_retry)
+        now = utcnow()
+        if new is TaskState.RUNNING:
+            row.started_at, row.heartbeat_at, row.ended_at = now, now, None
+            row.exit_reason = None
+        elif new.terminal:
+            row.ended_at = now
+            row.exit_reason = reason
+        elif new is TaskState.PENDING and current is not TaskState.RETRYING:
+            row.attempt += 1  # a user's retry of a terminal task
+            row.cancel_requested = False
+            row.exit_reason = None
+        elif new is TaskState.RETRYING:
+            row.attempt += 1
+            row.exit_reason = reason
+        for key, value in (fields or {}).items():
+            setattr(row, key, value)
+        row.state = new.value
+        s.add(
+            EventRow(
+                task_id=row.id,
+                at=now,
+                attempt=row.attempt,
+                from_state=current.value,
+                to_state=new.value,
+                reason=reason,
+            )
+        )
+        s.flush()
+        return _task(row, self._group_name(s, row.group_id))
+
+    def _tasks_where(
+        self, *conditions: Any, limit: int | None = None, offset: int = 0
+    ) -> list[Task]:
         """Tasks (with their group's name) matching ``conditions``, oldest first."""
         with self._session() as s:
             q = select(TaskRow, GroupRow.name).join(GroupRow).where(*conditions)
-            q = q.order_by(TaskRow.id).limit(limit)
+            q = q.order_by(TaskRow.id).offset(offset).limit(limit)
             return [_task(t, g) for t, g in s.execute(q)]
 
     @staticmethod
@@ -431,19 +441,15 @@ class Store:
         )
 
     def request_cancel(self, task_id: int) -> Task:
-        """Flag a task for cancellation: PENDING/RETRYING ones are cancelled at once;
-        a RUNNING one is stopped by the scheduler that runs it."""
-        task = self.get_task(task_id)
-        if task.state in (TaskState.PENDING, TaskState.RETRYING):
-            return self.transition(task_id, TaskState.CANCELLED, reason="cancelled by user")
-        if task.state is TaskState.RUNNING:
-            with self._session(write=True) as s:
-                s.execute(
-                    update(TaskRow).where(TaskRow.id == task_id).values(cancel_requested=True)
-                )
-            return self.get_task(task_id)
-        check_transition(task.state, TaskState.CANCELLED)  # raises: terminal
-        return task
+        """Cancel a task in one transaction: a RUNNING one is flagged for the scheduler
+        that runs it to stop; any other moves to CANCELLED now (or is refused if terminal)."""
+        with self._session(write=True) as s:
+            row = self._locked_task(s, task_id)
+            if row.state == TaskState.RUNNING.value:
+                row.cancel_requested = True
+                s.flush()
+                return _task(row, self._group_name(s, row.group_id))
+            return self._apply(s, row, TaskState.CANCELLED, "cancelled by user")
 
     def heartbeat(self, task_ids: Sequence[int]) -> None:
         if not task_ids:

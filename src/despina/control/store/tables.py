@@ -55,7 +55,8 @@ class TaskRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("task_groups.id", ondelete="CASCADE"))
     partition: Mapped[int] = mapped_column(Integer)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The partition (a file list can be large): loaded only when a worker asks for it.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     state: Mapped[str] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(Integer)
     done: Mapped[int] = mapped_column(Integer, default=0)
