@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,7 +158,7 @@ def ray_session() -> Iterator[None]:
 class ThreadServer:
     """The real API on a loopback port, served by uvicorn in a thread."""
 
-    def __init__(self, plane: ControlPlane) -> None:
+    def __init__(self, plane: ControlPlane | None = None, app: Any = None) -> None:
         import socket
 
         import uvicorn
@@ -167,7 +168,8 @@ class ThreadServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        config = uvicorn.Config(create_app(plane), host="127.0.0.1", port=port, log_level="error")
+        app = app if app is not None else create_app(plane)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -11,15 +11,24 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from despina.cli.control import cluster_app, group_app, server_app, task_app
+from despina.cli.control import (
+    cluster_app,
+    deploy,
+    deployments_app,
+    group_app,
+    handled,
+    serve,
+    server_app,
+    task_app,
+)
 from despina.cli.progress import RichProgress
 from despina.core.config import AuditConfig, ModelConfig, TrainConfig
 from despina.core.errors import DespinaError
 
 app = typer.Typer(
     name="despina",
-    help="Deep-learning data quality: audit image datasets with a CNN, and run work as "
-    "task groups on local or Ray clusters.",
+    help="Deep-learning data quality: audit image datasets with a CNN, run work as task "
+    "groups on local or Ray clusters, and serve models that flag bad input.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -29,6 +38,9 @@ app.add_typer(server_app, name="server")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(group_app, name="group")
 app.add_typer(task_app, name="task")
+app.add_typer(deployments_app, name="deployments")
+app.command("deploy")(deploy)
+app.command("serve")(serve)
 console = Console()
 err = Console(stderr=True)
 
@@ -162,3 +174,34 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@app.command("train-detector")
+@handled
+def train_detector(
+    dataset: Annotated[
+        str, typer.Argument(help="a labeled image dataset (folder, manifest, fashion-mnist:DIR)")
+    ],
+    backgrounds: Annotated[Path, typer.Option(help="a folder of background photos")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the model folder to add it to")],
+    steps: Annotated[int, typer.Option(help="training steps of 16 synthetic canvases")] = 1000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Train the `learned` extractor: the dataset's images pasted onto the photos."""
+    from despina.jobs.detector import train_detector_job
+
+    with RichProgress() as progress:
+        progress.start("detector", steps)
+        info = train_detector_job(
+            dataset,
+            backgrounds,
+            out,
+            steps=steps,
+            seed=seed,
+            on_step=lambda *_: progress.advance("detector"),
+        )
+        progress.finish("detector")
+    console.print(
+        f"detector trained on {info['objects']} images and {info['backgrounds']} photos "
+        f"({info['canvas']} px canvases): {info['folder']}; deploy with --extractor learned"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from despina.control.client import HttpControlClient
-from despina.control.models import ClusterSpec, GroupSpec, Resources, Task
+from despina.control.models import ClusterSpec, DeploymentSpec, GroupSpec, Resources, Task
 from despina.control.plane import ControlPlane
 from despina.core.errors import ConfigError, DespinaError
 
@@ -41,6 +42,10 @@ group_app = typer.Typer(
     help="Task groups: what to run, on which data, in how many partitions.", no_args_is_help=True
 )
 task_app = typer.Typer(help="Tasks: one partition of a group each.", no_args_is_help=True)
+deployments_app = typer.Typer(
+    help="Deployments: models served by the server (register with 'despina deploy').",
+    no_args_is_help=True,
+)
 cluster_app.add_typer(config_app, name="config")
 
 Server = Annotated[
@@ -100,11 +105,107 @@ def server_start(
     """Serve the REST API and run the scheduler until interrupted."""
     import uvicorn
 
+    from despina.serving.access_log import configure_json_logging
     from despina.serving.api import create_app
 
     plane = _client(None)
     err.print(f"Despina server on http://{host}:{port} (store: {plane.settings.database_url})")
-    uvicorn.run(create_app(plane), host=host, port=port, log_level="warning")
+    configure_json_logging()
+    uvicorn.run(create_app(plane), host=host, port=port, log_level="warning", access_log=False)
+
+
+# ---- deployments ----------------------------------------------------------------------
+@handled
+def deploy(
+    model_dir: Annotated[Path, typer.Argument(help="a model folder written by audit or train")],
+    name: Annotated[str, typer.Option("--name", help="deployment name (in the URL)")],
+    extractor: Annotated[
+        str,
+        typer.Option(help="whole, contours, cascade:NAME (e.g. cascade:frontalface) or learned"),
+    ] = "whole",
+    replicas: Annotated[int, typer.Option(help="Ray Serve replicas (ray clusters)")] = 1,
+    cluster: Annotated[str | None, typer.Option(help="cluster (default: in the server)")] = None,
+    server: Server = None,
+) -> None:
+    """Register a deployment; the server (despina server start) hosts it."""
+    spec = DeploymentSpec(
+        name=name, model=str(model_dir), extractor=extractor, replicas=replicas, cluster=cluster
+    )
+    d = _client(server).create_deployment(spec)
+    where = f"cluster {d.cluster}" if d.cluster else "the server"
+    console.print(
+        f"deployment {d.name} ({d.extractor}) registered on {where}: "
+        f"POST /v1/deployments/{d.name}/predict"
+    )
+
+
+@deployments_app.command("ls")
+@handled
+def deployments_ls(as_json: AsJson = False, server: Server = None) -> None:
+    """List deployments with their state."""
+    client = _client(server)
+    rows = [
+        d if isinstance(d, dict) else d.model_dump(mode="json") for d in client.list_deployments()
+    ]
+    if as_json:
+        _json(rows)
+        return
+    table = Table("name", "model", "extractor", "replicas", "cluster", "state")
+    for d in rows:
+        state = d["state"] + (f" ({d['reason']})" if d.get("reason") else "")
+        table.add_row(
+            d["name"], d["model"], d["extractor"], str(d["replicas"]), d["cluster"] or "-", state
+        )
+    console.print(table)
+
+
+@deployments_app.command("rm")
+@handled
+def deployments_rm(name: str, server: Server = None) -> None:
+    """Remove a deployment (the server stops serving it within seconds)."""
+    _client(server).delete_deployment(name)
+    console.print(f"deployment {name} removed")
+
+
+@handled
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="a model folder written by audit or train")],
+    port: Annotated[int, typer.Option(help="TCP port")] = 8700,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    extractor: Annotated[
+        str, typer.Option(help="whole, contours, cascade:NAME or learned")
+    ] = "whole",
+    batch: Annotated[int, typer.Option(help="max rows per model call (1: no batching)")] = 32,
+    workers_threads: Annotated[
+        int | None, typer.Option("--threads", help="ONNX Runtime threads (default: all cores)")
+    ] = None,
+) -> None:
+    """Serve one model folder for a quick try (named after the folder); no store needed."""
+    import uvicorn
+
+    from despina.serving.access_log import configure_json_logging
+    from despina.serving.api import create_app
+    from despina.serving.deployment import ServingSettings
+    from despina.serving.host import DeploymentHost
+
+    overrides: dict[str, Any] = {"max_batch": batch}
+    if workers_threads:
+        overrides["threads"] = workers_threads
+    settings = ServingSettings.from_env(**overrides)
+    folder = model_dir.expanduser().resolve()
+    name = folder.name if folder.name != "model" else folder.parent.name or "model"
+    name = re.sub(r"[^a-z0-9_.-]", "-", name.lower())[:63].lstrip("-._") or "model"
+    deployments = DeploymentHost(settings)
+    deployments.add(name, str(folder), extractor)
+    err.print(f"serving {folder} as {name!r} on http://{host}:{port}/v1/deployments/{name}/predict")
+    configure_json_logging()
+    uvicorn.run(
+        create_app(None, serving=settings, host=deployments),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 # ---- clusters -------------------------------------------------------------------------

@@ -8,11 +8,21 @@ from typing import Any
 
 import httpx
 
-from despina.control.models import Cluster, ClusterSpec, GroupSpec, GroupStatus, Task, TaskGroup
+from despina.control.models import (
+    Cluster,
+    ClusterSpec,
+    Deployment,
+    DeploymentSpec,
+    GroupSpec,
+    GroupStatus,
+    Task,
+    TaskGroup,
+)
 from despina.core.errors import (
     ConfigError,
     ConflictError,
     DespinaError,
+    ModelError,
     NotFoundError,
     PathEscapeError,
     StateError,
@@ -24,6 +34,7 @@ _BY_NAME: dict[str, type[DespinaError]] = {
     "StateError": StateError,
     "PathEscapeError": PathEscapeError,
     "ConfigError": ConfigError,
+    "ModelError": ModelError,
 }
 
 
@@ -74,6 +85,15 @@ class HttpControlClient:
         self._call("DELETE", f"/v1/clusters/{name}")
 
     # ---- groups ---------------------------------------------------------------------
+    def create_deployment(self, spec: DeploymentSpec) -> Deployment:
+        return Deployment(**self._call("POST", "/v1/deployments", json=spec.model_dump()))
+
+    def list_deployments(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/deployments"))
+
+    def delete_deployment(self, name: str) -> None:
+        self._call("DELETE", f"/v1/deployments/{name}")
+
     def create_group(self, spec: GroupSpec) -> TaskGroup:
         return TaskGroup(**self._call("POST", "/v1/groups", json=spec.model_dump(mode="json")))
 

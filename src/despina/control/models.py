@@ -139,3 +139,22 @@ class GroupStatus(FrozenModel):
     items_per_second: float | None
     eta_s: float | None
     started_at: datetime | None
+
+
+class DeploymentSpec(FrozenModel):
+    """A model folder served by the control-plane server (``despina deploy``)."""
+
+    name: str
+    model: str = Field(description="a model folder written by audit or train (…/model)")
+    extractor: str = Field("whole", description="whole, contours, cascade:NAME or learned")
+    replicas: int = Field(1, ge=1, le=64, description="Ray Serve replicas (ray clusters)")
+    cluster: str | None = Field(None, description="where it runs; default: in the server")
+
+    _name = field_validator("name")(_check_name)
+
+
+class Deployment(DeploymentSpec):
+    id: int
+    state: Literal["pending", "running", "failed"]
+    reason: str | None = None
+    created_at: datetime

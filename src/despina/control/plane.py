@@ -22,7 +22,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, parse_config
-from despina.control.models import Cluster, ClusterSpec, GroupSpec, GroupStatus, Task, TaskGroup
+from despina.control.models import (
+    Cluster,
+    ClusterSpec,
+    Deployment,
+    DeploymentSpec,
+    GroupSpec,
+    GroupStatus,
+    Task,
+    TaskGroup,
+)
 from despina.control.partitions import check_source, plan
 from despina.control.scheduler import Scheduler
 from despina.control.settings import ControlSettings
@@ -30,6 +39,7 @@ from despina.control.states import TaskState, group_state
 from despina.control.store import Store
 from despina.control.store.sql import utcnow
 from despina.core.errors import ConfigError, NotFoundError
+from despina.jobs.model_folder import check_extractor, check_model_folder
 
 
 class ControlPlane:
@@ -61,6 +71,30 @@ class ControlPlane:
 
     def delete_cluster(self, name: str) -> None:
         self.store.delete_cluster(name)
+
+    # ---- deployments ----------------------------------------------------------------
+    def create_deployment(self, spec: DeploymentSpec) -> Deployment:
+        """Check the model folder and extractor now (a clear error at deploy time, not at
+        the first request), then record the deployment for the server to host."""
+        folder = check_model_folder(spec.model)
+        check_extractor(spec.extractor, folder)
+        if spec.cluster is not None:
+            cluster = self.store.get_cluster(spec.cluster)
+            if cluster.backend == "local" and spec.replicas != 1:
+                raise ConfigError(
+                    "replicas are for ray clusters; a local cluster serves in-process "
+                    "(batching shares the CPUs between requests)"
+                )
+        return self.store.create_deployment(spec.model_copy(update={"model": str(folder)}))
+
+    def list_deployments(self) -> list[Deployment]:
+        return self.store.list_deployments()
+
+    def get_deployment(self, name: str) -> Deployment:
+        return self.store.get_deployment(name)
+
+    def delete_deployment(self, name: str) -> None:
+        self.store.delete_deployment(name)
 
     # ---- groups ---------------------------------------------------------------------
     def create_group(self, spec: GroupSpec) -> TaskGroup:

@@ -10,6 +10,10 @@ built-in exception a Python user would expect, so ``except ValueError`` keeps wo
     ├── NotFoundError(DespinaError, LookupError)   a file, dataset, check or model that is not there
     ├── ConflictError(DespinaError, ValueError)    a name already taken, a resource in use
     ├── StateError(DespinaError, ValueError)       an illegal task state change
+    ├── InputError(DespinaError, ValueError)       an upload that is not a usable image
+    │   ├── TooLargeError(InputError)              an upload over the size limit (413)
+    │   └── MediaTypeError(InputError)             an upload of the wrong content type (415)
+    ├── OverloadedError(DespinaError, RuntimeError) the endpoint's queue is full (503)
     ├── ModelError(DespinaError, RuntimeError)     a saved model that cannot be loaded
     ├── CheckError(DespinaError, RuntimeError)     a check that failed while running
     └── TaskError(DespinaError, RuntimeError)      a task's own code failed (recorded on the task)
@@ -71,10 +75,41 @@ class StateError(DespinaError, ValueError):
     http_status = 409
 
 
+class InputError(DespinaError, ValueError):
+    """An uploaded input cannot be used: not an image, truncated, empty, too many pixels."""
+
+    exit_code = 3
+    http_status = 422
+
+
+class TooLargeError(InputError):
+    """An upload is larger than the endpoint accepts; refused before it is read."""
+
+    http_status = 413
+
+
+class MediaTypeError(InputError):
+    """An upload arrived with a content type the endpoint does not take."""
+
+    http_status = 415
+
+
+class OverloadedError(DespinaError, RuntimeError):
+    """The endpoint's queue is full; the client should retry after ``retry_after`` seconds."""
+
+    exit_code = 9
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ModelError(DespinaError, RuntimeError):
     """A saved model is missing parts or does not match its configuration."""
 
     exit_code = 5
+    http_status = 422
 
 
 class CheckError(DespinaError, RuntimeError):

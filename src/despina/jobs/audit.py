@@ -32,6 +32,7 @@ from despina.data.decode import decode_image
 from despina.data.images import ImageRecord
 from despina.data.sources import load_source
 from despina.jobs.scan import scan
+from despina.jobs.serving_artifacts import write_serving_artifacts
 from despina.models.store import save_model
 from despina.preprocessing.image import ImagePipeline
 from despina.training.crossval import cross_validate
@@ -239,6 +240,16 @@ def audit(
             },
         )
         pipeline.save(model_dir / "preprocessing.json")
+        write_serving_artifacts(
+            model,
+            model_dir,
+            x[keep],
+            y_final[keep],
+            list(np.array(ctx.ids)[valid][keep]),
+            stats.values[valid][keep],
+            validation_fraction=cfg.train.validation_fraction,
+            seed=cfg.seed,
+        )
 
     summary: dict[str, Any] = {
         "source": dataset.source,

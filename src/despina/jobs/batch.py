@@ -90,8 +90,10 @@ def train_model(
     on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> dict[str, Any]:
     """Train on every readable image of ``source``; write ``out_dir/model``."""
+    from despina.audit.image_stats import ImageStats
     from despina.data.sources import load_source
     from despina.jobs.scan import scan
+    from despina.jobs.serving_artifacts import write_serving_artifacts
     from despina.models.store import save_model
     from despina.training.trainer import predict, train_classifier
 
@@ -115,6 +117,18 @@ def train_model(
         {"in_channels": pipeline.channels, **cfg.model.model_dump(), "trained_on": len(x)},
     )
     pipeline.save(model_dir / "preprocessing.json")
+    stats = ImageStats.from_features(scanned.features).values[valid]
+    ids = [r.id for r, ok in zip(dataset.records, valid, strict=True) if ok]
+    write_serving_artifacts(
+        model,
+        model_dir,
+        x,
+        labels,
+        ids,
+        stats,
+        validation_fraction=cfg.train.validation_fraction,
+        seed=cfg.seed,
+    )
     train_acc = float((predict(model, x)[0].argmax(axis=1) == labels).mean())
     return {
         "images": int(valid.sum()),

@@ -9,11 +9,11 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from despina.core.artifacts import FORMAT_VERSION, MODEL_CONFIG, WEIGHTS
 from despina.core.errors import ModelError, NotFoundError
 from despina.models.cnn import SmallCNN
 
-WEIGHTS = "weights.safetensors"
-CONFIG = "model.json"
+CONFIG = MODEL_CONFIG
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,12 @@ def save_model(
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS))
-    meta = {"architecture": "SmallCNN", "class_names": class_names, **config}
+    meta = {
+        "architecture": "SmallCNN",
+        "format_version": FORMAT_VERSION,
+        "class_names": class_names,
+        **config,
+    }
     (folder / CONFIG).write_text(json.dumps(meta, indent=2))
 
 

@@ -1,9 +1,12 @@
-"""The control-plane REST API: clusters, groups and tasks, ``/health`` and ``/metrics``.
+"""The REST API: clusters, groups, tasks and deployments, ``/health``, ``/ready`` and
+``/metrics``.
 
 ``create_app`` builds the FastAPI app around a :class:`ControlPlane`; with
 ``run_scheduler`` it also runs the scheduler in a background thread for as long as the
-app lives, so ``despina server start`` is all a user needs. Despina's errors map to HTTP
-codes in one handler (``DespinaError.http_status``) with ``{"error", "detail"}`` bodies.
+app lives, so ``despina server start`` is all a user needs. It hosts the deployments
+registered in the store (``despina deploy``); without a control plane it serves only the
+deployments it is given (``despina serve``). Despina's errors map to HTTP codes in one
+handler (``DespinaError.http_status``) with ``{"error", "detail"}`` bodies.
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ import despina
 from despina.control.models import Cluster, ClusterSpec, GroupSpec, GroupStatus, Task, TaskGroup
 from despina.control.plane import ControlPlane
 from despina.control.scheduler import Scheduler
-from despina.core.errors import DespinaError
-from despina.serving.metrics import StoreCollector
+from despina.core.errors import DespinaError, OverloadedError
+from despina.serving.access_log import RequestId
+from despina.serving.deploy_routes import deployment_router
+from despina.serving.deployment import ServingSettings
+from despina.serving.host import DeploymentHost
+from despina.serving.metrics import ServingMetrics, StoreCollector
+from despina.serving.uploads import BodyLimit
 
 logger = logging.getLogger(__name__)
 
@@ -43,35 +51,83 @@ def _scheduler_loop(scheduler: Scheduler) -> None:
         scheduler.close()
 
 
-def create_app(plane: ControlPlane, *, run_scheduler: bool = True) -> FastAPI:
+def _sync_loop(host: DeploymentHost, stop: threading.Event, every_s: float = 2.0) -> None:
+    """Load deployments registered while the server runs (and drop removed ones)."""
+    while not stop.wait(every_s):
+        try:
+            host.sync()
+        except Exception:
+            logger.exception("deployment sync failed; retrying")
+
+
+def create_app(
+    plane: ControlPlane | None,
+    *,
+    run_scheduler: bool = True,
+    serving: ServingSettings | None = None,
+    host: DeploymentHost | None = None,
+) -> FastAPI:
     registry = CollectorRegistry()
-    registry.register(StoreCollector(plane.store))
+    if plane is not None:
+        registry.register(StoreCollector(plane.store))
+    settings = serving or ServingSettings.from_env()
+    holder: list[DeploymentHost] = []
+    metrics = ServingMetrics(registry, lambda: holder[0].snapshot())
+    if host is None:
+        host = DeploymentHost(settings, plane, observer=metrics)
+    else:
+        host.observer = metrics
+        for dep in host.snapshot().values():
+            dep.observer = metrics
+    holder.append(host)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scheduler = thread = None
-        if run_scheduler:
+        stop = threading.Event()
+        threads = []
+        if plane is not None and run_scheduler:
             scheduler = Scheduler(plane.store, plane.settings)
-            thread = threading.Thread(
-                target=_scheduler_loop, args=(scheduler,), name="despina-scheduler", daemon=True
+            stop = scheduler.stop_event
+            threads.append(
+                threading.Thread(
+                    target=_scheduler_loop, args=(scheduler,), name="despina-scheduler", daemon=True
+                )
             )
-            thread.start()
+        if plane is not None:
+            await asyncio.to_thread(host.sync)
+            threads.append(
+                threading.Thread(
+                    target=_sync_loop, args=(host, stop), name="despina-deployments", daemon=True
+                )
+            )
+        for t in threads:
+            t.start()
         yield
-        if scheduler is not None and thread is not None:
-            scheduler.stop_event.set()
-            thread.join(30)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        host.close()
 
     app = FastAPI(
-        title="Despina control plane",
+        title="Despina",
         version=despina.__version__,
-        description="Clusters, task groups and tasks: create, start, watch, cancel, retry.",
+        description="Clusters, task groups and tasks; deployments that classify uploaded "
+        "images and flag bad input.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(RequestId)
+    app.include_router(deployment_router(host, metrics))
 
     @app.exception_handler(DespinaError)
     async def _despina_error(_: Request, exc: DespinaError) -> JSONResponse:
+        headers = {}
+        if isinstance(exc, OverloadedError):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return JSONResponse(
-            {"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.http_status
+            {"error": type(exc).__name__, "detail": str(exc)},
+            status_code=exc.http_status,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -85,12 +141,29 @@ def create_app(plane: ControlPlane, *, run_scheduler: bool = True) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        plane.store.count_tasks()  # proves the database answers
+        if plane is not None:
+            plane.store.count_tasks()  # proves the database answers
         return {"status": "ok", "version": despina.__version__}
 
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        """200 once every deployment this server hosts has loaded; 503 before or if one
+        failed (with the reasons), so a load balancer sends no traffic too early."""
+        waiting = [d for d in host.listing() if d["state"] != "running" and d["cluster"] is None]
+        body = {"ready": not waiting, "deployments": len(host.snapshot()), "waiting": waiting}
+        return JSONResponse(body, status_code=200 if not waiting else 503)
+
     @app.get("/metrics")
-    def metrics() -> Response:
+    def metrics_route() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    if plane is not None:
+        _control_routes(app, plane)
+    return app
+
+
+def _control_routes(app: FastAPI, plane: ControlPlane) -> None:
+    """Clusters, task groups and tasks."""
 
     # ---- clusters -------------------------------------------------------------------
     @app.post("/v1/clusters", status_code=201)
@@ -181,5 +254,3 @@ def create_app(plane: ControlPlane, *, run_scheduler: bool = True) -> FastAPI:
                 await asyncio.sleep(0.3)
 
         return StreamingResponse(stream(), media_type="text/plain")
-
-    return app

@@ -32,7 +32,8 @@ def _shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> t
     )
 
 
-def _split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (train, validation) indices :func:`train_classifier` uses for ``seed``."""
     idx = np.arange(len(y))
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 and len(y) * fraction >= len(counts) else None
@@ -56,7 +57,7 @@ def train_classifier(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    tr, va = _split(y, train_config.validation_fraction, seed)
+    tr, va = validation_split(y, train_config.validation_fraction, seed)
     xt, yt = torch.from_numpy(np.ascontiguousarray(x[tr])), torch.from_numpy(y[tr])
     xv, yv = torch.from_numpy(np.ascontiguousarray(x[va])), torch.from_numpy(y[va])
     model = SmallCNN(

@@ -17,7 +17,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from despina.audit.base import AuditContext, Check, CheckResult, robust_z, sigmoid
+from despina.audit.base import AuditContext, Check, CheckResult, sigmoid
+from despina.audit.image_stats import STAT_NAMES
 
 
 def _both(z_margin: np.ndarray, abs_margin: np.ndarray) -> np.ndarray:
@@ -30,43 +31,82 @@ def _either(hard_margin: np.ndarray, soft: np.ndarray) -> np.ndarray:
     return np.minimum(hard_margin, soft)
 
 
-def defect_margins(ctx: AuditContext) -> dict[str, np.ndarray]:
-    """Margin per image-level defect over all rows (NaN rows for undecodable samples)."""
-    s = ctx.image_stats
-    assert s is not None  # ensured by requires
-    col = s.column
-    bright, p05, p95, detail = col("brightness"), col("p05"), col("p95"), col("detail")
-    highlights, sharp, spread = col("highlights"), col("sharpness"), col("color_spread")
-    blur_fx = col("blur_effect")
-    w, h = col("width"), col("height")
+#: Per-row quantities whose robust z-scores the defect rules use, from the stats matrix.
+_Z_FLOORS = {
+    "brightness": 0.03,
+    "p05": 0.03,
+    "highlights": 0.03,
+    "detail": 0.01,
+    "sharpness": 0.03,
+    "blur_log": 0.03,
+    "log_area": 0.2,
+    "log_aspect": 0.1,
+}
+
+
+def _derived(values: np.ndarray) -> dict[str, np.ndarray]:
+    col = {name: values[:, i] for i, name in enumerate(STAT_NAMES)}
+    return {
+        **col,
+        "blur_log": np.log(1 - np.clip(col["blur_effect"], 0, 0.999)),
+        "log_area": np.log(col["width"] * col["height"]),
+        "log_aspect": np.log(col["width"] / col["height"]),
+    }
+
+
+def defect_reference(values: np.ndarray) -> dict[str, list[float]]:
+    """Median and robust scale of each quantity, and the colour fraction, of a dataset's
+    stats: what an image is compared with when it arrives alone (at serving time)."""
+    d = _derived(values)
+    ref: dict[str, list[float]] = {}
+    for name in _Z_FLOORS:
+        v = d[name][np.isfinite(d[name])]
+        med = float(np.median(v)) if v.size else 0.0
+        mad = float(np.median(np.abs(v - med))) * 1.4826 if v.size else 0.0
+        ref[name] = [med, mad]
+    spread = d["color_spread"][np.isfinite(d["color_spread"])]
+    ref["colour_fraction"] = [float((spread > 8).mean()) if spread.size else 0.0]
+    return ref
+
+
+def defect_margins(
+    values: np.ndarray, reference: dict[str, list[float]] | None = None
+) -> dict[str, np.ndarray]:
+    """Margin per image-level defect for each row of a stats matrix (NaN rows stay NaN),
+    against ``reference`` (see :func:`defect_reference`) or the rows' own distribution."""
+    ref = reference or defect_reference(values)
+    d = _derived(values)
+
+    def z(name: str) -> np.ndarray:
+        med, mad = ref[name]
+        return (d[name] - med) / max(mad, _Z_FLOORS[name])
+
+    bright, p05, p95, detail = d["brightness"], d["p05"], d["p95"], d["detail"]
+    highlights, spread = d["highlights"], d["color_spread"]
     m: dict[str, np.ndarray] = {}
     # Dark: even the bright parts are dim (hard), or far darker than the rest (soft).
-    m["dark"] = _either(
-        (p95 - 0.22) / 0.05, _both(robust_z(bright, 0.03) + 4.0, (bright - 0.25) / 0.05)
-    )
+    m["dark"] = _either((p95 - 0.22) / 0.05, _both(z("brightness") + 4.0, (bright - 0.25) / 0.05))
     # Overexposed: even the dark parts are light (washed out), or far more blown-out
     # area or brightness than the rest (white-paper datasets are bright by nature).
     m["overexposed"] = np.minimum.reduce(
         [
-            _either((0.6 - p05) / 0.05, _both(4.0 - robust_z(p05, 0.03), (0.45 - p05) / 0.05)),
-            _both(4.0 - robust_z(highlights, 0.03), (0.2 - highlights) / 0.05),
-            _both(4.0 - robust_z(bright, 0.03), (0.8 - bright) / 0.05),
+            _either((0.6 - p05) / 0.05, _both(4.0 - z("p05"), (0.45 - p05) / 0.05)),
+            _both(4.0 - z("highlights"), (0.2 - highlights) / 0.05),
+            _both(4.0 - z("brightness"), (0.8 - bright) / 0.05),
         ]
     )
     m["low_information"] = _either(
-        (detail - 0.012) / 0.004, _both(robust_z(detail, 0.01) + 4.0, (detail - 0.03) / 0.01)
+        (detail - 0.012) / 0.004, _both(z("detail") + 4.0, (detail - 0.03) / 0.01)
     )
     # Two blur statistics, each strong where the other is weak (thin strokes vs. photos).
-    blur_z = robust_z(sharp, 0.03) + robust_z(np.log(1 - np.clip(blur_fx, 0, 0.999)), 0.03)
-    blur = blur_z / np.sqrt(2.0) + 3.5
+    blur = (z("sharpness") + z("blur_log")) / np.sqrt(2.0) + 3.5
     m["blurry"] = np.where(m["low_information"] < 0, np.inf, blur)
-    colour = spread[np.isfinite(spread)] > 8
-    if colour.size and colour.mean() >= 0.5:
+    if ref["colour_fraction"][0] >= 0.5:
         m["grayscale"] = (spread - 4.0) / 2.0
     else:
         m["grayscale"] = np.full(len(spread), np.inf)
-    m["odd_size"] = 5.0 - np.abs(robust_z(np.log(w * h), 0.2))
-    m["odd_aspect_ratio"] = 5.0 - np.abs(robust_z(np.log(w / h), 0.1))
+    m["odd_size"] = 5.0 - np.abs(z("log_area"))
+    m["odd_aspect_ratio"] = 5.0 - np.abs(z("log_aspect"))
     return m
 
 
@@ -78,7 +118,8 @@ class DefectCheck(Check):
     def run(self, ctx: AuditContext) -> CheckResult:
         if ctx.n == 0:
             return self.empty(ctx)
-        margins = defect_margins(ctx)
+        assert ctx.image_stats is not None  # ensured by requires
+        margins = defect_margins(ctx.image_stats.values)
         names = list(margins)
         stacked = np.stack([margins[k] for k in names], axis=1)
         valid = ctx.valid

@@ -25,9 +25,18 @@ from sqlalchemy import Engine, create_engine, event, func, select, true, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from despina.control.models import Cluster, ClusterSpec, GroupSpec, Resources, Task, TaskGroup
+from despina.control.models import (
+    Cluster,
+    ClusterSpec,
+    Deployment,
+    DeploymentSpec,
+    GroupSpec,
+    Resources,
+    Task,
+    TaskGroup,
+)
 from despina.control.states import TaskState, check_transition
-from despina.control.store.tables import ClusterRow, EventRow, GroupRow, TaskRow
+from despina.control.store.tables import ClusterRow, DeploymentRow, EventRow, GroupRow, TaskRow
 from despina.core.errors import ConfigError, ConflictError, NotFoundError, StateError
 
 logger = logging.getLogger(__name__)
@@ -152,11 +161,69 @@ class Store:
             used = s.scalar(
                 select(func.count()).select_from(GroupRow).where(GroupRow.cluster_id == row.id)
             )
-            if used:
+            deployed = s.scalar(
+                select(func.count())
+                .select_from(DeploymentRow)
+                .where(DeploymentRow.cluster_id == row.id)
+            )
+            if used or deployed:
                 raise ConflictError(
-                    f"cluster {name!r} still has {used} task group(s); remove them first"
+                    f"cluster {name!r} still has {used} task group(s) and {deployed} "
+                    "deployment(s); remove them first"
                 )
             s.delete(row)
+
+    # ---- deployments ----------------------------------------------------------------
+    def create_deployment(self, spec: DeploymentSpec) -> Deployment:
+        try:
+            with self._session(write=True) as s:
+                cluster_id = None if spec.cluster is None else self._cluster_row(s, spec.cluster).id
+                row = DeploymentRow(
+                    name=spec.name,
+                    model=spec.model,
+                    extractor=spec.extractor,
+                    replicas=spec.replicas,
+                    cluster_id=cluster_id,
+                    state="pending",
+                    reason=None,
+                    created_at=utcnow(),
+                )
+                s.add(row)
+                s.flush()
+                return _deployment(row, spec.cluster)
+        except IntegrityError:
+            raise ConflictError(
+                f"a deployment named {spec.name!r} already exists; pick another name or "
+                f"remove it with 'despina deploy rm {spec.name}'"
+            ) from None
+
+    def get_deployment(self, name: str) -> Deployment:
+        with self._session() as s:
+            row = self._deployment_row(s, name)
+            return _deployment(row, self._cluster_of(s, row.cluster_id))
+
+    def list_deployments(self) -> list[Deployment]:
+        with self._session() as s:
+            rows = s.scalars(select(DeploymentRow).order_by(DeploymentRow.id)).all()
+            return [_deployment(r, self._cluster_of(s, r.cluster_id)) for r in rows]
+
+    def set_deployment_state(self, name: str, state: str, reason: str | None = None) -> None:
+        with self._session(write=True) as s:
+            row = self._deployment_row(s, name)
+            row.state, row.reason = state, reason
+
+    def delete_deployment(self, name: str) -> None:
+        with self._session(write=True) as s:
+            s.delete(self._deployment_row(s, name))
+
+    def _deployment_row(self, s: Session, name: str) -> DeploymentRow:
+        row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))
+        if row is None:
+            raise NotFoundError(f"no deployment named {name!r}; see 'despina deploy ls'")
+        return row
+
+    def _cluster_of(self, s: Session, cluster_id: int | None) -> str | None:
+        return None if cluster_id is None else self._cluster_name(s, cluster_id)
 
     def _cluster_row(self, s: Session, name: str) -> ClusterRow:
         row = s.scalar(select(ClusterRow).where(ClusterRow.name == name))
@@ -481,6 +548,20 @@ def _state(value: TaskState | str) -> TaskState:
         raise ConfigError(
             f"unknown task state {value!r}; one of {', '.join(s.value for s in TaskState)}"
         ) from None
+
+
+def _deployment(row: DeploymentRow, cluster: str | None) -> Deployment:
+    return Deployment(
+        id=row.id,
+        name=row.name,
+        model=row.model,
+        extractor=row.extractor,
+        replicas=row.replicas,
+        cluster=cluster,
+        state=row.state,
+        reason=row.reason,
+        created_at=_aware(row.created_at),
+    )
 
 
 def _cluster(row: ClusterRow) -> Cluster:

@@ -85,3 +85,19 @@ class EventRow(Base):
     from_state: Mapped[str] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DeploymentRow(Base):
+    """A registered deployment; the server that hosts it records its state."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    model: Mapped[str] = mapped_column(Text)
+    extractor: Mapped[str] = mapped_column(String(128))
+    replicas: Mapped[int] = mapped_column(Integer)
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,117 @@
+"""What a model folder needs to serve: an ONNX graph, a FAISS index of the training set and
+the reference statistics the endpoint compares each upload with.
+
+Written next to the weights by every job that saves a model, so any model folder can be
+deployed. Nothing here is pickled: ONNX, FAISS's own index format and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from despina.audit.checks.defect import defect_reference
+from despina.audit.image_stats import STAT_NAMES
+from despina.core.artifacts import FORMAT_VERSION, INDEX_FILE, ONNX_FILE, REFERENCE_FILE
+
+if TYPE_CHECKING:
+    from despina.models.cnn import SmallCNN
+
+NEIGHBORS = 5
+#: Statistics whose input distribution the drift monitor follows.
+DRIFT_FEATURES = ("brightness", "contrast", "detail", "sharpness", "color_spread")
+DRIFT_BINS = 10
+
+
+def unit(e: np.ndarray) -> np.ndarray:
+    e = np.ascontiguousarray(e, dtype=np.float32)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+def _robust(v: np.ndarray) -> list[float]:
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return [0.0, 1.0]
+    med = float(np.median(v))
+    return [med, float(np.median(np.abs(v - med))) * 1.4826]
+
+
+def ood_statistics(sims: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log mean cosine distance to the k nearest training samples, and log uncertainty:
+    the two quantities of the audit's outlier check, for rows of new inputs."""
+    dist = np.maximum((1.0 - sims).mean(axis=1), 1e-6)
+    return np.log(dist), np.log(1.0 - probs.max(axis=1) + 1e-4)
+
+
+def _drift_reference(stats: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, Any]:
+    """Decile bin edges of each drift feature with the training fraction in each bin, and
+    the training set's predicted-class frequencies (population stability index baseline)."""
+    features = {}
+    for name in DRIFT_FEATURES:
+        v = stats[:, STAT_NAMES.index(name)]
+        v = v[np.isfinite(v)]
+        edges = np.unique(np.quantile(v, np.linspace(0, 1, DRIFT_BINS + 1)[1:-1]))
+        counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+        features[name] = {
+            "edges": [float(e) for e in edges],
+            "fractions": [float(c) for c in counts / max(1, counts.sum())],
+        }
+    freq = np.bincount(predicted, minlength=classes) / max(1, len(predicted))
+    return {"features": features, "classes": [float(f) for f in freq]}
+
+
+def write_serving_artifacts(
+    model: SmallCNN,
+    folder: Path,
+    x: np.ndarray,
+    labels: np.ndarray,
+    ids: Sequence[str],
+    stats: np.ndarray,
+    *,
+    validation_fraction: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Export ``model`` to ONNX and index the training set ``x`` (normalized, as trained).
+
+    The out-of-distribution score is calibrated on the samples the trainer held out for
+    early stopping (same split, same seed), since the model has fitted the others and
+    would make every new image look far away.
+    """
+    import faiss
+
+    from despina.models.export import export_onnx
+    from despina.training.trainer import predict, validation_split
+
+    faiss.omp_set_num_threads(1)
+    diff = export_onnx(model, folder / ONNX_FILE, x[: min(8, len(x))])
+    probs, emb = predict(model, x)
+    emb = unit(emb)
+    index = faiss.IndexFlatIP(emb.shape[1])
+    index.add(emb)
+    faiss.write_index(index, str(folder / INDEX_FILE))
+
+    tr, va = validation_split(labels, validation_fraction, seed)
+    held_out = va if len(va) >= 10 else np.arange(len(x))
+    fitted = faiss.IndexFlatIP(emb.shape[1])
+    fitted.add(emb[tr] if len(va) >= 10 else emb)
+    k = min(NEIGHBORS, fitted.ntotal - (0 if len(va) >= 10 else 1))
+    sims, _ = fitted.search(emb[held_out], k + (0 if len(va) >= 10 else 1))
+    if len(va) < 10:  # tiny dataset: leave each sample out of its own neighbours
+        sims = sims[:, 1:]
+    log_dist, log_unc = ood_statistics(sims, probs[held_out])
+    reference = {
+        "format_version": FORMAT_VERSION,
+        "ids": list(ids),
+        "neighbors": int(k),
+        "ood": {"distance": _robust(log_dist), "uncertainty": _robust(log_unc)},
+        "defects": defect_reference(stats),
+        "drift": _drift_reference(stats, probs.argmax(axis=1), probs.shape[1]),
+        "held_out_accuracy": float((probs[held_out].argmax(axis=1) == labels[held_out]).mean()),
+        "onnx_max_difference": diff,
+    }
+    (folder / REFERENCE_FILE).write_text(json.dumps(reference))
+    return reference

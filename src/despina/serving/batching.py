@@ -1,0 +1,136 @@
+"""Dynamic micro-batching: concurrent requests share one model call.
+
+Requests put their rows on a bounded queue; one worker thread takes what is queued (up
+to ``max_batch`` rows), runs the model once, and hands each request its rows back. The
+worker never waits when nothing else is on its way, so a lone request pays no batching
+delay; it waits up to ``max_wait_ms`` only while other requests are still being decoded
+(``incoming``), which is when waiting fills the batch. A full queue refuses at once with
+:class:`OverloadedError` (HTTP 503 with Retry-After) instead of letting latency grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from despina.core.errors import OverloadedError
+
+R = TypeVar("R")
+
+
+@dataclass
+class _Item:
+    rows: np.ndarray
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(value)
+
+
+class MicroBatcher(Generic[R]):
+    """Run ``fn(rows) -> list[R]`` (one result per row) over batches of queued rows."""
+
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], list[R]],
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 256,
+        on_batch: Callable[[int], None] | None = None,
+        name: str = "despina-batcher",
+    ) -> None:
+        self.fn = fn
+        self.max_batch = max(1, max_batch)
+        self.max_wait = max_wait_ms / 1000.0
+        self.on_batch = on_batch
+        self.queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
+        self.incoming = 0  # requests being decoded that will submit soon (GIL-safe int ops)
+        self._carry: _Item | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return self.queue.qsize()
+
+    async def submit(self, rows: np.ndarray) -> list[R]:
+        """The results for ``rows``; raises OverloadedError when the queue is full."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[R]] = loop.create_future()
+        try:
+            self.queue.put_nowait(_Item(rows, fut, loop))
+        except queue.Full:
+            raise OverloadedError(
+                f"the endpoint is at capacity ({self.queue.maxsize} requests queued); "
+                "retry shortly",
+                retry_after=1.0,
+            ) from None
+        return await fut
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self._thread.join(10)
+
+    def _next(self, timeout: float) -> _Item | None:
+        """The next item (``None`` on close); raises queue.Empty when none came in time."""
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        return self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
+
+    def _run(self) -> None:
+        while True:
+            first = self._carry or self.queue.get()
+            self._carry = None
+            if first is None:
+                return
+            batch, rows = [first], len(first.rows)
+            deadline = time.perf_counter() + self.max_wait
+            while rows < self.max_batch:
+                waiting = self.incoming > 0 and time.perf_counter() < deadline
+                try:
+                    item = self._next(max(1e-4, deadline - time.perf_counter()) if waiting else 0)
+                except queue.Empty:
+                    if waiting:
+                        continue
+                    break
+                if item is None:
+                    self.queue.put(None)  # close after this batch
+                    break
+                if rows + len(item.rows) > self.max_batch:
+                    self._carry = item
+                    break
+                batch.append(item)
+                rows += len(item.rows)
+            self._execute(batch)
+
+    def _execute(self, batch: list[_Item]) -> None:
+        if self.on_batch is not None:
+            self.on_batch(sum(len(b.rows) for b in batch))
+        try:
+            x = batch[0].rows if len(batch) == 1 else np.concatenate([b.rows for b in batch])
+            results = self.fn(x)
+        except BaseException as exc:  # the error goes to every waiting request
+            for b in batch:
+                b.loop.call_soon_threadsafe(_resolve, b.future, None, exc)
+            return
+        start = 0
+        for b in batch:
+            part = results[start : start + len(b.rows)]
+            start += len(b.rows)
+            b.loop.call_soon_threadsafe(_resolve, b.future, part, None)

@@ -1,0 +1,223 @@
+"""One deployed model: decode an upload once, flag its quality, extract its objects,
+classify every crop through the micro-batcher, and watch the inputs for drift."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
+
+from despina.audit.image_stats import compute_features
+from despina.core.config import FrozenModel
+from despina.core.errors import InputError
+from despina.data.decode import decode_bytes
+from despina.serving.batching import MicroBatcher
+from despina.serving.drift import DriftMonitor
+from despina.serving.extraction import Box, make_extractor
+from despina.serving.model import OOD_THRESHOLD, Inference, ServingModel
+from despina.serving.quality import image_flags
+
+UNKNOWN = "unknown"
+
+
+class ServingSettings(FrozenModel):
+    """Limits and batching of every deployment a server hosts (``DESPINA_`` environment)."""
+
+    max_upload_bytes: int = Field(20 * 2**20, ge=1, description="larger uploads get 413")
+    max_pixels: int = Field(36_000_000, ge=1, description="larger images get 422")
+    max_batch: int = Field(32, ge=1, description="rows per model call; 1 turns batching off")
+    max_wait_ms: float = Field(2.0, ge=0, description="longest wait to fill a batch")
+    max_queue: int = Field(256, ge=1, description="queued requests before 503")
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    top_k: int = Field(3, ge=1, le=100)
+    drift_window: int = Field(1000, ge=10)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServingSettings:
+        env = {
+            "max_upload_bytes": "DESPINA_MAX_UPLOAD_BYTES",
+            "max_pixels": "DESPINA_MAX_PIXELS",
+            "max_batch": "DESPINA_MAX_BATCH",
+            "max_wait_ms": "DESPINA_MAX_WAIT_MS",
+            "max_queue": "DESPINA_MAX_QUEUE",
+            "threads": "DESPINA_INFERENCE_THREADS",
+        }
+        values: dict[str, Any] = {k: os.environ[v] for k, v in env.items() if v in os.environ}
+        return cls(**{**values, **overrides})
+
+
+@dataclass
+class Prepared:
+    """An upload after decoding, quality statistics, extraction and preprocessing."""
+
+    width: int
+    height: int
+    stats: np.ndarray
+    flags: dict[str, Any]
+    boxes: list[Box]
+    rows: np.ndarray  # row 0: the whole image; then one row per box (unless whole)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 3)
+
+
+class Deployment:
+    """A model folder with an extractor, served behind a micro-batcher."""
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: str | Path,
+        extractor: str = "whole",
+        settings: ServingSettings | None = None,
+        observer: Any = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings or ServingSettings()
+        self.model = ServingModel(model_dir, threads=self.settings.threads)
+        self.extractor_name = extractor
+        self.extractor = make_extractor(extractor, self.model.folder)
+        self.drift = DriftMonitor(
+            self.model.reference["drift"], self.model.class_names, self.settings.drift_window
+        )
+        self.observer = observer  # ServingMetrics or None
+        self.batcher: MicroBatcher[tuple[Any, ...]] = MicroBatcher(
+            self._infer_rows,
+            max_batch=self.settings.max_batch,
+            max_wait_ms=self.settings.max_wait_ms,
+            max_queue=self.settings.max_queue,
+            on_batch=self._batch_done,
+            name=f"despina-batcher-{name}",
+        )
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def _batch_done(self, rows: int) -> None:
+        if self.observer is not None:
+            self.observer.batch(self.name, rows)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": str(self.model.folder),
+            "version": self.model.version,
+            "extractor": self.extractor_name,
+            "classes": self.model.class_names,
+        }
+
+    def _infer_rows(self, x: np.ndarray) -> list[tuple[Any, ...]]:
+        inf: Inference = self.model.infer(x)
+        return list(zip(inf.probs, inf.sims, inf.neighbors, inf.ood_z, strict=True))
+
+    def prepare(self, data: bytes, filename: str = "upload") -> Prepared:
+        """Decode, quality flags, extraction and preprocessing (CPU work, off the loop)."""
+        t0 = time.perf_counter()
+        decoded = decode_bytes(data, filename, self.settings.max_pixels)
+        if decoded.defect == "oversized":
+            raise InputError(
+                f"{filename}: too many pixels ({decoded.reason}); this server decodes images "
+                f"up to {self.settings.max_pixels:,} pixels (DESPINA_MAX_PIXELS)"
+            )
+        if decoded.image is None:
+            raise InputError(f"{filename}: {decoded.reason}; upload a PNG, JPEG or other image")
+        image = decoded.image
+        decode_ms = _ms(t0)
+        t1 = time.perf_counter()
+        feats = compute_features(image)
+        flags = image_flags(feats, self.model.reference["defects"])
+        quality_ms = _ms(t1)
+        t2 = time.perf_counter()
+        h, w = image.shape[:2]
+        boxes = self.extractor.propose(image)
+        whole = len(boxes) == 1 and boxes[0].as_list() == [0, 0, w, h]
+        crops = [image] + (
+            [] if whole else [image[b.y : b.y + b.h, b.x : b.x + b.w] for b in boxes]
+        )
+        extract_ms = _ms(t2)
+        t3 = time.perf_counter()
+        rows = self.model.pipeline.transform(crops)
+        timings = {
+            "decode": decode_ms,
+            "preprocess": round(quality_ms + _ms(t3), 3),
+            "extract": extract_ms,
+        }
+        return Prepared(w, h, feats.stats, flags, boxes, rows, timings)
+
+    async def predict(self, data: bytes, filename: str = "upload") -> dict[str, Any]:
+        """The JSON answer for one upload (see the README's endpoint section)."""
+        t0 = time.perf_counter()
+        self.batcher.incoming += 1
+        try:
+            prep = await run_in_threadpool(self.prepare, data, filename)
+        finally:
+            self.batcher.incoming -= 1
+        t1 = time.perf_counter()
+        results = await self.batcher.submit(prep.rows)
+        classify_ms = _ms(t1)
+        answer = self._answer(prep, results)
+        answer["timings_ms"] = {**prep.timings, "classify": classify_ms, "total": _ms(t0)}
+        if self.observer is not None:
+            self.observer.prediction(self.name, answer)
+        return answer
+
+    def _object(self, box: Box, row: tuple[Any, ...]) -> dict[str, Any]:
+        probs, _, _, z = row
+        order = np.argsort(-probs)[: self.settings.top_k]
+        names = self.model.class_names
+        ood = bool(z > OOD_THRESHOLD)
+        return {
+            "box": box.as_list(),
+            "label": UNKNOWN if ood else names[int(order[0])],
+            "confidence": round(float(probs[order[0]]), 4),
+            "top_k": [
+                {"label": names[int(j)], "confidence": round(float(probs[j]), 4)} for j in order
+            ],
+            "out_of_distribution": ood,
+            "ood_score": round(float(1.0 / (1.0 + np.exp(OOD_THRESHOLD - z))), 4),
+            "extractor_score": round(box.score, 4),
+        }
+
+    def _answer(self, prep: Prepared, results: list[tuple[Any, ...]]) -> dict[str, Any]:
+        _, sims, idx, z = results[0]
+        whole = len(results) == 1
+        objects = [
+            self._object(box, results[0] if whole else results[i + 1])
+            for i, box in enumerate(prep.boxes)
+        ]
+        predicted = [
+            self.model.class_names.index(o["label"]) for o in objects if o["label"] != UNKNOWN
+        ]
+        self.drift.observe(prep.stats, predicted)
+        flags = {k: v for k, v in prep.flags.items() if k != "margins"}
+        return {
+            "deployment": self.name,
+            "model": {"name": self.model.name, "version": self.model.version},
+            "image": {
+                "width": prep.width,
+                "height": prep.height,
+                "flags": {
+                    **flags,
+                    "out_of_distribution": bool(z > OOD_THRESHOLD),
+                },
+                "out_of_distribution": {
+                    "flag": bool(z > OOD_THRESHOLD),
+                    "score": round(float(1.0 / (1.0 + np.exp(OOD_THRESHOLD - z))), 4),
+                    "z": round(float(z), 3),
+                },
+                "nearest": {
+                    "id": self.model.ids[int(idx[0])],
+                    "similarity": round(float(sims[0]), 4),
+                },
+                "margins": prep.flags["margins"],
+            },
+            "objects": objects,
+        }

@@ -1,0 +1,120 @@
+"""A model folder loaded for serving: ONNX Runtime session, preprocessing, FAISS index and
+the reference statistics of the training set.
+
+Loading checks the folder completely, so an incomplete folder or one written by another
+version of Despina fails at deploy time with a message that says how to rebuild it,
+never at the first request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from despina.core.artifacts import (
+    INDEX_FILE,
+    MODEL_CONFIG,
+    ONNX_FILE,
+    PREPROCESSING,
+    REFERENCE_FILE,
+)
+from despina.core.errors import ModelError
+from despina.jobs.model_folder import check_model_folder
+from despina.jobs.serving_artifacts import ood_statistics, unit
+from despina.preprocessing.image import ImagePipeline
+
+#: z-score past which an input or a crop is out of distribution (the outlier check's).
+OOD_THRESHOLD = 3.5
+
+
+@dataclass(frozen=True)
+class Inference:
+    """Outputs for a batch of preprocessed inputs."""
+
+    probs: np.ndarray  # (n, classes)
+    sims: np.ndarray  # (n, k) cosine similarity to the nearest training samples
+    neighbors: np.ndarray  # (n, k) their row numbers in the training set
+    ood_z: np.ndarray  # (n,) robust z of distance and uncertainty; > OOD_THRESHOLD = OOD
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class ServingModel:
+    """Everything one deployment needs from its model folder, loaded once."""
+
+    def __init__(self, folder: str | Path, *, threads: int = 1) -> None:
+        self.folder = check_model_folder(folder)
+        self.meta = self._json(MODEL_CONFIG)
+        self.reference: dict[str, Any] = self._json(REFERENCE_FILE)
+        try:
+            self.class_names: list[str] = list(self.meta["class_names"])
+            self.ids: list[str] = list(self.reference["ids"])
+            self.k = int(self.reference["neighbors"])
+            ood = self.reference["ood"]
+            self._ood = np.array(ood["distance"] + ood["uncertainty"], dtype=np.float64)
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"{self.folder}: model metadata is incomplete ({exc})") from exc
+        self.pipeline = ImagePipeline.load(self.folder / PREPROCESSING)
+        # The version is the graph's content hash: it changes exactly when the model does.
+        self.version = hashlib.sha256((self.folder / ONNX_FILE).read_bytes()).hexdigest()[:12]
+        self.name = self.folder.name
+        self._load_runtime(threads)
+
+    def _json(self, name: str) -> dict[str, Any]:
+        try:
+            data = json.loads((self.folder / name).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"cannot read {self.folder / name}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ModelError(f"{self.folder / name} does not hold a JSON object")
+        return data
+
+    def _load_runtime(self, threads: int) -> None:
+        import faiss
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.folder / ONNX_FILE), opts, providers=["CPUExecutionProvider"]
+            )
+            self.index = faiss.read_index(str(self.folder / INDEX_FILE))
+        except Exception as exc:  # ORT and FAISS raise their own types for broken files
+            raise ModelError(f"cannot load {self.folder}: {exc}") from exc
+        if self.index.ntotal != len(self.ids):
+            raise ModelError(
+                f"{self.folder}: the FAISS index holds {self.index.ntotal} samples but "
+                f"reference.json lists {len(self.ids)}; the folder was mixed from two runs"
+            )
+        shape = self.session.get_inputs()[0].shape
+        expected = [self.pipeline.channels, self.pipeline.size, self.pipeline.size]
+        if [int(d) for d in shape[1:]] != expected:
+            raise ModelError(
+                f"{self.folder}: model.onnx takes {shape[1:]} but preprocessing.json makes "
+                f"{expected}"
+            )
+        # Warm up, so the first request does not pay for ORT's lazy initialisation.
+        self.infer(np.zeros((1, *expected), np.float32))
+
+    def infer(self, x: np.ndarray) -> Inference:
+        """Classify preprocessed inputs (n, C, H, W) and place them among the training set."""
+        logits, emb = self.session.run(None, {"x": np.ascontiguousarray(x, np.float32)})
+        probs = _softmax(logits)
+        sims, idx = self.index.search(unit(emb), self.k)
+        log_dist, log_unc = ood_statistics(sims, probs)
+        d_med, d_mad, u_med, u_mad = self._ood
+        z = ((log_dist - d_med) / max(d_mad, 0.05) + (log_unc - u_med) / max(u_mad, 0.1)) / np.sqrt(
+            2.0
+        )
+        return Inference(probs, sims, idx, z)

@@ -1,0 +1,246 @@
+"""The prediction endpoint on a real loopback server: answers, and every kind of bad input."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from tests.control.fixtures import ThreadServer
+from tests.serving.conftest import png
+
+PREDICT = "/v1/deployments/digits/predict"
+
+
+def _post(server: ThreadServer, data: bytes, name: str = "x.png") -> httpx.Response:
+    return server.client.post(PREDICT, files={"file": (name, data, "image/png")})
+
+
+def _still_up(server: ThreadServer, digit_pngs: list[tuple[bytes, str]]) -> None:
+    r = _post(server, digit_pngs[0][0])
+    assert r.status_code == 200, r.text
+
+
+def test_predict_answers_labels_flags_and_timings(
+    digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
+) -> None:
+    right = 0
+    for data, label in digit_pngs:
+        r = _post(digits_server, data)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        [obj] = body["objects"]
+        right += obj["label"] == label
+        assert obj["box"] == [0, 0, 8, 8]
+    assert right / len(digit_pngs) >= 0.9  # a CNN on the images it learned from
+    assert set(body["image"]) >= {"width", "height", "flags", "out_of_distribution", "nearest"}
+    assert set(body["image"]["flags"]) == {
+        "blurry",
+        "dark",
+        "overexposed",
+        "low_information",
+        "out_of_distribution",
+    }
+    assert 0 <= body["image"]["out_of_distribution"]["score"] <= 1
+    assert body["image"]["nearest"]["id"].startswith("digits/")
+    assert set(body["timings_ms"]) >= {"decode", "preprocess", "extract", "classify"}
+    assert body["model"]["name"] == "model" and len(body["model"]["version"]) == 12
+    assert (len(obj["top_k"]) == 3 and obj["top_k"][0]["label"] == obj["label"]) or obj[
+        "out_of_distribution"
+    ]
+    assert r.headers["x-request-id"] == body["request_id"]
+
+
+def test_training_images_are_rarely_flagged(
+    digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
+) -> None:
+    flagged = sum(
+        any(_post(digits_server, data).json()["image"]["flags"].values())
+        for data, _ in digit_pngs[:100]
+    )
+    assert flagged <= 10
+
+
+def test_a_dark_blurry_or_foreign_image_is_flagged(digits_server: ThreadServer) -> None:
+    dark = _post(digits_server, png(np.full((8, 8), 3, np.uint8))).json()["image"]["flags"]
+    assert dark["dark"] or dark["low_information"]
+    from skimage import data
+
+    for photo in (data.astronaut(), data.coffee()):  # nothing like a handwritten digit
+        foreign = _post(digits_server, png(photo[:, :, ::-1])).json()
+        assert foreign["image"]["out_of_distribution"]["flag"], foreign["image"]
+        assert foreign["objects"][0]["label"] == "unknown"
+
+
+def test_predict_batch_answers_each_file(
+    digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
+) -> None:
+    files = [("files", (f"{i}.png", d, "image/png")) for i, (d, _) in enumerate(digit_pngs[:5])]
+    files.append(("files", ("bad.png", b"not an image", "image/png")))
+    r = httpx.post(digits_server.url + "/v1/deployments/digits/predict-batch", files=files)
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [x["file"] for x in results] == [f"{i}.png" for i in range(5)] + ["bad.png"]
+    assert all("objects" in x for x in results[:5])
+    assert results[5]["status"] == 422 and "not a readable image" in results[5]["detail"]
+
+
+def _huge_png(width: int, height: int) -> bytes:
+    """A valid, well-compressed PNG of a black image of any size, without building it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "words"),
+    [
+        ("not-an-image", 422, "not a readable image"),
+        ("truncated-jpeg", 422, "truncated"),
+        ("empty", 422, "empty"),
+        ("20000x20000", 422, "pixel"),
+    ],
+)
+def test_bad_uploads_get_clear_errors_and_the_server_stays_up(
+    digits_server: ThreadServer,
+    digit_pngs: list[tuple[bytes, str]],
+    case: str,
+    status: int,
+    words: str,
+) -> None:
+    if case == "not-an-image":
+        data = b"hello, this is text"
+    elif case == "truncated-jpeg":
+        _, buf = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))
+        data = buf.tobytes()[: len(buf) // 2]
+    elif case == "empty":
+        data = b""
+    else:
+        data = _huge_png(20000, 20000)
+    r = _post(digits_server, data)
+    assert r.status_code == status, r.text
+    assert words in r.json()["detail"].lower()
+    _still_up(digits_server, digit_pngs)
+
+
+def test_wrong_field_content_type_and_deployment(
+    digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
+) -> None:
+    data = digit_pngs[0][0]
+    r = httpx.post(digits_server.url + PREDICT, files={"image": ("x.png", data, "image/png")})
+    assert r.status_code == 422 and "no file field named 'file'" in r.json()["detail"]
+    r = httpx.post(digits_server.url + PREDICT, content=data, headers={"content-type": "image/png"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
+    r = httpx.post(
+        digits_server.url + "/v1/deployments/nope/predict", files={"file": ("x.png", data)}
+    )
+    assert r.status_code == 404 and "no deployment named 'nope'" in r.json()["detail"]
+    _still_up(digits_server, digit_pngs)
+
+
+def test_a_50_mb_upload_is_refused_before_it_is_read(
+    digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
+) -> None:
+    # Declare 50 MB and send none of it: the 413 must come back without the server
+    # waiting for (or buffering) the body.
+    host, port = digits_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: multipart/form-data; boundary=b\r\n"
+                f"Content-Length: {50 * 2**20}\r\n\r\n"
+            ).encode()
+        )
+        reply = sock.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 413"), reply
+    assert "limit" in reply
+    # And a real 50 MB body, streamed, is refused too.
+    big = b"\0" * (50 * 2**20)
+    r = httpx.post(digits_server.url + PREDICT, files={"file": ("big.png", big)}, timeout=60)
+    assert r.status_code == 413
+    _still_up(digits_server, digit_pngs)
+
+
+def test_chunked_uploads_are_counted_as_they_stream(
+    digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
+) -> None:
+    def body() -> object:
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+        for _ in range(40):
+            yield b"\0" * 2**16  # 2.5 MiB in all, past the fixture's 2 MiB limit
+
+    r = httpx.post(
+        digits_server.url + PREDICT,
+        content=body(),  # type: ignore[arg-type]
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert r.status_code == 413
+    _still_up(digits_server, digit_pngs)
+
+
+def test_health_ready_metrics_and_deployment_list(
+    digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]], digits_model: Path
+) -> None:
+    _post(digits_server, digit_pngs[0][0])
+    assert httpx.get(digits_server.url + "/health").json()["status"] == "ok"
+    ready = httpx.get(digits_server.url + "/ready")
+    assert ready.status_code == 200 and ready.json()["ready"]
+    [dep] = httpx.get(digits_server.url + "/v1/deployments").json()
+    assert dep["name"] == "digits" and dep["extractor"] == "whole"
+    assert dep["state"] == "running" and dep["model"] == str(digits_model.resolve())
+    text = httpx.get(digits_server.url + "/metrics").text
+    for name in (
+        "despina_request_latency_seconds_bucket",
+        "despina_batch_size_bucket",
+        "despina_request_queue_depth",
+        "despina_predictions_total",
+    ):
+        assert name in text
+    assert 'despina_predictions_total{deployment="digits",status="200"}' in text
+
+
+def test_drift_reports_stable_then_drifted(digits_model: Path) -> None:
+    from despina.data.sources import digits_arrays
+    from despina.serving.api import create_app
+    from despina.serving.deployment import ServingSettings
+    from despina.serving.host import DeploymentHost
+
+    host = DeploymentHost(ServingSettings(threads=1))
+    host.add("d", str(digits_model))
+    server = ThreadServer(app=create_app(None, host=host))
+    images, _ = digits_arrays()
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            url = "/v1/deployments/d"
+            assert client.get(url + "/drift").json()["features"]["brightness"]["psi"] is None
+            for img in images[:100]:
+                client.post(url + "/predict", files={"file": ("a.png", png(img))})
+            report = client.get(url + "/drift").json()
+            assert not report["drifted"], report
+            for img in images[:100]:  # the same digits, much darker: brightness drifts
+                client.post(url + "/predict", files={"file": ("a.png", png(img // 4))})
+            report = client.get(url + "/drift").json()
+            assert report["features"]["brightness"]["status"] == "drifted"
+            assert report["drifted"]
+            metrics = client.get("/metrics").text
+            assert 'despina_drift_psi{deployment="d",feature="brightness"}' in metrics
+    finally:
+        server.stop()
