@@ -12,7 +12,7 @@ import pytest
 
 from despina.data.sources import digits_arrays
 
-pytest_plugins = ["tests.control.fixtures"]
+pytest_plugins = ["tests.control.fixtures", "tests.serving.fixtures"]
 
 
 def _find_shared_fashion() -> Path:

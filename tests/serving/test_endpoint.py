@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.control.fixtures import ThreadServer
-from tests.serving.conftest import png
+from tests.serving.fixtures import png
 
 PREDICT = "/v1/deployments/digits/predict"
 

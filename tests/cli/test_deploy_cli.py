@@ -1,0 +1,86 @@
+"""``despina deploy`` / ``deployments`` and the server that hosts what they register."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from despina.cli.app import app
+from despina.control.plane import ControlPlane
+from tests.control.fixtures import ThreadServer
+from tests.serving.fixtures import png
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESPINA_HOME", str(home))
+    monkeypatch.setenv("DESPINA_ALLOWED_ROOTS", str(home))
+    monkeypatch.delenv("DESPINA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DESPINA_SERVER", raising=False)
+
+
+def run(code: int, *args: str) -> tuple[str, str]:
+    res = runner.invoke(app, list(args))
+    assert res.exit_code == code, res.output
+    return res.stdout, res.stderr
+
+
+def test_deploy_registers_and_the_running_server_picks_it_up(
+    digits_model: Path, plane: ControlPlane
+) -> None:
+    from despina.data.sources import digits_arrays
+
+    server = ThreadServer(plane)
+    try:
+        out, _ = run(0, "deploy", str(digits_model), "--name", "digits")
+        assert "deployment digits (whole) registered" in out
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            deadline = time.monotonic() + 20
+            while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            images, labels = digits_arrays()
+            r = client.post(
+                "/v1/deployments/digits/predict", files={"file": ("a.png", png(images[0]))}
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["objects"][0]["label"] == str(labels[0])
+            listed = json.loads(run(0, "deployments", "ls", "--json")[0])
+            assert [(d["name"], d["state"]) for d in listed] == [("digits", "running")]
+            # Through the server too, and removal stops the serving.
+            listed = json.loads(run(0, "deployments", "ls", "--json", "--server", server.url)[0])
+            assert listed[0]["version"] and listed[0]["extractor"] == "whole"
+            run(0, "deployments", "rm", "digits", "--server", server.url)
+            r = client.post(
+                "/v1/deployments/digits/predict", files={"file": ("a.png", png(images[0]))}
+            )
+            assert r.status_code == 404
+    finally:
+        server.stop()
+
+
+def test_deploy_refuses_bad_folders_names_and_extractors(digits_model: Path, home: Path) -> None:
+    broken = home / "broken"
+    shutil.copytree(digits_model, broken)
+    (broken / "index.faiss").unlink()
+    _, err = run(5, "deploy", str(broken), "--name", "b")
+    assert "missing index.faiss" in err and "despina audit" in err
+    _, err = run(4, "deploy", str(home / "nowhere"), "--name", "b")
+    assert "does not exist" in err
+    _, err = run(2, "deploy", str(digits_model), "--name", "b", "--extractor", "cascade:martian")
+    assert "no OpenCV cascade named 'martian'" in err
+    _, err = run(4, "deploy", str(digits_model), "--name", "b", "--extractor", "learned")
+    assert "train-detector" in err
+    _, err = run(2, "deploy", str(digits_model), "--name", "Bad Name")
+    assert "names are 1-63 lowercase" in err
+    run(0, "deploy", str(digits_model), "--name", "once")
+    _, err = run(6, "deploy", str(digits_model), "--name", "once")
+    assert "already exists" in err
+    assert json.loads(run(0, "deployments", "ls", "--json")[0])[0]["state"] == "pending"

@@ -1,0 +1,84 @@
+"""The micro-batcher: concurrent requests share model calls; a full queue refuses at once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from despina.core.errors import OverloadedError
+from despina.serving.batching import MicroBatcher
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_rows() -> None:
+    calls: list[int] = []
+
+    def double(x: np.ndarray) -> list[float]:
+        calls.append(len(x))
+        return list(x[:, 0] * 2)
+
+    batcher: MicroBatcher[float] = MicroBatcher(double, max_batch=16, max_wait_ms=20)
+
+    async def main() -> list[list[float]]:
+        batcher.incoming = 32  # 32 requests are on their way
+        results = await asyncio.gather(
+            *(batcher.submit(np.array([[float(i)], [float(i) + 0.5]])) for i in range(32))
+        )
+        batcher.incoming = 0
+        return results
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert results == [[2.0 * i, 2.0 * i + 1.0] for i in range(32)]
+    assert sum(calls) == 64 and max(calls) <= 16 and len(calls) < 32
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    batcher: MicroBatcher[float] = MicroBatcher(lambda x: list(x[:, 0]), max_wait_ms=5000)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await batcher.submit(np.zeros((1, 1)))
+        return loop.time() - t0
+
+    try:
+        assert asyncio.run(main()) < 1.0
+    finally:
+        batcher.close()
+
+
+def test_a_full_queue_refuses_with_retry_after_and_errors_reach_every_request() -> None:
+    release = threading.Event()
+
+    def slow(x: np.ndarray) -> list[float]:
+        release.wait(10)
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return list(x[:, 0])
+
+    batcher: MicroBatcher[float] = MicroBatcher(slow, max_batch=1, max_queue=2)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(batcher.submit(np.ones((1, 1))))
+        await asyncio.sleep(0.1)  # the worker holds the first; two more fill the queue
+        queued = [asyncio.ensure_future(batcher.submit(np.ones((1, 1)))) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(OverloadedError, match="capacity") as info:
+            await batcher.submit(np.ones((1, 1)))
+        assert info.value.retry_after >= 1
+        assert info.value.http_status == 503
+        release.set()
+        assert await first == [1.0]
+        assert [await q for q in queued] == [[1.0], [1.0]]
+        with pytest.raises(ValueError, match="negative"):
+            await batcher.submit(-np.ones((1, 1)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        batcher.close()

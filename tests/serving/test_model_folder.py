@@ -1,0 +1,64 @@
+"""Model folders: what serving needs is checked at deploy time, with messages that help."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from despina.core.errors import ModelError, NotFoundError
+from despina.jobs.model_folder import check_extractor, check_model_folder
+from despina.models.cnn import SmallCNN
+from despina.models.export import export_onnx
+from despina.serving.model import ServingModel
+
+
+def test_onnx_export_matches_torch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = SmallCNN(3, 5, width=8, depth=2).eval()
+    x = np.random.default_rng(0).normal(size=(4, 3, 16, 16)).astype(np.float32)
+    assert export_onnx(model, tmp_path / "m.onnx", x) < 1e-4
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    logits, emb = session.run(None, {"x": x[:3]})  # another batch size: the axis is dynamic
+    with torch.no_grad():
+        e = model.embed(torch.from_numpy(x[:3]))
+        np.testing.assert_allclose(emb, e.numpy(), atol=1e-4)
+        np.testing.assert_allclose(logits, model.head(e).numpy(), atol=1e-4)
+
+
+def test_a_complete_folder_loads(digits_model: Path) -> None:
+    model = ServingModel(digits_model)
+    assert model.class_names == [str(i) for i in range(10)]
+    assert model.index.ntotal == len(model.ids) > 1000
+    assert model.reference["onnx_max_difference"] < 1e-4
+
+
+@pytest.mark.parametrize("missing", ["model.onnx", "index.faiss", "reference.json"])
+def test_an_incomplete_folder_is_refused(digits_model: Path, tmp_path: Path, missing: str) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(digits_model, folder)
+    (folder / missing).unlink()
+    with pytest.raises(ModelError, match=f"missing {missing}.*re-run `despina audit`"):
+        check_model_folder(folder)
+
+
+def test_a_folder_from_another_version_is_refused(digits_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(digits_model, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**meta, "format_version": 1}))
+    with pytest.raises(ModelError, match="format version 1 .* serves version 2"):
+        ServingModel(folder)
+
+
+def test_a_missing_folder_and_detector(tmp_path: Path, digits_model: Path) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        check_model_folder(tmp_path / "nope")
+    with pytest.raises(NotFoundError, match="train-detector"):
+        check_extractor("learned", digits_model)
