@@ -53,7 +53,7 @@ def test_a_folder_from_another_version_is_refused(digits_model: Path, tmp_path: 
     shutil.copytree(digits_model, folder)
     meta = json.loads((folder / "model.json").read_text())
     (folder / "model.json").write_text(json.dumps({**meta, "format_version": 1}))
-    with pytest.raises(ModelError, match="format version 1 .* serves version 2"):
+    with pytest.raises(ModelError, match=r"format version 1 .* serves version 2"):
         ServingModel(folder)
 
 
