@@ -84,3 +84,9 @@ def test_learned_detector_trains_from_pasted_images_and_finds_new_ones(tmp_path:
         canvas = synthesize(held_out, [data.rocket()], rng, 192, (1, 3), tuple(info["scale"]))
         recalls.append(_recall(detector.propose(canvas.image), canvas.boxes))
     assert np.mean(recalls) >= 0.7, recalls
+
+
+def test_boxes_over_the_edge_are_cut_to_the_image() -> None:
+    assert Box(-5, -5, 20, 20, 0.9).clip(10, 8) == Box(0, 0, 10, 8, 0.9)
+    assert Box(9, 2, 10, 3).clip(10, 8) is None  # one pixel wide once cut
+    assert Box(50, 50, 5, 5).clip(10, 8) is None

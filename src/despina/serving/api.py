@@ -149,7 +149,7 @@ def create_app(
     def ready() -> JSONResponse:
         """200 once every deployment this server hosts has loaded; 503 before or if one
         failed (with the reasons), so a load balancer sends no traffic too early."""
-        waiting = [d for d in host.listing() if d["state"] != "running" and d["cluster"] is None]
+        waiting = [d for d in host.listing() if d["state"] != "running"]
         body = {"ready": not waiting, "deployments": len(host.snapshot()), "waiting": waiting}
         return JSONResponse(body, status_code=200 if not waiting else 503)
 

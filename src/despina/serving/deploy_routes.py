@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from despina.control.models import Deployment as DeploymentRecord
@@ -65,8 +66,10 @@ def deployment_router(host: DeploymentHost, metrics: ServingMetrics) -> APIRoute
     def get_deployment(name: str) -> dict[str, Any]:
         return host.get(name).describe()
 
-    @router.post("/{name}/predict", openapi_extra=_upload_body("file", False))
-    async def predict(name: str, request: Request) -> dict[str, Any]:
+    @router.post(
+        "/{name}/predict", openapi_extra=_upload_body("file", False), response_class=JSONResponse
+    )
+    async def predict(name: str, request: Request) -> JSONResponse:
         t0 = time.perf_counter()
         status = "500"
         try:
@@ -75,7 +78,8 @@ def deployment_router(host: DeploymentHost, metrics: ServingMetrics) -> APIRoute
             answer = await dep.predict(data, filename)
             status = "200"
             answer["request_id"] = request.scope.get("state", {}).get("request_id")
-            return answer
+            # The answer is plain JSON types already: skip FastAPI's re-encoding pass.
+            return JSONResponse(answer)
         except DespinaError as exc:
             status = str(exc.http_status)
             raise

@@ -137,7 +137,9 @@ class Deployment:
         quality_ms = _ms(t1)
         t2 = time.perf_counter()
         h, w = image.shape[:2]
-        boxes = self.extractor.propose(image)
+        # Extractors may propose boxes over the edge (a detector's centre-and-size guess):
+        # every box is cut to the image, and an empty one dropped.
+        boxes = [c for b in self.extractor.propose(image) if (c := b.clip(w, h)) is not None]
         whole = len(boxes) == 1 and boxes[0].as_list() == [0, 0, w, h]
         crops = [image] + (
             [] if whole else [image[b.y : b.y + b.h, b.x : b.x + b.w] for b in boxes]

@@ -30,6 +30,14 @@ class Box:
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
 
+    def clip(self, width: int, height: int) -> Box | None:
+        """This box cut to a ``width`` x ``height`` image; None if nothing is left."""
+        x0, y0 = max(0, self.x), max(0, self.y)
+        x1, y1 = min(width, self.x + self.w), min(height, self.y + self.h)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        return Box(x0, y0, x1 - x0, y1 - y0, self.score)
+
 
 class Extractor(Protocol):
     name: str

@@ -13,7 +13,7 @@ from typing import Any
 
 from despina.control.models import Deployment as DeploymentRecord
 from despina.control.plane import ControlPlane
-from despina.core.errors import DespinaError, NotFoundError
+from despina.core.errors import NotFoundError
 from despina.serving.deployment import Deployment, ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class DeploymentHost:
         self.settings = settings
         self.plane = plane
         self.observer = observer
-        self.loaded: dict[str, Deployment] = {}
+        self.loaded: dict[str, Any] = {}  # Deployment, or RayServed on a Ray cluster
         self.failed: dict[str, str] = {}
         self._fixed: set[str] = set()
         self._lock = threading.Lock()
@@ -45,12 +45,7 @@ class DeploymentHost:
         """Load what the store has registered and close what it no longer has."""
         if self.plane is None:
             return
-        backends = {c.name: c.backend for c in self.plane.list_clusters()}
-        records = {
-            d.name: d
-            for d in self.plane.list_deployments()
-            if d.cluster is None or backends.get(d.cluster) == "local"
-        }
+        records = {d.name: d for d in self.plane.list_deployments()}
         for name in list(self.loaded):
             if name not in records and name not in self._fixed:
                 with self._lock:
@@ -65,8 +60,15 @@ class DeploymentHost:
     def _load(self, rec: DeploymentRecord) -> None:
         assert self.plane is not None
         try:
-            dep = Deployment(rec.name, rec.model, rec.extractor, self.settings, self.observer)
-        except DespinaError as exc:
+            cluster = None if rec.cluster is None else self.plane.get_cluster(rec.cluster)
+            if cluster is not None and cluster.backend == "ray":
+                from despina.serving.ray_serve import RayServed
+
+                dep: Any = RayServed(rec, cluster, self.settings)
+                dep.observer = self.observer
+            else:
+                dep = Deployment(rec.name, rec.model, rec.extractor, self.settings, self.observer)
+        except Exception as exc:  # a folder that broke since deploy time, or Ray failing
             logger.warning("deployment %s failed to load: %s", rec.name, exc)
             self.failed[rec.name] = str(exc)
             self.plane.store.set_deployment_state(rec.name, "failed", str(exc))
@@ -75,7 +77,7 @@ class DeploymentHost:
             self.loaded[rec.name] = dep
         self.plane.store.set_deployment_state(rec.name, "running")
 
-    def get(self, name: str) -> Deployment:
+    def get(self, name: str) -> Any:
         dep = self.loaded.get(name)
         if dep is None:
             self.sync()
@@ -86,7 +88,7 @@ class DeploymentHost:
             raise NotFoundError(f"no deployment named {name!r}; see GET /v1/deployments")
         return dep
 
-    def snapshot(self) -> dict[str, Deployment]:
+    def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return dict(self.loaded)
 

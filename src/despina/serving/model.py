@@ -84,6 +84,9 @@ class ServingModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # Idle ORT threads spin by default; on a server whose other threads decode and
+        # check uploads between model calls, spinning only steals their CPU.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(

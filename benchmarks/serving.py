@@ -1,0 +1,357 @@
+"""The prediction endpoint under load: requests per second and p50/p99 latency at
+concurrency 1, 8 and 32, measured with ``wrk`` on loopback, side by side with the bare
+in-process cost (decode + preprocess + ONNX Runtime) and a plain FastAPI endpoint without
+batching, in one run.
+
+    python benchmarks/serving.py --data ../shared/data/fashion-mnist
+
+Two models: the small CNN a Fashion-MNIST ``train`` job writes (28 px, the default
+model size), and a ResNet-18-sized CNN (widths 64-512, 8 conv layers, 96 px RGB, ~1.8
+GFLOPs; untrained, its speed is what is measured) whose per-image cost falls with batch
+size, for dynamic batching on versus off. Needs ``wrk`` (Debian: apt install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import table
+
+BOUNDARY = "despinabench"
+PLAIN_APP = """
+import cv2, numpy as np, onnxruntime as ort
+from fastapi import FastAPI, File, UploadFile
+from despina.preprocessing.image import ImagePipeline
+
+MODEL = {model!r}
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = 1
+session = ort.InferenceSession(MODEL + "/model.onnx", opts, providers=["CPUExecutionProvider"])
+pipeline = ImagePipeline.load(__import__("pathlib").Path(MODEL) / "preprocessing.json")
+app = FastAPI()
+
+@app.get("/health")
+def health():
+    return {{"status": "ok"}}
+
+@app.post("/predict")
+def predict(file: UploadFile = File(...)):
+    data = file.file.read()
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    x = pipeline.transform([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)])
+    logits = session.run(None, {{"x": x}})[0][0]
+    return {{"label": int(logits.argmax()), "score": float(logits.max())}}
+"""
+
+
+def multipart(image: bytes, path: Path) -> Path:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    path.write_bytes(head + image + f"\r\n--{BOUNDARY}--\r\n".encode())
+    return path
+
+
+def lua(body: Path, path: Path) -> Path:
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            wrk.method = "POST"
+            local f = io.open("{body}", "rb")
+            wrk.body = f:read("*all")
+            f:close()
+            wrk.headers["Content-Type"] = "multipart/form-data; boundary={BOUNDARY}"
+            """
+        )
+    )
+    return path
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    dist = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": _ms(dist["50"]),
+        "p99": _ms(dist["99"]),
+        "errors": int(bad.group(1)) if bad else 0,
+    }
+
+
+class Server:
+    """A server process on a free loopback port, stopped on exit."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.proc = subprocess.Popen(
+            argv,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server {argv} did not start")
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def bare(model: Path, image: bytes, seconds: float = 4.0) -> float:
+    """Seconds per image for decode + preprocess + ONNX Runtime on one thread."""
+    import onnxruntime as ort
+
+    from despina.preprocessing.image import ImagePipeline
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(
+        str(model / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+    )
+    pipeline = ImagePipeline.load(model / "preprocessing.json")
+    buf = np.frombuffer(image, np.uint8)
+
+    def once() -> None:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        x = pipeline.transform([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)])
+        session.run(None, {"x": x})
+
+    for _ in range(50):
+        once()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        once()
+        n += 1
+    return (time.perf_counter() - t0) / n
+
+
+def despina_in_process(model: Path, image: bytes, seconds: float = 4.0) -> float:
+    """Seconds per image for Despina's whole pipeline (quality, OOD, neighbours), no HTTP."""
+    from despina.serving.deployment import Deployment, ServingSettings
+
+    dep = Deployment("bench", model, "whole", ServingSettings(threads=1))
+    try:
+        for _ in range(50):
+            dep.model.infer(dep.prepare(image).rows)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            dep.model.infer(dep.prepare(image).rows)
+            n += 1
+        return (time.perf_counter() - t0) / n
+    finally:
+        dep.close()
+
+
+def resnet18_sized(folder: Path) -> Path:
+    """A model folder with a ResNet-18-sized CNN (untrained), built by Despina's own code."""
+    import torch
+    from skimage import data as photos
+
+    from despina.audit.image_stats import compute_features
+    from despina.data.decode import as_rgb
+    from despina.jobs.serving_artifacts import write_serving_artifacts
+    from despina.models.cnn import SmallCNN
+    from despina.models.store import save_model
+    from despina.preprocessing.image import ImagePipeline
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    sources = [as_rgb(getattr(photos, n)()) for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    crops = []
+    for _ in range(400):
+        src = sources[int(rng.integers(len(sources)))]
+        y, x = rng.integers(0, src.shape[0] - 96), rng.integers(0, src.shape[1] - 96)
+        crops.append(np.ascontiguousarray(src[y : y + 96, x : x + 96]))
+    model = SmallCNN(3, 10, width=64, depth=4, dropout=0.0).eval()
+    pipeline = ImagePipeline(96, "resize", "rgb").fit(np.stack(crops))
+    names = [f"class{i}" for i in range(10)]
+    save_model(model, folder, names, {"in_channels": 3, "width": 64, "depth": 4, "dropout": 0.0})
+    pipeline.save(folder / "preprocessing.json")
+    write_serving_artifacts(
+        model,
+        folder,
+        pipeline.transform(crops),
+        np.arange(len(crops)) % 10,
+        [f"crop{i}" for i in range(len(crops))],
+        np.stack([compute_features(c).stats for c in crops]),
+        validation_fraction=0.1,
+        seed=0,
+    )
+    return folder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="the Fashion-MNIST IDX folder")
+    ap.add_argument("--model", type=Path, help="a small-CNN model folder (default: train one)")
+    ap.add_argument("--seconds", type=int, default=8, help="wrk duration per cell")
+    ap.add_argument("--skip-big", action="store_true", help="skip the ResNet-18-sized model")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt install wrk")
+    from despina.data.sources import fashion_mnist_arrays
+
+    despina_cli = str(Path(sys.executable).parent / "despina")
+    with tempfile.TemporaryDirectory() as tmp_text:
+        tmp = Path(tmp_text)
+        model = args.model
+        if model is None:
+            from despina.core.config import TrainConfig
+            from despina.jobs.batch import TrainJobConfig, train_model
+
+            source = f"fashion-mnist:{args.data}?split=train&limit=5000"
+            train_model(source, tmp, TrainJobConfig(train=TrainConfig(epochs=3)))
+            model = tmp / "model"
+        images, _ = fashion_mnist_arrays(args.data, "test")
+        image = cv2.imencode(".png", images[0])[1].tobytes()
+        script = lua(multipart(image, tmp / "body.bin"), tmp / "post.lua")
+        (tmp / "plain_app.py").write_text(PLAIN_APP.format(model=str(model)))
+
+        t_bare = bare(model, image)
+        t_full = despina_in_process(model, image)
+        two_core = 2 / t_bare
+        print(
+            f"small CNN, 28 px PNG: bare {t_bare * 1000:.2f} ms/image ({1 / t_bare:.0f} img/s "
+            f"on one core; two-core bare rate {two_core:.0f}); Despina's whole pipeline "
+            f"in-process {t_full * 1000:.2f} ms/image",
+            flush=True,
+        )
+        uvicorn = [sys.executable, "-m", "uvicorn", "--app-dir", str(tmp), "plain_app:app"]
+        uvicorn += ["--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
+        uvicorn += ["--no-access-log"]
+        endpoints = {
+            "plain FastAPI, 1 worker": (uvicorn, "/predict", {}),
+            "plain FastAPI, 2 workers": ([*uvicorn, "--workers", "2"], "/predict", {}),
+            "despina serve": (
+                [despina_cli, "serve", str(model), "--port", "{port}"],
+                "/v1/deployments/{name}/predict",
+                {},
+            ),
+            "despina serve, batching off": (
+                [despina_cli, "serve", str(model), "--port", "{port}", "--batch", "1"],
+                "/v1/deployments/{name}/predict",
+                {},
+            ),
+        }
+        name = model.resolve().parent.name if model.name == "model" else model.name
+        name = re.sub(r"[^a-z0-9_.-]", "-", name.lower()).lstrip("-._") or "model"
+        rows = []
+        for label, (argv, path, env) in endpoints.items():
+            with Server(argv, env) as server:
+                url = f"http://127.0.0.1:{server.port}{path.format(name=name)}"
+                for c in (1, 8, 32):
+                    r = wrk(url, script, c, args.seconds)
+                    rows.append(
+                        [
+                            label,
+                            c,
+                            round(r["rps"]),
+                            round(r["p50"], 2),
+                            round(r["p99"], 2),
+                            round(r["p50"] / (t_bare * 1000), 2),
+                            round(r["rps"] / two_core, 2),
+                            round(r["p99"] / r["p50"], 2),
+                            r["errors"],
+                        ]
+                    )
+                    print(rows[-1], flush=True)
+        print()
+        print(
+            table(
+                [
+                    "endpoint",
+                    "concurrency",
+                    "req/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "p50 / bare",
+                    "req/s / two-core bare",
+                    "p99 / p50",
+                    "non-2xx",
+                ],
+                rows,
+            )
+        )
+        if args.skip_big:
+            return
+        big = resnet18_sized(tmp / "resnet18-sized" / "model")
+        photo = cv2.imencode(
+            ".png", np.random.default_rng(0).integers(0, 255, (96, 96, 3), np.uint8)
+        )[1]
+        big_script = lua(multipart(photo.tobytes(), tmp / "big.bin"), tmp / "big.lua")
+        t_big = bare(big, photo.tobytes(), 6.0)
+        print(f"\nResNet-18-sized CNN, 96 px: bare {t_big * 1000:.1f} ms/image on one core")
+        rows = []
+        for label, extra in (("batching on (max 32)", []), ("batching off", ["--batch", "1"])):
+            with Server([despina_cli, "serve", str(big), "--port", "{port}", *extra]) as server:
+                url = f"http://127.0.0.1:{server.port}/v1/deployments/resnet18-sized/predict"
+                for c in (1, 32):
+                    r = wrk(url, big_script, c, args.seconds + 4)
+                    rows.append(
+                        [
+                            label,
+                            c,
+                            round(r["rps"], 1),
+                            round(r["p50"], 1),
+                            round(r["p99"], 1),
+                            r["errors"],
+                        ]
+                    )
+                    print(rows[-1], flush=True)
+        on = next(r[2] for r in rows if r[0].startswith("batching on") and r[1] == 32)
+        off = next(r[2] for r in rows if r[0] == "batching off" and r[1] == 32)
+        print()
+        print(
+            table(
+                ["ResNet-18-sized endpoint", "concurrency", "req/s", "p50 ms", "p99 ms", "non-2xx"],
+                rows,
+            )
+        )
+        print(f"\ndynamic batching at concurrency 32: {on / off:.2f}x the same endpoint without")
+
+
+if __name__ == "__main__":
+    main()
