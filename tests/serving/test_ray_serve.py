@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from despina.control.models import ClusterSpec, DeploymentSpec, Resources
 from despina.control.plane import ControlPlane
