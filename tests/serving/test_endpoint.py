@@ -244,3 +244,36 @@ def test_drift_reports_stable_then_drifted(digits_model: Path) -> None:
             assert 'despina_drift_psi{deployment="d",feature="brightness"}' in metrics
     finally:
         server.stop()
+
+
+def test_each_request_is_logged_as_json_with_its_request_id(
+    digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
+) -> None:
+    import io
+    import json
+    import logging
+
+    from despina.serving.access_log import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("despina.access")
+    access.addHandler(handler)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        r = digits_server.client.post(  # type: ignore[attr-defined]
+            PREDICT,
+            files={"file": ("x.png", digit_pngs[0][0])},
+            headers={"X-Request-ID": "trace-42"},
+        )
+        assert r.headers["x-request-id"] == "trace-42" and r.json()["request_id"] == "trace-42"
+        bad = _post(digits_server, b"junk")
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    by_id = {line["request_id"]: line for line in lines}
+    assert by_id["trace-42"]["status"] == 200 and by_id["trace-42"]["path"] == PREDICT
+    assert by_id[bad.headers["x-request-id"]]["status"] == 422
