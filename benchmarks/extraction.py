@@ -29,7 +29,7 @@ from _common import table
 
 from despina.core.config import TrainConfig
 from despina.data.decode import as_rgb
-from despina.data.sources import fashion_mnist_arrays
+from despina.data.sources import FASHION_MNIST_CLASSES, fashion_mnist_arrays
 from despina.serving.deployment import Deployment, ServingSettings
 from despina.serving.extraction import Box, iou
 from despina.training.detector import synthesize
@@ -139,7 +139,8 @@ def prepare_model(args: argparse.Namespace, work: Path) -> Path:
     from despina.jobs.detector import train_detector_job
 
     source = f"fashion-mnist:{args.data}?split=train&limit={args.train_images}"
-    cfg = TrainJobConfig(image_size=28, train=TrainConfig(epochs=args.epochs), seed=0)
+    train = TrainConfig(epochs=args.epochs, zoom_jitter=args.zoom_jitter)
+    cfg = TrainJobConfig(image_size=28, train=train, seed=0)
     t0 = time.perf_counter()
     train_model(source, work, cfg)
     print(f"classifier trained in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -164,6 +165,12 @@ def main() -> None:
     ap.add_argument("--train-images", type=int, default=20000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--detector-steps", type=int, default=1000)
+    ap.add_argument(
+        "--zoom-jitter",
+        type=float,
+        default=0.08,
+        help="the classifier's training zoom/shift jitter (robustness to crop framing)",
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,7 +184,7 @@ def main() -> None:
         classes = deps["whole"].model.class_names
         test_x, test_y = fashion_mnist_arrays(args.data, "test")
         objects = [as_rgb(im) for im in test_x]
-        names = [classes[int(y)] for y in test_y]
+        names = [FASHION_MNIST_CLASSES[int(y)] for y in test_y]
         scale = tuple(deps["learned"].extractor.config["scale"])  # type: ignore[attr-defined]
         rng = np.random.default_rng(2026)
 

@@ -6,8 +6,8 @@ batching, in one run.
     python benchmarks/serving.py --data ../shared/data/fashion-mnist
 
 Two models: the small CNN a Fashion-MNIST ``train`` job writes (28 px, the default
-model size), and a ResNet-18-sized CNN (widths 64-512, 8 conv layers, 96 px RGB, ~1.8
-GFLOPs; untrained, its speed is what is measured) whose per-image cost falls with batch
+model size), and a ResNet-18-sized CNN (widths 64-512, 8 conv layers, 32 px RGB as
+for CIFAR; untrained, its speed is what is measured) whose per-image cost falls with batch
 size, for dynamic batching on versus off. Needs ``wrk`` (Debian: apt install wrk).
 """
 
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
 
 BOUNDARY = "despinabench"
+BIG = 32  # input side of the ResNet-18-sized model
 PLAIN_APP = """
 import cv2, numpy as np, onnxruntime as ort
 from fastapi import FastAPI, File, UploadFile
@@ -90,12 +91,25 @@ def _ms(text: str) -> float:
 
 def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "30s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    dist = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    dist = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    if "99" not in dist:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
@@ -185,6 +199,28 @@ def despina_in_process(model: Path, image: bytes, seconds: float = 4.0) -> float
         dep.close()
 
 
+def batch_curve(model: Path, sizes: tuple[int, ...] = (1, 4, 8, 16, 32)) -> dict[int, float]:
+    """Milliseconds per image of the bare model call at each batch size (2 threads)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    session = ort.InferenceSession(
+        str(model / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+    )
+    shape = session.get_inputs()[0].shape[1:]
+    out = {}
+    for b in sizes:
+        x = np.random.default_rng(0).random((b, *shape), dtype=np.float32)
+        session.run(None, {"x": x})
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 1.5:
+            session.run(None, {"x": x})
+            n += 1
+        out[b] = round((time.perf_counter() - t0) / n / b * 1000, 2)
+    return out
+
+
 def resnet18_sized(folder: Path) -> Path:
     """A model folder with a ResNet-18-sized CNN (untrained), built by Despina's own code."""
     import torch
@@ -203,10 +239,10 @@ def resnet18_sized(folder: Path) -> Path:
     crops = []
     for _ in range(400):
         src = sources[int(rng.integers(len(sources)))]
-        y, x = rng.integers(0, src.shape[0] - 96), rng.integers(0, src.shape[1] - 96)
-        crops.append(np.ascontiguousarray(src[y : y + 96, x : x + 96]))
+        y, x = rng.integers(0, src.shape[0] - BIG), rng.integers(0, src.shape[1] - BIG)
+        crops.append(np.ascontiguousarray(src[y : y + BIG, x : x + BIG]))
     model = SmallCNN(3, 10, width=64, depth=4, dropout=0.0).eval()
-    pipeline = ImagePipeline(96, "resize", "rgb").fit(np.stack(crops))
+    pipeline = ImagePipeline(BIG, "resize", "rgb").fit(np.stack(crops))
     names = [f"class{i}" for i in range(10)]
     save_model(model, folder, names, {"in_channels": 3, "width": 64, "depth": 4, "dropout": 0.0})
     pipeline.save(folder / "preprocessing.json")
@@ -229,6 +265,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="a small-CNN model folder (default: train one)")
     ap.add_argument("--seconds", type=int, default=8, help="wrk duration per cell")
     ap.add_argument("--skip-big", action="store_true", help="skip the ResNet-18-sized model")
+    ap.add_argument("--skip-small", action="store_true", help="only the ResNet-18-sized model")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt install wrk")
@@ -270,6 +307,11 @@ def main() -> None:
                 "/v1/deployments/{name}/predict",
                 {},
             ),
+            "despina serve, 2 workers": (
+                [despina_cli, "serve", str(model), "--port", "{port}", "--workers", "2"],
+                "/v1/deployments/{name}/predict",
+                {},
+            ),
             "despina serve, batching off": (
                 [despina_cli, "serve", str(model), "--port", "{port}", "--batch", "1"],
                 "/v1/deployments/{name}/predict",
@@ -278,6 +320,8 @@ def main() -> None:
         }
         name = model.resolve().parent.name if model.name == "model" else model.name
         name = re.sub(r"[^a-z0-9_.-]", "-", name.lower()).lstrip("-._") or "model"
+        if args.skip_small:
+            endpoints = {}
         rows = []
         for label, (argv, path, env) in endpoints.items():
             with Server(argv, env) as server:
@@ -319,14 +363,16 @@ def main() -> None:
             return
         big = resnet18_sized(tmp / "resnet18-sized" / "model")
         photo = cv2.imencode(
-            ".png", np.random.default_rng(0).integers(0, 255, (96, 96, 3), np.uint8)
+            ".png", np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
         )[1]
         big_script = lua(multipart(photo.tobytes(), tmp / "big.bin"), tmp / "big.lua")
         t_big = bare(big, photo.tobytes(), 6.0)
-        print(f"\nResNet-18-sized CNN, 96 px: bare {t_big * 1000:.1f} ms/image on one core")
+        print(f"\nResNet-18-sized CNN, {BIG} px: bare {t_big * 1000:.1f} ms/image on one core")
+        print("ONNX Runtime alone, 2 threads, ms per image by batch size:", batch_curve(big))
         rows = []
         for label, extra in (("batching on (max 32)", []), ("batching off", ["--batch", "1"])):
-            with Server([despina_cli, "serve", str(big), "--port", "{port}", *extra]) as server:
+            argv = [despina_cli, "serve", str(big), "--port", "{port}", "--threads", "2"]
+            with Server([*argv, *extra]) as server:
                 url = f"http://127.0.0.1:{server.port}/v1/deployments/resnet18-sized/predict"
                 for c in (1, 32):
                     r = wrk(url, big_script, c, args.seconds + 4)

@@ -176,33 +176,41 @@ def serve(
         str, typer.Option(help="whole, contours, cascade:NAME or learned")
     ] = "whole",
     batch: Annotated[int, typer.Option(help="max rows per model call (1: no batching)")] = 32,
-    workers_threads: Annotated[
-        int | None, typer.Option("--threads", help="ONNX Runtime threads (default: all cores)")
-    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="server processes, each with the model and its own batcher")
+    ] = 1,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads per process")] = 1,
 ) -> None:
     """Serve one model folder for a quick try (named after the folder); no store needed."""
+    import os
+
     import uvicorn
 
+    from despina.jobs.model_folder import check_extractor, check_model_folder
     from despina.serving.access_log import configure_json_logging
-    from despina.serving.api import create_app
-    from despina.serving.deployment import ServingSettings
-    from despina.serving.host import DeploymentHost
 
-    overrides: dict[str, Any] = {"max_batch": batch}
-    if workers_threads:
-        overrides["threads"] = workers_threads
-    settings = ServingSettings.from_env(**overrides)
-    folder = model_dir.expanduser().resolve()
+    folder = check_model_folder(model_dir)
+    check_extractor(extractor, folder)
     name = folder.name if folder.name != "model" else folder.parent.name or "model"
     name = re.sub(r"[^a-z0-9_.-]", "-", name.lower())[:63].lstrip("-._") or "model"
-    deployments = DeploymentHost(settings)
-    deployments.add(name, str(folder), extractor)
-    err.print(f"serving {folder} as {name!r} on http://{host}:{port}/v1/deployments/{name}/predict")
+    os.environ.update(
+        DESPINA_SERVE_MODEL=str(folder),
+        DESPINA_SERVE_NAME=name,
+        DESPINA_SERVE_EXTRACTOR=extractor,
+        DESPINA_MAX_BATCH=str(batch),
+        DESPINA_INFERENCE_THREADS=str(threads),
+    )
+    err.print(
+        f"serving {folder} as {name!r} on http://{host}:{port}/v1/deployments/{name}/predict"
+        f" ({workers} process{'es' if workers > 1 else ''})"
+    )
     configure_json_logging()
     uvicorn.run(
-        create_app(None, serving=settings, host=deployments),
+        "despina.serving.api:serve_from_env",
+        factory=True,
         host=host,
         port=port,
+        workers=workers,
         log_level="warning",
         access_log=False,
     )

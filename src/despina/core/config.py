@@ -33,6 +33,13 @@ class TrainConfig(FrozenModel):
     patience: int = Field(4, ge=1, description="epochs without validation improvement")
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     augment: bool = True
+    zoom_jitter: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.3,
+        description="random zoom and shift (fraction of the side) in training: makes a "
+        "model served with an object extractor robust to imperfect crops",
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
 
 

@@ -113,6 +113,7 @@ def train_detector_job(
         "stride": STRIDE,
         "pad": 32,
         "threshold": 0.3,
+        "max_side": 1024,
         "canvas": canvas,
         "scale": list(scale),
         "steps": steps,

@@ -162,6 +162,21 @@ def create_app(
     return app
 
 
+def serve_from_env() -> FastAPI:
+    """The app of ``despina serve``, built in each worker process from the environment
+    the CLI sets (``DESPINA_SERVE_MODEL``, ``_NAME``, ``_EXTRACTOR``)."""
+    import os
+
+    settings = ServingSettings.from_env()
+    host = DeploymentHost(settings)
+    host.add(
+        os.environ["DESPINA_SERVE_NAME"],
+        os.environ["DESPINA_SERVE_MODEL"],
+        os.environ.get("DESPINA_SERVE_EXTRACTOR", "whole"),
+    )
+    return create_app(None, serving=settings, host=host)
+
+
 def _control_routes(app: FastAPI, plane: ControlPlane) -> None:
     """Clusters, task groups and tasks."""
 

@@ -61,6 +61,7 @@ class MicroBatcher(Generic[R]):
         self.queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
         self.incoming = 0  # requests being decoded that will submit soon (GIL-safe int ops)
         self._carry: _Item | None = None
+        self._busy = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -68,8 +69,19 @@ class MicroBatcher(Generic[R]):
     def depth(self) -> int:
         return self.queue.qsize()
 
-    async def submit(self, rows: np.ndarray) -> list[R]:
-        """The results for ``rows``; raises OverloadedError when the queue is full."""
+    async def submit(self, rows: np.ndarray, alone: bool = False) -> list[R]:
+        """The results for ``rows``; raises OverloadedError when the queue is full.
+
+        ``alone`` says no other request is in flight: then, if the worker is idle and
+        nothing is queued, the rows run on the caller's thread, because a hand-off to
+        the worker and back costs more than a small model call (measured here: 0.7 ms
+        per request on 2 cores). The model runtime must allow concurrent calls (ONNX
+        Runtime sessions and FAISS searches do).
+        """
+        if alone and not self._busy and self.queue.empty():
+            if self.on_batch is not None:
+                self.on_batch(len(rows))
+            return self.fn(rows)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[R]] = loop.create_future()
         try:
@@ -122,6 +134,7 @@ class MicroBatcher(Generic[R]):
     def _execute(self, batch: list[_Item]) -> None:
         if self.on_batch is not None:
             self.on_batch(sum(len(b.rows) for b in batch))
+        self._busy = True
         try:
             x = batch[0].rows if len(batch) == 1 else np.concatenate([b.rows for b in batch])
             results = self.fn(x)
@@ -129,6 +142,8 @@ class MicroBatcher(Generic[R]):
             for b in batch:
                 b.loop.call_soon_threadsafe(_resolve, b.future, None, exc)
             return
+        finally:
+            self._busy = False
         start = 0
         for b in batch:
             part = results[start : start + len(b.rows)]

@@ -24,6 +24,8 @@ from despina.serving.model import OOD_THRESHOLD, Inference, ServingModel
 from despina.serving.quality import image_flags
 
 UNKNOWN = "unknown"
+#: Uploads up to this size are decoded on the event loop (see Deployment.predict).
+INLINE_BYTES = 64 * 1024
 
 
 class ServingSettings(FrozenModel):
@@ -34,7 +36,7 @@ class ServingSettings(FrozenModel):
     max_batch: int = Field(32, ge=1, description="rows per model call; 1 turns batching off")
     max_wait_ms: float = Field(2.0, ge=0, description="longest wait to fill a batch")
     max_queue: int = Field(256, ge=1, description="queued requests before 503")
-    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    threads: int = Field(1, ge=1, description="ONNX Runtime threads per model call")
     top_k: int = Field(3, ge=1, le=100)
     drift_window: int = Field(1000, ge=10)
 
@@ -89,6 +91,7 @@ class Deployment:
             self.model.reference["drift"], self.model.class_names, self.settings.drift_window
         )
         self.observer = observer  # ServingMetrics or None
+        self.inflight = 0  # requests inside predict(), counted on the event loop
         self.batcher: MicroBatcher[tuple[Any, ...]] = MicroBatcher(
             self._infer_rows,
             max_batch=self.settings.max_batch,
@@ -155,15 +158,27 @@ class Deployment:
         return Prepared(w, h, feats.stats, flags, boxes, rows, timings)
 
     async def predict(self, data: bytes, filename: str = "upload") -> dict[str, Any]:
-        """The JSON answer for one upload (see the README's endpoint section)."""
+        """The JSON answer for one upload (see the README's endpoint section).
+
+        Small uploads are prepared on the event loop: their decode and statistics take
+        less time than a hand-off to a worker thread and back (0.45 ms per request,
+        measured on 2 cores). Large ones go to the thread pool, so the loop stays free.
+        """
         t0 = time.perf_counter()
-        self.batcher.incoming += 1
+        self.inflight += 1
         try:
-            prep = await run_in_threadpool(self.prepare, data, filename)
+            if len(data) <= INLINE_BYTES:
+                prep = self.prepare(data, filename)
+            else:
+                self.batcher.incoming += 1
+                try:
+                    prep = await run_in_threadpool(self.prepare, data, filename)
+                finally:
+                    self.batcher.incoming -= 1
+            t1 = time.perf_counter()
+            results = await self.batcher.submit(prep.rows, alone=self.inflight == 1)
         finally:
-            self.batcher.incoming -= 1
-        t1 = time.perf_counter()
-        results = await self.batcher.submit(prep.rows)
+            self.inflight -= 1
         classify_ms = _ms(t1)
         answer = self._answer(prep, results)
         answer["timings_ms"] = {**prep.timings, "classify": classify_ms, "total": _ms(t0)}

@@ -81,6 +81,10 @@ class ServingModel:
         import faiss
         import onnxruntime as ort
 
+        # One query at a time is cheap single-threaded; FAISS's OpenMP threads would spin
+        # on every search and take the CPU the other requests need.
+        faiss.omp_set_num_threads(1)
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -32,6 +32,20 @@ def _shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> t
     )
 
 
+def _zoom(x: torch.Tensor, generator: torch.Generator, jitter: float) -> torch.Tensor:
+    """Random zoom in [1 - jitter, 1 + jitter] and translation up to ``jitter`` of the
+    side, one per image: the framing errors of crops a detector cuts at serving time."""
+    n = x.shape[0]
+    u = torch.rand((n, 3), generator=generator) * 2 - 1
+    scale = 1 + jitter * u[:, 0]
+    theta = torch.zeros((n, 2, 3))
+    theta[:, 0, 0] = scale
+    theta[:, 1, 1] = scale
+    theta[:, :, 2] = 2 * jitter * u[:, 1:]
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The (train, validation) indices :func:`train_classifier` uses for ``seed``."""
     idx = np.arange(len(y))
@@ -84,6 +98,8 @@ def train_classifier(
             xb = xt[batch]
             if shift:
                 xb = _shift(xb, gen, shift)
+            if train_config.zoom_jitter:
+                xb = _zoom(xb, gen, train_config.zoom_jitter)
             loss = F.cross_entropy(
                 model(xb), yt[batch], label_smoothing=train_config.label_smoothing
             )
