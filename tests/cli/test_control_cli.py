@@ -15,14 +15,6 @@ from tests.control.fixtures import ThreadServer
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DESPINA_HOME", str(home))
-    monkeypatch.setenv("DESPINA_ALLOWED_ROOTS", str(home))
-    monkeypatch.delenv("DESPINA_DATABASE_URL", raising=False)
-    monkeypatch.delenv("DESPINA_SERVER", raising=False)
-
-
 def ok(*args: str) -> str:
     res = runner.invoke(app, list(args))
     assert res.exit_code == 0, res.output

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from despina.cli.app import app
@@ -17,14 +16,6 @@ from tests.control.fixtures import ThreadServer
 from tests.serving.fixtures import png
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DESPINA_HOME", str(home))
-    monkeypatch.setenv("DESPINA_ALLOWED_ROOTS", str(home))
-    monkeypatch.delenv("DESPINA_DATABASE_URL", raising=False)
-    monkeypatch.delenv("DESPINA_SERVER", raising=False)
 
 
 def run(code: int, *args: str) -> tuple[str, str]:
@@ -84,3 +75,58 @@ def test_deploy_refuses_bad_folders_names_and_extractors(digits_model: Path, hom
     _, err = run(6, "deploy", str(digits_model), "--name", "once")
     assert "already exists" in err
     assert json.loads(run(0, "deployments", "ls", "--json")[0])[0]["state"] == "pending"
+
+
+def test_despina_serve_answers_on_its_port(digits_model: Path, home: Path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from despina.data.sources import digits_arrays
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    despina = Path(sys.executable).parent / "despina"
+    proc = subprocess.Popen(
+        [str(despina), "serve", str(digits_model), "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.2)
+        # The deployment is named after the model folder's parent (the folder is "model").
+        name = digits_model.parent.name
+        images, labels = digits_arrays()
+        r = httpx.post(
+            f"{url}/v1/deployments/{name}/predict", files={"file": ("a.png", png(images[5]))}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["objects"][0]["label"] == str(labels[5])
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_despina_serve_refuses_a_broken_folder_before_starting(
+    digits_model: Path, home: Path
+) -> None:
+    broken = home / "broken"
+    shutil.copytree(digits_model, broken)
+    (broken / "model.onnx").unlink()
+    _, err = run(5, "serve", str(broken))
+    assert "missing model.onnx" in err

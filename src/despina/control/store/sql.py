@@ -194,7 +194,7 @@ class Store:
         except IntegrityError:
             raise ConflictError(
                 f"a deployment named {spec.name!r} already exists; pick another name or "
-                f"remove it with 'despina deploy rm {spec.name}'"
+                f"remove it with 'despina deployments rm {spec.name}'"
             ) from None
 
     def get_deployment(self, name: str) -> Deployment:
@@ -219,7 +219,7 @@ class Store:
     def _deployment_row(self, s: Session, name: str) -> DeploymentRow:
         row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))
         if row is None:
-            raise NotFoundError(f"no deployment named {name!r}; see 'despina deploy ls'")
+            raise NotFoundError(f"no deployment named {name!r}; see 'despina deployments ls'")
         return row
 
     def _cluster_of(self, s: Session, cluster_id: int | None) -> str | None:
