@@ -65,9 +65,11 @@ def test_a_full_queue_refuses_with_retry_after_and_errors_reach_every_request() 
 
     async def main() -> None:
         first = asyncio.ensure_future(batcher.submit(np.ones((1, 1))))
-        await asyncio.sleep(0.1)  # the worker holds the first; two more fill the queue
+        while not batcher.busy:  # the worker holds the first...
+            await asyncio.sleep(0.01)
         queued = [asyncio.ensure_future(batcher.submit(np.ones((1, 1)))) for _ in range(2)]
-        await asyncio.sleep(0.05)
+        while batcher.depth < 2:  # ...and two more fill the queue
+            await asyncio.sleep(0.01)
         with pytest.raises(OverloadedError, match="capacity") as info:
             await batcher.submit(np.ones((1, 1)))
         assert info.value.retry_after >= 1

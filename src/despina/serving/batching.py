@@ -67,7 +67,13 @@ class MicroBatcher(Generic[R]):
 
     @property
     def depth(self) -> int:
+        """Requests waiting for the model."""
         return self.queue.qsize()
+
+    @property
+    def busy(self) -> bool:
+        """Whether the worker is running a model call now."""
+        return self._busy
 
     async def submit(self, rows: np.ndarray, alone: bool = False) -> list[R]:
         """The results for ``rows``; raises OverloadedError when the queue is full.
