@@ -26,6 +26,8 @@ from despina.serving.quality import image_flags
 UNKNOWN = "unknown"
 #: Uploads up to this size are decoded on the event loop (see Deployment.predict).
 INLINE_BYTES = 64 * 1024
+#: Model calls up to this long (measured at load) may run on the event loop.
+INLINE_CALL_MS = 3.0
 
 
 class ServingSettings(FrozenModel):
@@ -176,7 +178,10 @@ class Deployment:
                 finally:
                     self.batcher.incoming -= 1
             t1 = time.perf_counter()
-            results = await self.batcher.submit(prep.rows, alone=self.inflight == 1)
+            # A lone request runs a cheap model call inline; an expensive one (a large
+            # model) still goes to the batcher's thread, so the loop keeps answering.
+            alone = self.inflight == 1 and self.model.call_ms < INLINE_CALL_MS
+            results = await self.batcher.submit(prep.rows, alone=alone)
         finally:
             self.inflight -= 1
         classify_ms = _ms(t1)
