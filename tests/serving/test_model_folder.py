@@ -13,7 +13,7 @@ import torch
 from despina.core.errors import ModelError, NotFoundError
 from despina.jobs.model_folder import check_extractor, check_model_folder
 from despina.models.cnn import SmallCNN
-from despina.models.export import export_onnx
+from despina.models.export import export_classifier
 from despina.serving.model import ServingModel
 
 
@@ -21,7 +21,7 @@ def test_onnx_export_matches_torch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = SmallCNN(3, 5, width=8, depth=2).eval()
     x = np.random.default_rng(0).normal(size=(4, 3, 16, 16)).astype(np.float32)
-    assert export_onnx(model, tmp_path / "m.onnx", x) < 1e-4
+    assert export_classifier(model, tmp_path / "m.onnx", x) < 1e-4
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])

@@ -134,9 +134,8 @@ def _box(x: np.ndarray, k: int, axis: int) -> np.ndarray:
         return _box(x.T, k, 0).T
     if x.shape[0] <= r + 1:  # too short to mirror once: NumPy's repeated reflection
         padded = np.pad(x, [(r + 1, r), (0, 0)], mode="reflect")
-        c = np.cumsum(padded, axis=0)
-        return (c[k:] - c[:-k]) / k
-    padded = np.concatenate([x[r + 1 : 0 : -1], x, x[-2 : -r - 2 : -1]], axis=0)
+    else:
+        padded = np.concatenate([x[r + 1 : 0 : -1], x, x[-2 : -r - 2 : -1]], axis=0)
     c = np.cumsum(padded, axis=0)
     return (c[k:] - c[:-k]) / k
 

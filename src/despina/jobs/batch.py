@@ -95,7 +95,7 @@ def train_model(
     from despina.jobs.scan import scan
     from despina.jobs.serving_artifacts import write_serving_artifacts
     from despina.models.store import save_model
-    from despina.training.trainer import predict, train_classifier
+    from despina.training.trainer import train_classifier
 
     dataset = load_source(source)
     scanned = scan(dataset.records, cfg.image_size, "resize", cfg.max_pixels)
@@ -119,7 +119,7 @@ def train_model(
     pipeline.save(model_dir / "preprocessing.json")
     stats = ImageStats.from_features(scanned.features).values[valid]
     ids = [r.id for r, ok in zip(dataset.records, valid, strict=True) if ok]
-    write_serving_artifacts(
+    reference = write_serving_artifacts(
         model,
         model_dir,
         x,
@@ -129,11 +129,10 @@ def train_model(
         validation_fraction=cfg.train.validation_fraction,
         seed=cfg.seed,
     )
-    train_acc = float((predict(model, x)[0].argmax(axis=1) == labels).mean())
     return {
         "images": int(valid.sum()),
         "unreadable": int((~valid).sum()),
-        "train_accuracy": train_acc,
+        "train_accuracy": reference["training_accuracy"],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from despina.core.artifacts import (
     DETECTOR_DIR,
@@ -15,10 +16,13 @@ from despina.core.artifacts import (
 )
 from despina.core.errors import ConfigError, ModelError, NotFoundError
 
+_CASCADE_ALIASES = {"frontalface": "frontalface_default"}
 
-def check_model_folder(folder: str | Path) -> Path:
-    """The resolved folder if it holds everything serving needs, written by this format
-    version; otherwise a ModelError that says how to rebuild it. Loads nothing heavy."""
+
+def read_model_folder(folder: str | Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The resolved folder with its parsed model.json and reference.json, if it holds
+    everything serving needs, written by this format version; otherwise a ModelError
+    that says how to rebuild it. Loads nothing heavy."""
     path = Path(folder).expanduser().resolve()
     if not path.is_dir():
         raise NotFoundError(f"model folder {path} does not exist")
@@ -28,31 +32,48 @@ def check_model_folder(folder: str | Path) -> Path:
             f"{path} is not a complete Despina model folder (missing {', '.join(missing)}); "
             "re-run `despina audit` or a train job to write one"
         )
+    parsed = []
     for name in (MODEL_CONFIG, REFERENCE_FILE):
         try:
-            found = json.loads((path / name).read_text()).get("format_version")
-        except (OSError, ValueError, AttributeError) as exc:
+            data = json.loads((path / name).read_text())
+        except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read {path / name}: {exc}") from exc
+        found = data.get("format_version") if isinstance(data, dict) else None
         if found != FORMAT_VERSION:
             raise ModelError(
                 f"{path / name} has format version {found!r} but this Despina serves version "
                 f"{FORMAT_VERSION}: re-run `despina audit` or a train job to rebuild it"
             )
+        parsed.append(data)
+    return path, parsed[0], parsed[1]
+
+
+def check_model_folder(folder: str | Path) -> Path:
+    """The resolved folder, if :func:`read_model_folder` accepts it."""
+    return read_model_folder(folder)[0]
+
+
+def cascade_path(name: str) -> Path:
+    """The XML file of an OpenCV Haar cascade that ships with OpenCV, by short name
+    (``frontalface`` or any ``haarcascade_NAME.xml``); a ConfigError lists the names."""
+    import cv2
+
+    folder = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
+    path = folder / f"haarcascade_{_CASCADE_ALIASES.get(name, name)}.xml"
+    if not path.is_file():
+        names = sorted(p.stem.removeprefix("haarcascade_") for p in folder.glob("*.xml"))
+        raise ConfigError(
+            f"no OpenCV cascade named {name!r}; use one of: frontalface, " + ", ".join(names)
+        )
     return path
 
 
 def check_extractor(spec: str, folder: Path) -> None:
     """Refuse an extractor name that serving could not build for this model folder."""
-    import cv2
-
     if spec in ("whole", "contours"):
         return
     if spec.startswith("cascade:"):
-        name = spec.split(":", 1)[1]
-        name = {"frontalface": "frontalface_default"}.get(name, name)
-        cascades = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
-        if not (cascades / f"haarcascade_{name}.xml").is_file():
-            raise ConfigError(f"no OpenCV cascade named {spec.split(':', 1)[1]!r}")
+        cascade_path(spec.split(":", 1)[1])
         return
     if spec == "learned":
         if not (folder / DETECTOR_DIR / "detector.onnx").is_file():

@@ -83,11 +83,11 @@ def write_serving_artifacts(
     """
     import faiss
 
-    from despina.models.export import export_onnx
+    from despina.models.export import export_classifier
     from despina.training.trainer import predict, validation_split
 
     faiss.omp_set_num_threads(1)
-    diff = export_onnx(model, folder / ONNX_FILE, x[: min(8, len(x))])
+    diff = export_classifier(model, folder / ONNX_FILE, x[: min(8, len(x))])
     probs, emb = predict(model, x)
     emb = unit(emb)
     index = faiss.IndexFlatIP(emb.shape[1])
@@ -95,13 +95,14 @@ def write_serving_artifacts(
     faiss.write_index(index, str(folder / INDEX_FILE))
 
     tr, va = validation_split(labels, validation_fraction, seed)
-    held_out = va if len(va) >= 10 else np.arange(len(x))
+    # A tiny dataset has too few held-out samples: use all, each left out of its own
+    # neighbours (its nearest neighbour is itself).
+    tiny = len(va) < 10
+    held_out, fitted_rows, self_match = (np.arange(len(x)), emb, 1) if tiny else (va, emb[tr], 0)
     fitted = faiss.IndexFlatIP(emb.shape[1])
-    fitted.add(emb[tr] if len(va) >= 10 else emb)
-    k = min(NEIGHBORS, fitted.ntotal - (0 if len(va) >= 10 else 1))
-    sims, _ = fitted.search(emb[held_out], k + (0 if len(va) >= 10 else 1))
-    if len(va) < 10:  # tiny dataset: leave each sample out of its own neighbours
-        sims = sims[:, 1:]
+    fitted.add(fitted_rows)
+    k = min(NEIGHBORS, fitted.ntotal - self_match)
+    sims = fitted.search(emb[held_out], k + self_match)[0][:, self_match:]
     log_dist, log_unc = ood_statistics(sims, probs[held_out])
     reference = {
         "format_version": FORMAT_VERSION,
@@ -111,6 +112,7 @@ def write_serving_artifacts(
         "defects": defect_reference(stats),
         "drift": _drift_reference(stats, probs.argmax(axis=1), probs.shape[1]),
         "held_out_accuracy": float((probs[held_out].argmax(axis=1) == labels[held_out]).mean()),
+        "training_accuracy": float((probs.argmax(axis=1) == labels).mean()),
         "onnx_max_difference": diff,
     }
     (folder / REFERENCE_FILE).write_text(json.dumps(reference))

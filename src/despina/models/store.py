@@ -13,8 +13,6 @@ from despina.core.artifacts import FORMAT_VERSION, MODEL_CONFIG, WEIGHTS
 from despina.core.errors import ModelError, NotFoundError
 from despina.models.cnn import SmallCNN
 
-CONFIG = MODEL_CONFIG
-
 
 @dataclass(frozen=True)
 class SavedModel:
@@ -38,14 +36,14 @@ def save_model(
         "class_names": class_names,
         **config,
     }
-    (folder / CONFIG).write_text(json.dumps(meta, indent=2))
+    (folder / MODEL_CONFIG).write_text(json.dumps(meta, indent=2))
 
 
 def load_model(folder: Path) -> SavedModel:
     """Rebuild the CNN from ``model.json`` and load its weights (eval mode)."""
-    cfg_path, w_path = folder / CONFIG, folder / WEIGHTS
+    cfg_path, w_path = folder / MODEL_CONFIG, folder / WEIGHTS
     if not cfg_path.is_file() or not w_path.is_file():
-        raise NotFoundError(f"{folder} is not a Despina model folder ({CONFIG}, {WEIGHTS})")
+        raise NotFoundError(f"{folder} is not a Despina model folder ({MODEL_CONFIG}, {WEIGHTS})")
     try:
         meta = json.loads(cfg_path.read_text())
         model = SmallCNN(

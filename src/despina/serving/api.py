@@ -71,15 +71,9 @@ def create_app(
     if plane is not None:
         registry.register(StoreCollector(plane.store))
     settings = serving or ServingSettings.from_env()
-    holder: list[DeploymentHost] = []
-    metrics = ServingMetrics(registry, lambda: holder[0].snapshot())
-    if host is None:
-        host = DeploymentHost(settings, plane, observer=metrics)
-    else:
-        host.observer = metrics
-        for dep in host.snapshot().values():
-            dep.observer = metrics
-    holder.append(host)
+    host = host or DeploymentHost(settings, plane)
+    metrics = ServingMetrics(registry, host.snapshot)
+    host.set_observer(metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -80,9 +80,9 @@ class MicroBatcher(Generic[R]):
 
         ``alone`` says no other request is in flight: then, if the worker is idle and
         nothing is queued, the rows run on the caller's thread, because a hand-off to
-        the worker and back costs more than a small model call (measured here: 0.7 ms
-        per request on 2 cores). The model runtime must allow concurrent calls (ONNX
-        Runtime sessions and FAISS searches do).
+        the worker and back costs more than a small model call (benchmarks/serving.py
+        prints the per-request cost of the hand-offs). The model runtime must allow
+        concurrent calls (ONNX Runtime sessions and FAISS searches do).
         """
         if alone and not self._busy and self.queue.empty():
             if self.on_batch is not None:

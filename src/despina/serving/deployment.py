@@ -20,7 +20,7 @@ from despina.data.decode import decode_bytes
 from despina.serving.batching import MicroBatcher
 from despina.serving.drift import DriftMonitor
 from despina.serving.extraction import Box, make_extractor
-from despina.serving.model import OOD_THRESHOLD, Inference, ServingModel
+from despina.serving.model import OOD_THRESHOLD, Inference, ServingModel, ood_score
 from despina.serving.quality import image_flags
 
 UNKNOWN = "unknown"
@@ -61,9 +61,11 @@ class Prepared:
     width: int
     height: int
     stats: np.ndarray
-    flags: dict[str, Any]
+    flags: dict[str, bool]
+    margins: dict[str, float]
     boxes: list[Box]
-    rows: np.ndarray  # row 0: the whole image; then one row per box (unless whole)
+    rows: np.ndarray  # row 0: the whole image; then one row per box that is not all of it
+    object_rows: list[int]  # the row of each box
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -136,17 +138,21 @@ class Deployment:
         decode_ms = _ms(t0)
         t1 = time.perf_counter()
         feats = compute_features(image)
-        flags = image_flags(feats, self.model.reference["defects"])
+        flags, margins = image_flags(feats, self.model.reference["defects"])
         quality_ms = _ms(t1)
         t2 = time.perf_counter()
         h, w = image.shape[:2]
         # Extractors may propose boxes over the edge (a detector's centre-and-size guess):
         # every box is cut to the image, and an empty one dropped.
         boxes = [c for b in self.extractor.propose(image) if (c := b.clip(w, h)) is not None]
-        whole = len(boxes) == 1 and boxes[0].as_list() == [0, 0, w, h]
-        crops = [image] + (
-            [] if whole else [image[b.y : b.y + b.h, b.x : b.x + b.w] for b in boxes]
-        )
+        # Row 0 is the whole image (its own verdict); a box that is all of it reuses it.
+        crops, object_rows = [image], []
+        for b in boxes:
+            if b.as_list() == [0, 0, w, h]:
+                object_rows.append(0)
+            else:
+                object_rows.append(len(crops))
+                crops.append(image[b.y : b.y + b.h, b.x : b.x + b.w])
         extract_ms = _ms(t2)
         t3 = time.perf_counter()
         rows = self.model.pipeline.transform(crops)
@@ -155,15 +161,15 @@ class Deployment:
             "preprocess": round(quality_ms + _ms(t3), 3),
             "extract": extract_ms,
         }
-        return Prepared(w, h, feats.stats, flags, boxes, rows, timings)
+        return Prepared(w, h, feats.stats, flags, margins, boxes, rows, object_rows, timings)
 
     async def predict(self, data: bytes, filename: str = "upload") -> dict[str, Any]:
         """The JSON answer for one upload (see the README's endpoint section).
 
         Decoding and checks run on the thread pool. Running small uploads on the event
-        loop instead saved 0.45 ms at concurrency 1 but, under load, starved the
-        batcher's hand-backs: the slowest 1% waited 8-10 times the median (measured at
-        concurrency 32 on 2 cores), against 1.7-2 times on the pool.
+        loop instead (commit fe27b05) was faster at concurrency 1 but, under load,
+        starved the batcher's hand-backs: the slowest 1% waited about 10 times the median
+        at concurrency 32 (benchmarks/serving.py), against under 3 times on the pool.
         """
         t0 = time.perf_counter()
         self.inflight += 1
@@ -200,42 +206,39 @@ class Deployment:
                 {"label": names[int(j)], "confidence": round(float(probs[j]), 4)} for j in order
             ],
             "out_of_distribution": ood,
-            "ood_score": round(float(1.0 / (1.0 + np.exp(OOD_THRESHOLD - z))), 4),
+            "ood_score": round(ood_score(z), 4),
             "extractor_score": round(box.score, 4),
         }
 
     def _answer(self, prep: Prepared, results: list[tuple[Any, ...]]) -> dict[str, Any]:
         _, sims, idx, z = results[0]
-        whole = len(results) == 1
-        objects = [
-            self._object(box, results[0] if whole else results[i + 1])
-            for i, box in enumerate(prep.boxes)
-        ]
-        predicted = [
-            self.model.class_names.index(o["label"]) for o in objects if o["label"] != UNKNOWN
-        ]
-        self.drift.observe(prep.stats, predicted)
-        flags = {k: v for k, v in prep.flags.items() if k != "margins"}
+        rows = [results[r] for r in prep.object_rows]
+        self.drift.observe(
+            prep.stats, [int(p.argmax()) for p, _, _, zr in rows if zr <= OOD_THRESHOLD]
+        )
+        ood = bool(z > OOD_THRESHOLD)
         return {
             "deployment": self.name,
             "model": {"name": self.model.name, "version": self.model.version},
             "image": {
                 "width": prep.width,
                 "height": prep.height,
-                "flags": {
-                    **flags,
-                    "out_of_distribution": bool(z > OOD_THRESHOLD),
-                },
+                "flags": {**prep.flags, "out_of_distribution": ood},
                 "out_of_distribution": {
-                    "flag": bool(z > OOD_THRESHOLD),
-                    "score": round(float(1.0 / (1.0 + np.exp(OOD_THRESHOLD - z))), 4),
+                    "flag": ood,
+                    "score": round(ood_score(z), 4),
                     "z": round(float(z), 3),
                 },
                 "nearest": {
                     "id": self.model.ids[int(idx[0])],
                     "similarity": round(float(sims[0]), 4),
                 },
-                "margins": prep.flags["margins"],
+                "margins": prep.margins,
             },
-            "objects": objects,
+            "objects": [self._object(box, row) for box, row in zip(prep.boxes, rows, strict=True)],
         }
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the model."""
+        return self.batcher.depth

@@ -15,6 +15,7 @@ import numpy as np
 
 from despina.core.artifacts import DETECTOR_DIR
 from despina.core.errors import ConfigError, ModelError, NotFoundError
+from despina.jobs.model_folder import cascade_path
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,7 @@ class Cascade:
     """An OpenCV Haar cascade that ships with OpenCV, by short name (``frontalface``)."""
 
     def __init__(self, cascade: str, min_size: int = 24) -> None:
-        folder = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
-        aliases = {"frontalface": "frontalface_default"}
-        path = folder / f"haarcascade_{aliases.get(cascade, cascade)}.xml"
-        if not path.is_file():
-            names = sorted(p.stem.removeprefix("haarcascade_") for p in folder.glob("*.xml"))
-            raise ConfigError(
-                f"no OpenCV cascade named {cascade!r}; use one of: frontalface, " + ", ".join(names)
-            )
+        path = cascade_path(cascade)
         self.classifier = cv2.CascadeClassifier(str(path))
         self.name = f"cascade:{cascade}"
         self.min_size = min_size

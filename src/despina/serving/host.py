@@ -33,6 +33,13 @@ class DeploymentHost:
         self._fixed: set[str] = set()
         self._lock = threading.Lock()
 
+    def set_observer(self, observer: Any) -> None:
+        """Report to ``observer`` (ServingMetrics) from now on, loaded deployments too."""
+        with self._lock:
+            self.observer = observer
+            for dep in self.loaded.values():
+                dep.observer = observer
+
     def add(self, name: str, model: str, extractor: str = "whole") -> Deployment:
         """Load a deployment that lives only in this server (``despina serve``)."""
         dep = Deployment(name, model, extractor, self.settings, self.observer)
@@ -64,8 +71,7 @@ class DeploymentHost:
             if cluster is not None and cluster.backend == "ray":
                 from despina.serving.ray_serve import RayServed
 
-                dep: Any = RayServed(rec, cluster, self.settings)
-                dep.observer = self.observer
+                dep: Any = RayServed(rec, cluster, self.settings, self.observer)
             else:
                 dep = Deployment(rec.name, rec.model, rec.extractor, self.settings, self.observer)
         except Exception as exc:  # a folder that broke since deploy time, or Ray failing

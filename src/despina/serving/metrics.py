@@ -116,7 +116,7 @@ class _DeploymentCollector(Collector):
             labels=["deployment", "feature"],
         )
         for name, dep in self.deployments().items():
-            depth.add_metric([name], dep.batcher.depth)
+            depth.add_metric([name], dep.queue_depth)
             report = dep.drift.report()
             for feature, value in report["features"].items():
                 if value["psi"] is not None:

@@ -9,23 +9,19 @@ never at the first request.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from despina.core.artifacts import (
     INDEX_FILE,
-    MODEL_CONFIG,
     ONNX_FILE,
     PREPROCESSING,
-    REFERENCE_FILE,
 )
 from despina.core.errors import ModelError
-from despina.jobs.model_folder import check_model_folder
+from despina.jobs.model_folder import read_model_folder
 from despina.jobs.serving_artifacts import ood_statistics, unit
 from despina.preprocessing.image import ImagePipeline
 
@@ -43,6 +39,11 @@ class Inference:
     ood_z: np.ndarray  # (n,) robust z of distance and uncertainty; > OOD_THRESHOLD = OOD
 
 
+def ood_score(z: float) -> float:
+    """The out-of-distribution z as a score in [0, 1]: 0.5 at the flag's threshold."""
+    return float(1.0 / (1.0 + np.exp(OOD_THRESHOLD - z)))
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -52,9 +53,7 @@ class ServingModel:
     """Everything one deployment needs from its model folder, loaded once."""
 
     def __init__(self, folder: str | Path, *, threads: int = 1) -> None:
-        self.folder = check_model_folder(folder)
-        self.meta = self._json(MODEL_CONFIG)
-        self.reference: dict[str, Any] = self._json(REFERENCE_FILE)
+        self.folder, self.meta, self.reference = read_model_folder(folder)
         try:
             self.class_names: list[str] = list(self.meta["class_names"])
             self.ids: list[str] = list(self.reference["ids"])
@@ -68,15 +67,6 @@ class ServingModel:
         self.version = hashlib.sha256((self.folder / ONNX_FILE).read_bytes()).hexdigest()[:12]
         self.name = self.folder.name
         self._load_runtime(threads)
-
-    def _json(self, name: str) -> dict[str, Any]:
-        try:
-            data = json.loads((self.folder / name).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"cannot read {self.folder / name}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ModelError(f"{self.folder / name} does not hold a JSON object")
-        return data
 
     def _load_runtime(self, threads: int) -> None:
         import faiss

@@ -3,8 +3,6 @@ statistics, from the same one-pass image features."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from despina.audit.checks.defect import defect_margins
@@ -14,9 +12,11 @@ from despina.audit.image_stats import ImageFeatures
 FLAGS = ("blurry", "dark", "overexposed", "low_information")
 
 
-def image_flags(features: ImageFeatures, reference: dict[str, list[float]]) -> dict[str, Any]:
-    """``{flag: bool}`` for each of :data:`FLAGS`, plus the margins (negative = defective)."""
+def image_flags(
+    features: ImageFeatures, reference: dict[str, list[float]]
+) -> tuple[dict[str, bool], dict[str, float]]:
+    """``{flag: bool}`` for each of :data:`FLAGS`, and each flag's margin (negative =
+    defective, clipped to ±99 for JSON)."""
     margins = defect_margins(features.stats[None, :], reference)
-    out: dict[str, Any] = {name: bool(margins[name][0] < 0) for name in FLAGS}
-    out["margins"] = {name: round(float(np.clip(margins[name][0], -99, 99)), 3) for name in FLAGS}
-    return out
+    values = {name: float(np.clip(margins[name][0], -99, 99)) for name in FLAGS}
+    return {k: v < 0 for k, v in values.items()}, {k: round(v, 3) for k, v in values.items()}

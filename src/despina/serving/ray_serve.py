@@ -48,9 +48,6 @@ def _replica_class() -> Any:
         def describe(self) -> dict[str, Any]:
             return self.deployment.describe()
 
-        def depth(self) -> int:
-            return self.deployment.batcher.depth
-
     _REPLICA = DespinaReplica
     return _REPLICA
 
@@ -75,7 +72,11 @@ class RayServed:
     """A deployment served by Ray Serve replicas, with :class:`Deployment`'s interface."""
 
     def __init__(
-        self, record: DeploymentRecord, cluster: Cluster, settings: ServingSettings
+        self,
+        record: DeploymentRecord,
+        cluster: Cluster,
+        settings: ServingSettings,
+        observer: Any = None,
     ) -> None:
         from ray import serve
 
@@ -95,15 +96,10 @@ class RayServed:
         except Exception as exc:
             raise ModelError(f"Ray Serve could not start {record.name}: {exc}") from exc
         self.drift = _RemoteDrift(self.handle)
-        self.observer: Any = None
+        self.observer = observer
 
-    class _Depth:
-        depth = 0
-
-    @property
-    def batcher(self) -> Any:
-        """Queue depth is kept per replica; the API server's own queue is empty."""
-        return self._Depth()
+    #: Requests queue inside the replicas; the API server itself holds none.
+    queue_depth = 0
 
     def describe(self) -> dict[str, Any]:
         return {**self._describe, "replicas": self.record.replicas, "cluster": self.record.cluster}

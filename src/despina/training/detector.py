@@ -4,7 +4,6 @@ synthesis, after Dwibedi et al., "Cut, Paste and Learn", ICCV 2017), fresh every
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,8 +14,6 @@ import torch.nn.functional as F
 
 from despina.core.errors import DataError
 from despina.models.detector import STRIDE, CenterDetector, normalize_canvas
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

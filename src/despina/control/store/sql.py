@@ -136,16 +136,14 @@ class Store:
             resources=spec.resources.model_dump(),
             created_at=utcnow(),
         )
-        try:
-            with self._session(write=True) as s:
-                s.add(row)
-                s.flush()
-                return _cluster(row)
-        except IntegrityError:
-            raise ConflictError(
-                f"a cluster named {spec.name!r} already exists; pick another name or "
-                f"remove it first"
-            ) from None
+        with self._session(write=True) as s:
+            _insert(
+                s,
+                row,
+                f"a cluster named {spec.name!r} already exists; pick another "
+                f"name or remove it with 'despina cluster rm {spec.name}'",
+            )
+            return _cluster(row)
 
     def get_cluster(self, name: str) -> Cluster:
         with self._session() as s:
@@ -175,37 +173,45 @@ class Store:
 
     # ---- deployments ----------------------------------------------------------------
     def create_deployment(self, spec: DeploymentSpec) -> Deployment:
-        try:
-            with self._session(write=True) as s:
-                cluster_id = None if spec.cluster is None else self._cluster_row(s, spec.cluster).id
-                row = DeploymentRow(
-                    name=spec.name,
-                    model=spec.model,
-                    extractor=spec.extractor,
-                    replicas=spec.replicas,
-                    cluster_id=cluster_id,
-                    state="pending",
-                    reason=None,
-                    created_at=utcnow(),
-                )
-                s.add(row)
-                s.flush()
-                return _deployment(row, spec.cluster)
-        except IntegrityError:
-            raise ConflictError(
-                f"a deployment named {spec.name!r} already exists; pick another name or "
-                f"remove it with 'despina deployments rm {spec.name}'"
-            ) from None
+        with self._session(write=True) as s:
+            cluster_id = None if spec.cluster is None else self._cluster_row(s, spec.cluster).id
+            row = DeploymentRow(
+                name=spec.name,
+                model=spec.model,
+                extractor=spec.extractor,
+                replicas=spec.replicas,
+                cluster_id=cluster_id,
+                state="pending",
+                reason=None,
+                created_at=utcnow(),
+            )
+            _insert(
+                s,
+                row,
+                f"a deployment named {spec.name!r} already exists; pick another "
+                f"name or remove it with 'despina deployments rm {spec.name}'",
+            )
+            return _deployment(row, spec.cluster)
 
     def get_deployment(self, name: str) -> Deployment:
-        with self._session() as s:
-            row = self._deployment_row(s, name)
-            return _deployment(row, self._cluster_of(s, row.cluster_id))
+        found = self._deployments_where(DeploymentRow.name == name)
+        if not found:
+            raise _no_deployment(name)
+        return found[0]
 
     def list_deployments(self) -> list[Deployment]:
+        return self._deployments_where(true())
+
+    def _deployments_where(self, condition: Any) -> list[Deployment]:
+        """Deployments (with their cluster's name, in one query) matching ``condition``."""
         with self._session() as s:
-            rows = s.scalars(select(DeploymentRow).order_by(DeploymentRow.id)).all()
-            return [_deployment(r, self._cluster_of(s, r.cluster_id)) for r in rows]
+            q = (
+                select(DeploymentRow, ClusterRow.name)
+                .outerjoin(ClusterRow, DeploymentRow.cluster_id == ClusterRow.id)
+                .where(condition)
+                .order_by(DeploymentRow.id)
+            )
+            return [_deployment(d, c) for d, c in s.execute(q)]
 
     def set_deployment_state(self, name: str, state: str, reason: str | None = None) -> None:
         with self._session(write=True) as s:
@@ -219,11 +225,8 @@ class Store:
     def _deployment_row(self, s: Session, name: str) -> DeploymentRow:
         row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))
         if row is None:
-            raise NotFoundError(f"no deployment named {name!r}; see 'despina deployments ls'")
+            raise _no_deployment(name)
         return row
-
-    def _cluster_of(self, s: Session, cluster_id: int | None) -> str | None:
-        return None if cluster_id is None else self._cluster_name(s, cluster_id)
 
     def _cluster_row(self, s: Session, name: str) -> ClusterRow:
         row = s.scalar(select(ClusterRow).where(ClusterRow.name == name))
@@ -236,32 +239,30 @@ class Store:
 
     # ---- groups ---------------------------------------------------------------------
     def create_group(self, spec: GroupSpec, output: str) -> TaskGroup:
-        try:
-            with self._session(write=True) as s:
-                cluster = self._cluster_row(s, spec.cluster)
-                row = GroupRow(
-                    name=spec.name,
-                    cluster_id=cluster.id,
-                    source=spec.source,
-                    job=spec.job,
-                    script=spec.script,
-                    config=spec.config,
-                    env=spec.env,
-                    partitions=spec.partitions,
-                    resources=spec.resources.model_dump(),
-                    max_retries=spec.max_retries,
-                    timeout_s=spec.timeout_s,
-                    output=output,
-                    created_at=utcnow(),
-                )
-                s.add(row)
-                s.flush()
-                return _group(row, cluster.name)
-        except IntegrityError:
-            raise ConflictError(
-                f"a task group named {spec.name!r} already exists; pick another name "
-                f"or remove it with 'despina group rm {spec.name}'"
-            ) from None
+        with self._session(write=True) as s:
+            cluster = self._cluster_row(s, spec.cluster)
+            row = GroupRow(
+                name=spec.name,
+                cluster_id=cluster.id,
+                source=spec.source,
+                job=spec.job,
+                script=spec.script,
+                config=spec.config,
+                env=spec.env,
+                partitions=spec.partitions,
+                resources=spec.resources.model_dump(),
+                max_retries=spec.max_retries,
+                timeout_s=spec.timeout_s,
+                output=output,
+                created_at=utcnow(),
+            )
+            _insert(
+                s,
+                row,
+                f"a task group named {spec.name!r} already exists; pick another "
+                f"name or remove it with 'despina group rm {spec.name}'",
+            )
+            return _group(row, cluster.name)
 
     def get_group(self, name: str) -> TaskGroup:
         with self._session() as s:
@@ -548,6 +549,20 @@ def _state(value: TaskState | str) -> TaskState:
         raise ConfigError(
             f"unknown task state {value!r}; one of {', '.join(s.value for s in TaskState)}"
         ) from None
+
+
+def _no_deployment(name: str) -> NotFoundError:
+    return NotFoundError(f"no deployment named {name!r}; see 'despina deployments ls'")
+
+
+def _insert(s: Session, row: Any, conflict: str) -> None:
+    """Add ``row`` now; a unique name already taken is a ConflictError saying ``conflict``
+    (the transaction rolls back as the error leaves the session)."""
+    s.add(row)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise ConflictError(conflict) from None
 
 
 def _deployment(row: DeploymentRow, cluster: str | None) -> Deployment:
