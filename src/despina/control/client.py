@@ -84,7 +84,7 @@ class HttpControlClient:
     def delete_cluster(self, name: str) -> None:
         self._call("DELETE", f"/v1/clusters/{name}")
 
-    # ---- groups ---------------------------------------------------------------------
+    # ---- deployments ----------------------------------------------------------------
     def create_deployment(self, spec: DeploymentSpec) -> Deployment:
         return Deployment(**self._call("POST", "/v1/deployments", json=spec.model_dump()))
 
@@ -94,6 +94,7 @@ class HttpControlClient:
     def delete_deployment(self, name: str) -> None:
         self._call("DELETE", f"/v1/deployments/{name}")
 
+    # ---- groups ---------------------------------------------------------------------
     def create_group(self, spec: GroupSpec) -> TaskGroup:
         return TaskGroup(**self._call("POST", "/v1/groups", json=spec.model_dump(mode="json")))
 
