@@ -99,7 +99,11 @@ def test_bad_input_exits_with_one_line(
     )
 
 
-def test_the_cli_talks_to_a_server(api_server: ThreadServer) -> None:
+def test_the_cli_talks_to_a_server(
+    api_server: ThreadServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "needs a token" in fails(10, "cluster", "ls", "--server", api_server.url)
+    monkeypatch.setenv("DESPINA_TOKEN", api_server.token)
     ok("cluster", "create", "remote", "--workers", "1", "--server", api_server.url)
     names = [
         c["name"] for c in json.loads(ok("cluster", "ls", "--json", "--server", api_server.url))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from despina.cli.app import app
@@ -25,7 +26,7 @@ def run(code: int, *args: str) -> tuple[str, str]:
 
 
 def test_deploy_registers_and_the_running_server_picks_it_up(
-    digits_model: Path, plane: ControlPlane
+    digits_model: Path, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from despina.data.sources import digits_arrays
 
@@ -33,7 +34,7 @@ def test_deploy_registers_and_the_running_server_picks_it_up(
     try:
         out, _ = run(0, "deploy", str(digits_model), "--name", "digits")
         assert "deployment digits (whole) registered" in out
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with server.http() as client:
             deadline = time.monotonic() + 20
             while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -46,6 +47,7 @@ def test_deploy_registers_and_the_running_server_picks_it_up(
             listed = json.loads(run(0, "deployments", "ls", "--json")[0])
             assert [(d["name"], d["state"]) for d in listed] == [("digits", "running")]
             # Through the server too, and removal stops the serving.
+            monkeypatch.setenv("DESPINA_TOKEN", server.token)  # as a user sets it
             listed = json.loads(run(0, "deployments", "ls", "--json", "--server", server.url)[0])
             assert listed[0]["version"] and listed[0]["extractor"] == "whole"
             run(0, "deployments", "rm", "digits", "--server", server.url)
@@ -90,18 +92,21 @@ def test_despina_serve_answers_on_its_port(digits_model: Path, home: Path) -> No
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     despina = Path(sys.executable).parent / "despina"
+    token = "dsp_" + "t" * 40
     proc = subprocess.Popen(
         [str(despina), "serve", str(digits_model), "--port", str(port), "--workers", "2"],
+        env={**os.environ, "DESPINA_ADMIN_TOKEN": token},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {token}"}
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                if httpx.get(url + "/ready", timeout=1, headers=auth).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -111,7 +116,20 @@ def test_despina_serve_answers_on_its_port(digits_model: Path, home: Path) -> No
         name = digits_model.parent.name
         images, labels = digits_arrays()
         r = httpx.post(
+            f"{url}/v1/deployments/{name}/predict",
+            files={"file": ("a.png", png(images[5]))},
+            headers=auth,
+        )
+        assert r.status_code == 200, r.text
+        # Without the token: refused.
+        r = httpx.post(
             f"{url}/v1/deployments/{name}/predict", files={"file": ("a.png", png(images[5]))}
+        )
+        assert r.status_code == 401
+        r = httpx.post(
+            f"{url}/v1/deployments/{name}/predict",
+            files={"file": ("a.png", png(images[5]))},
+            headers=auth,
         )
         assert r.status_code == 200, r.text
         assert r.json()["objects"][0]["label"] == str(labels[5])

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from despina.control.plane import ControlPlane
@@ -155,10 +156,24 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
-class ThreadServer:
-    """The real API on a loopback port, served by uvicorn in a thread."""
+def admin_token(store: Any) -> str:
+    """An admin token on ``store``: the bootstrap one on an empty store, else a new one."""
+    return store.bootstrap_admin() or store.issue_token("admin")[0]
 
-    def __init__(self, plane: ControlPlane | None = None, app: Any = None) -> None:
+
+class ThreadServer:
+    """The real API on a loopback port, served by uvicorn in a thread.
+
+    ``token`` is an admin token (bootstrapped on the plane's store, or given with ``app``);
+    ``headers`` carry it, ``http()`` is a client that sends it."""
+
+    def __init__(
+        self,
+        plane: ControlPlane | None = None,
+        app: Any = None,
+        token: str | None = None,
+        **uvicorn_options: Any,
+    ) -> None:
         import socket
 
         import uvicorn
@@ -168,13 +183,25 @@ class ThreadServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        app = app if app is not None else create_app(plane)
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
+        if app is None:
+            assert plane is not None
+            app = create_app(plane)
+            token = token or admin_token(plane.store)
+        self.token = token or ""
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="error", **uvicorn_options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        self.url = f"http://127.0.0.1:{port}"
+        scheme = "https" if uvicorn_options.get("ssl_certfile") else "http"
+        self.url = f"{scheme}://127.0.0.1:{port}"
         wait_for(lambda: self.server.started, 30)
+
+    def http(self, **kw: Any) -> httpx.Client:
+        kw.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url, headers=self.headers, **kw)
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -30,7 +30,7 @@ def test_train_then_predict_then_audit(plane: ControlPlane, home: Path) -> None:
     assert trained.state is TaskState.SUCCEEDED, plane.task_logs(trained.id)[0]
     assert trained.metrics["images"] == 120 and trained.metrics["train_accuracy"] > 0.5
     model_dir = Path(trained.outputs[0])
-    assert (model_dir / "weights.safetensors").is_file()
+    assert (model_dir / "weights.safetensors").read_bytes().startswith(b"DSPENC1")
 
     plane.create_group(
         GroupSpec(
@@ -55,7 +55,10 @@ def test_train_then_predict_then_audit(plane: ControlPlane, home: Path) -> None:
     (audited,) = plane.start_group("audit", wait=True)
     assert audited.state is TaskState.SUCCEEDED, plane.task_logs(audited.id)[0]
     out = Path(audited.outputs[0])
-    summary = json.loads((out / "summary.json").read_text())
+    # What the task wrote is sealed at rest; the plane (holding the key) reads it.
+    assert (out / "summary.json").read_bytes().startswith(b"DSPENC1")
+    assert (out / "report.html").read_bytes().startswith(b"DSPENC1")
+    summary = json.loads(plane.read_output(out / "summary.json"))
     assert summary["counts"]["samples"] == 120 == audited.metrics["samples"]
 
 

@@ -66,6 +66,8 @@ def _free_port() -> int:
 
 
 class _Server:
+    token = "dsp_" + "f" * 43  # bootstrapped from DESPINA_ADMIN_TOKEN on the first start
+
     def __init__(self, home: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
         env = {
@@ -75,6 +77,7 @@ class _Server:
             "DESPINA_STALE_AFTER": "2",
             "DESPINA_HEARTBEAT": "0.3",
             "DESPINA_RETRY_BACKOFF": "0.1",
+            "DESPINA_ADMIN_TOKEN": self.token,
         }
         env.pop("DESPINA_DATABASE_URL", None)
         self.proc = subprocess.Popen(
@@ -120,7 +123,8 @@ def test_a_killed_server_restarts_and_retries_what_it_left_running(
     port = _free_port()
     server = server_factory(port)  # type: ignore[call-arg]
     source = write_files(home / "data", 30)
-    http = httpx.Client(base_url=server.url, timeout=10)
+    auth = {"Authorization": f"Bearer {server.token}"}
+    http = httpx.Client(base_url=server.url, timeout=10, headers=auth)
     assert http.post("/v1/clusters", json={"name": "c", "workers": 1}).status_code == 201
     body = {
         "name": "g",
@@ -140,7 +144,8 @@ def test_a_killed_server_restarts_and_retries_what_it_left_running(
     server.kill()
     http.close()
     # Its worker notices and exits; the task is left RUNNING in the store.
-    http = httpx.Client(base_url=server_factory(port).url, timeout=10)  # type: ignore[call-arg]
+    url = server_factory(port).url  # type: ignore[call-arg]
+    http = httpx.Client(base_url=url, timeout=10, headers=auth)
 
     def state() -> str:
         return str(http.get(f"/v1/tasks/{task['id']}").json()["task"]["state"])

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
-import httpx
 import numpy as np
 import pytest
 
+from despina.control.store import Store
 from despina.core.config import TrainConfig
 from despina.data.sources import digits_arrays
 from despina.jobs.batch import TrainJobConfig, train_model
 from despina.serving.api import create_app
+from despina.serving.auth import Authenticator
 from despina.serving.deployment import ServingSettings
 from despina.serving.host import DeploymentHost
-from tests.control.fixtures import ThreadServer
+from tests.control.fixtures import ThreadServer, admin_token
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +42,25 @@ def digit_pngs() -> list[tuple[bytes, str]]:
     return [(png(images[i]), str(labels[i])) for i in range(0, len(images), 9)]
 
 
+def serving_app(host: DeploymentHost, folder: Path, **kw: Any) -> tuple[Any, str]:
+    """``despina serve``'s app around ``host``, with tokens in a store under ``folder``;
+    returns the app and an admin token."""
+    store = Store(f"sqlite:///{folder}/despina.db")
+    token = admin_token(store)
+    return create_app(None, host=host, auth=Authenticator(store), **kw), token
+
+
 @pytest.fixture(scope="module")
-def digits_server(digits_model: Path) -> Iterator[ThreadServer]:
+def digits_server(
+    digits_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadServer]:
     """``despina serve``'s app on a loopback port with the digits model as ``digits``."""
     settings = ServingSettings(threads=1, max_upload_bytes=2 * 2**20)
     host = DeploymentHost(settings)
     host.add("digits", str(digits_model))
-    server = ThreadServer(app=create_app(None, serving=settings, host=host))
-    server.client = httpx.Client(base_url=server.url, timeout=60)  # type: ignore[attr-defined]
+    app, token = serving_app(host, tmp_path_factory.mktemp("auth"), serving=settings)
+    server = ThreadServer(app=app, token=token)
+    server.client = server.http(timeout=60)  # type: ignore[attr-defined]
     yield server
     server.client.close()  # type: ignore[attr-defined]
     server.stop()

@@ -13,7 +13,7 @@ from tests.control.fixtures import ThreadServer, wait_for, write_files
 
 @pytest.fixture
 def http(api_server: ThreadServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_server.url, timeout=30) as client:
+    with api_server.http() as client:
         assert client.post("/v1/clusters", json={"name": "c", "workers": 2}).status_code == 201
         yield client
 

@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.control.fixtures import ThreadServer
-from tests.serving.fixtures import png
+from tests.control.fixtures import ThreadServer, wait_for
+from tests.serving.fixtures import png, serving_app
 
 PREDICT = "/v1/deployments/digits/predict"
 
@@ -83,7 +83,7 @@ def test_predict_batch_answers_each_file(
 ) -> None:
     files = [("files", (f"{i}.png", d, "image/png")) for i, (d, _) in enumerate(digit_pngs[:5])]
     files.append(("files", ("bad.png", b"not an image", "image/png")))
-    r = httpx.post(digits_server.url + "/v1/deployments/digits/predict-batch", files=files)
+    r = digits_server.client.post("/v1/deployments/digits/predict-batch", files=files)
     assert r.status_code == 200
     results = r.json()["results"]
     assert [x["file"] for x in results] == [f"{i}.png" for i in range(5)] + ["bad.png"]
@@ -144,13 +144,11 @@ def test_wrong_field_content_type_and_deployment(
     digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
 ) -> None:
     data = digit_pngs[0][0]
-    r = httpx.post(digits_server.url + PREDICT, files={"image": ("x.png", data, "image/png")})
+    r = digits_server.client.post(PREDICT, files={"image": ("x.png", data, "image/png")})
     assert r.status_code == 422 and "no file field named 'file'" in r.json()["detail"]
-    r = httpx.post(digits_server.url + PREDICT, content=data, headers={"content-type": "image/png"})
+    r = digits_server.client.post(PREDICT, content=data, headers={"content-type": "image/png"})
     assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
-    r = httpx.post(
-        digits_server.url + "/v1/deployments/nope/predict", files={"file": ("x.png", data)}
-    )
+    r = digits_server.client.post("/v1/deployments/nope/predict", files={"file": ("x.png", data)})
     assert r.status_code == 404 and "no deployment named 'nope'" in r.json()["detail"]
     _still_up(digits_server, digit_pngs)
 
@@ -166,6 +164,7 @@ def test_a_50_mb_upload_is_refused_before_it_is_read(
             (
                 f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\n"
                 "Content-Type: multipart/form-data; boundary=b\r\n"
+                f"Authorization: Bearer {digits_server.token}\r\n"
                 f"Content-Length: {50 * 2**20}\r\n\r\n"
             ).encode()
         )
@@ -174,7 +173,7 @@ def test_a_50_mb_upload_is_refused_before_it_is_read(
     assert "limit" in reply
     # And a real 50 MB body, streamed, is refused too.
     big = b"\0" * (50 * 2**20)
-    r = httpx.post(digits_server.url + PREDICT, files={"file": ("big.png", big)}, timeout=60)
+    r = digits_server.client.post(PREDICT, files={"file": ("big.png", big)}, timeout=60)
     assert r.status_code == 413
     _still_up(digits_server, digit_pngs)
 
@@ -187,8 +186,8 @@ def test_chunked_uploads_are_counted_as_they_stream(
         for _ in range(40):
             yield b"\0" * 2**16  # 2.5 MiB in all, past the fixture's 2 MiB limit
 
-    r = httpx.post(
-        digits_server.url + PREDICT,
+    r = digits_server.client.post(
+        PREDICT,
         content=body(),  # type: ignore[arg-type]
         headers={"content-type": "multipart/form-data; boundary=b"},
     )
@@ -200,13 +199,13 @@ def test_health_ready_metrics_and_deployment_list(
     digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]], digits_model: Path
 ) -> None:
     _post(digits_server, digit_pngs[0][0])
-    assert httpx.get(digits_server.url + "/health").json()["status"] == "ok"
-    ready = httpx.get(digits_server.url + "/ready")
+    assert digits_server.client.get("/health").json()["status"] == "ok"
+    ready = digits_server.client.get("/ready")
     assert ready.status_code == 200 and ready.json()["ready"]
-    [dep] = httpx.get(digits_server.url + "/v1/deployments").json()
+    [dep] = digits_server.client.get("/v1/deployments").json()
     assert dep["name"] == "digits" and dep["extractor"] == "whole"
     assert dep["state"] == "running" and dep["model"] == str(digits_model.resolve())
-    text = httpx.get(digits_server.url + "/metrics").text
+    text = digits_server.client.get("/metrics").text
     for name in (
         "despina_request_latency_seconds_bucket",
         "despina_batch_size_bucket",
@@ -217,18 +216,18 @@ def test_health_ready_metrics_and_deployment_list(
     assert 'despina_predictions_total{deployment="digits",status="200"}' in text
 
 
-def test_drift_reports_stable_then_drifted(digits_model: Path) -> None:
+def test_drift_reports_stable_then_drifted(digits_model: Path, tmp_path: Path) -> None:
     from despina.data.sources import digits_arrays
-    from despina.serving.api import create_app
     from despina.serving.deployment import ServingSettings
     from despina.serving.host import DeploymentHost
 
     host = DeploymentHost(ServingSettings(threads=1))
     host.add("d", str(digits_model))
-    server = ThreadServer(app=create_app(None, host=host))
+    app, token = serving_app(host, tmp_path)
+    server = ThreadServer(app=app, token=token)
     images, _ = digits_arrays()
     try:
-        with httpx.Client(base_url=server.url) as client:
+        with server.http() as client:
             url = "/v1/deployments/d"
             assert client.get(url + "/drift").json()["features"]["brightness"]["psi"] is None
             for img in images[:100]:
@@ -270,6 +269,9 @@ def test_each_request_is_logged_as_json_with_its_request_id(
         )
         assert r.headers["x-request-id"] == "trace-42" and r.json()["request_id"] == "trace-42"
         bad = _post(digits_server, b"junk")
+        # The line is written as the response ends, which may be just after the client has
+        # it: wait for it.
+        wait_for(lambda: bad.headers["x-request-id"] in stream.getvalue(), 5)
     finally:
         access.removeHandler(handler)
         access.setLevel(old_level)

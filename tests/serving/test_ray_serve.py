@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
-
 from despina.control.models import ClusterSpec, DeploymentSpec, Resources
 from despina.control.plane import ControlPlane
 from despina.data.sources import digits_arrays
@@ -27,7 +25,7 @@ def test_ray_cluster_deployment_runs_replicas_through_ray_serve(
     )
     server = ThreadServer(plane)
     try:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
+        with server.http(timeout=60) as client:
             deadline = time.monotonic() + 180
             while client.get("/ready").status_code != 200:
                 assert time.monotonic() < deadline, client.get("/ready").json()

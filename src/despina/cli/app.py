@@ -11,6 +11,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from despina.cli.access import (
+    events_app,
+    keys_app,
+    login,
+    token_app,
+    user_app,
+    whoami,
+)
 from despina.cli.control import (
     cluster_app,
     deploy,
@@ -41,6 +49,12 @@ app.add_typer(task_app, name="task")
 app.add_typer(deployments_app, name="deployments")
 app.command("deploy")(deploy)
 app.command("serve")(serve)
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(events_app, name="events")
+app.add_typer(keys_app, name="keys")
+app.command("login")(login)
+app.command("whoami")(whoami)
 console = Console()
 err = Console(stderr=True)
 

@@ -101,17 +101,93 @@ def _json(data: Any) -> None:
 def server_start(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8600,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate (chain): serve HTTPS")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key")] = None,
 ) -> None:
-    """Serve the REST API and run the scheduler until interrupted."""
+    """Serve the REST API and run the scheduler until interrupted.
+
+    The first start on an empty store creates user 'admin' and prints its token once
+    (or takes DESPINA_ADMIN_TOKEN), and creates the master key that encrypts artifacts.
+    """
     import uvicorn
 
     from despina.serving.access_log import configure_json_logging
     from despina.serving.api import create_app
 
+    tls = _tls_options(tls_cert, tls_key)
     plane = _client(None)
-    err.print(f"Despina server on http://{host}:{port} (store: {plane.settings.database_url})")
+    _bootstrap(plane.store)
+    if plane.settings.encrypt:
+        from despina.security.envelope import default_keyring
+
+        default_keyring(create=True)
+    scheme = "https" if tls else "http"
+    _warn_if_exposed(host, tls)
+    err.print(f"Despina server on {scheme}://{host}:{port} (store: {_safe_url(plane)})")
     configure_json_logging()
-    uvicorn.run(create_app(plane), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(plane),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=tls.get("ssl_certfile"),
+        ssl_keyfile=tls.get("ssl_keyfile"),
+    )
+
+
+def _tls_options(cert: Path | None, key: Path | None) -> dict[str, str]:
+    if (cert is None) != (key is None):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if cert is None or key is None:
+        return {}
+    for p in (cert, key):
+        if not p.is_file():
+            raise ConfigError(f"{p} does not exist")
+    from despina.security.envelope import check_private
+
+    check_private(key)
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
+def _warn_if_exposed(host: str, tls: dict[str, str]) -> None:
+    if host not in ("127.0.0.1", "localhost", "::1") and not tls:
+        err.print(
+            f"[yellow]warning:[/] listening on {host} without TLS: tokens cross the network "
+            "in clear text; pass --tls-cert/--tls-key or put a TLS proxy in front"
+        )
+
+
+def _safe_url(plane: Any) -> str:
+    """The store's URL without its password (it would land in logs and terminals)."""
+    from sqlalchemy.engine import make_url
+
+    return str(make_url(plane.settings.database_url).render_as_string(hide_password=True))
+
+
+def _bootstrap(store: Any) -> None:
+    """An empty store gets user 'admin' with a token, printed once (or DESPINA_ADMIN_TOKEN)."""
+    import os
+
+    from despina.security.tokens import check_given_token
+
+    given = os.environ.get("DESPINA_ADMIN_TOKEN")
+    token = store.bootstrap_admin(check_given_token(given) if given else None)
+    if token is None:
+        return
+    store.record_activity("server", "bootstrap", "user admin", "ok")
+    if given:
+        err.print("created user 'admin' with the token in DESPINA_ADMIN_TOKEN")
+    else:
+        err.print(
+            "created user 'admin'; its token is shown [bold]once[/] (save it, e.g. "
+            "despina login; send it as 'Authorization: Bearer TOKEN'):\n"
+            f"  {token}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 # ---- deployments ----------------------------------------------------------------------
@@ -191,6 +267,8 @@ def serve(
 
     folder = check_model_folder(model_dir)
     check_extractor(extractor, folder)
+    if os.environ.get("DESPINA_AUTH", "on").lower() not in ("0", "off", "false"):
+        _bootstrap(_client(None).store)  # tokens live in the store under DESPINA_HOME
     name = folder.name if folder.name != "model" else folder.parent.name or "model"
     name = re.sub(r"[^a-z0-9_.-]", "-", name.lower())[:63].lstrip("-._") or "model"
     os.environ.update(
@@ -445,16 +523,26 @@ def group_rm(name: str, server: Server = None) -> None:
 def group_result(
     name: str,
     head: Annotated[int, typer.Option(help="rows to show")] = 5,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="also write the rows, decrypted, as Parquet")
+    ] = None,
 ) -> None:
     """Read the group's merged Parquet rows (local store only) and show the first ones."""
     table = _client(None).group_result(name)
+    if out is not None:
+        import pyarrow.parquet as pq
+
+        if out.exists():
+            raise ConfigError(f"{out} exists; pick a new path (nothing is overwritten)")
+        pq.write_table(table, out)
+        err.print(f"wrote {table.num_rows:,} rows to {out} (not encrypted)")
     console.print(f"{table.num_rows:,} rows; columns: {', '.join(table.column_names)}")
-    out = Table(*table.column_names)
+    shown = Table(*table.column_names)
     for row in table.slice(0, head).to_pylist():
-        out.add_row(
+        shown.add_row(
             *(f"[{len(v)} values]" if isinstance(v, list) else str(v) for v in row.values())
         )
-    console.print(out)
+    console.print(shown)
 
 
 # ---- tasks ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from despina.control.models import (
+    ActivityEntry,
     Cluster,
     ClusterSpec,
     Deployment,
@@ -17,16 +18,22 @@ from despina.control.models import (
     GroupStatus,
     Task,
     TaskGroup,
+    TokenInfo,
+    User,
 )
 from despina.core.errors import (
+    AuthError,
     ConfigError,
     ConflictError,
     DespinaError,
+    ForbiddenError,
     ModelError,
     NotFoundError,
     PathEscapeError,
+    RateLimitedError,
     StateError,
 )
+from despina.security.credentials import client_token
 
 _BY_NAME: dict[str, type[DespinaError]] = {
     "NotFoundError": NotFoundError,
@@ -35,15 +42,34 @@ _BY_NAME: dict[str, type[DespinaError]] = {
     "PathEscapeError": PathEscapeError,
     "ConfigError": ConfigError,
     "ModelError": ModelError,
+    "AuthError": AuthError,
+    "ForbiddenError": ForbiddenError,
+    "RateLimitedError": RateLimitedError,
 }
 
 
 class HttpControlClient:
-    """Talks to ``despina server start`` at ``base_url``."""
+    """Talks to ``despina server start`` at ``base_url`` with a Bearer token (``token``,
+    else ``DESPINA_TOKEN`` or the token file, see :mod:`despina.security.credentials`);
+    ``verify`` is a CA bundle path for a server whose certificate is self-signed."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 30.0,
+        token: str | None = None,
+        verify: str | bool | None = None,
+    ) -> None:
+        import os
+
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        token = token or client_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if verify is None:
+            verify = os.environ.get("DESPINA_CA_BUNDLE") or True
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, headers=headers, verify=verify
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -64,7 +90,10 @@ class HttpControlClient:
             cls = _BY_NAME.get(str(body.get("error")), DespinaError)
             if cls is DespinaError and resp.status_code == 422:
                 cls = ConfigError
-            raise cls(str(body.get("detail", resp.text)))
+            detail = str(body.get("detail", resp.text))
+            if resp.status_code == 401 and "DESPINA_TOKEN" not in detail:
+                detail += " (the CLI sends DESPINA_TOKEN, or the token saved by despina login)"
+            raise cls(detail)
         return (
             resp.json()
             if resp.content and resp.headers.get("content-type", "").startswith("application/json")
@@ -93,6 +122,44 @@ class HttpControlClient:
 
     def delete_deployment(self, name: str) -> None:
         self._call("DELETE", f"/v1/deployments/{name}")
+
+    # ---- users, tokens, activity ----------------------------------------------------
+    def create_user(self, name: str, role: str, password: str | None = None) -> User:
+        if password is not None:
+            raise ConfigError("set passwords on the server's machine: despina user add --password")
+        return User(**self._call("POST", "/v1/users", json={"name": name, "role": role}))
+
+    def list_users(self) -> list[User]:
+        return [User(**u) for u in self._call("GET", "/v1/users")]
+
+    def delete_user(self, name: str) -> None:
+        self._call("DELETE", f"/v1/users/{name}")
+
+    def create_token(
+        self, user: str, expires: str | None = None, scopes: tuple[str, ...] = ()
+    ) -> tuple[str, TokenInfo]:
+        body = self._call(
+            "POST", "/v1/tokens", json={"user": user, "expires": expires, "scopes": scopes}
+        )
+        token = body.pop("token")
+        return token, TokenInfo(**body)
+
+    def list_tokens(self, user: str | None = None) -> list[TokenInfo]:
+        params = {"user": user} if user else {}
+        return [TokenInfo(**t) for t in self._call("GET", "/v1/tokens", params=params)]
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        return TokenInfo(**self._call("DELETE", f"/v1/tokens/{token_id}"))
+
+    def list_events(self, limit: int = 100, offset: int = 0) -> list[ActivityEntry]:
+        params = {"limit": limit, "offset": offset}
+        return [ActivityEntry(**e) for e in self._call("GET", "/v1/events", params=params)]
+
+    def verify_events(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/v1/events/verify"))
+
+    def whoami(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/v1/whoami"))
 
     # ---- groups ---------------------------------------------------------------------
     def create_group(self, spec: GroupSpec) -> TaskGroup:

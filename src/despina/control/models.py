@@ -158,3 +158,45 @@ class Deployment(DeploymentSpec):
     state: Literal["pending", "running", "failed"]
     reason: str | None = None
     created_at: datetime
+
+
+class UserSpecName(FrozenModel):
+    """A user name follows the same rule as every other name."""
+
+    name: str
+
+    _name = field_validator("name")(_check_name)
+
+
+class User(FrozenModel):
+    """A user of the API; what they may do comes from their role."""
+
+    name: str
+    role: str
+    has_password: bool
+    created_at: datetime
+
+
+class TokenInfo(FrozenModel):
+    """A token's public record; the token itself is shown once and never stored."""
+
+    id: str
+    user: str
+    role: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ActivityEntry(FrozenModel):
+    """One mutating request (or administrative action): who, what, when, outcome."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    prev_hash: str
+    hash: str

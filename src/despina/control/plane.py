@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, parse_config
 from despina.control.models import (
+    ActivityEntry,
     Cluster,
     ClusterSpec,
     Deployment,
@@ -31,15 +32,23 @@ from despina.control.models import (
     GroupStatus,
     Task,
     TaskGroup,
+    TokenInfo,
+    User,
+    UserSpecName,
 )
 from despina.control.partitions import check_source, plan
 from despina.control.scheduler import Scheduler
 from despina.control.settings import ControlSettings
 from despina.control.states import TaskState, group_state
 from despina.control.store import Store
-from despina.control.store.sql import utcnow
+from despina.control.store.common import utcnow
 from despina.core.errors import ConfigError, NotFoundError
 from despina.jobs.model_folder import check_extractor, check_model_folder
+from despina.security.chain import verify_chain
+from despina.security.envelope import Keyring, is_sealed, unseal
+from despina.security.passwords import hash_password
+from despina.security.roles import Role
+from despina.security.tokens import Scope, parse_duration
 
 
 class ControlPlane:
@@ -48,6 +57,19 @@ class ControlPlane:
     def __init__(self, settings: ControlSettings | None = None, store: Store | None = None) -> None:
         self.settings = settings or ControlSettings.from_env()
         self.store = store or Store(self.settings.database_url)
+        self._keyring: Keyring | None = None
+
+    @property
+    def keyring(self) -> Keyring:
+        """The master keys of this plane's home (created on first use, mode 0600)."""
+        if self._keyring is None:
+            self._keyring = Keyring.load(self.settings.key_file, create=True)
+        return self._keyring
+
+    def read_output(self, path: str | Path) -> bytes:
+        """A file a task wrote, decrypted when it is sealed."""
+        blob = Path(path).read_bytes()
+        return unseal(blob, self.keyring, str(path)) if is_sealed(blob) else blob
 
     def close(self) -> None:
         self.store.close()
@@ -71,6 +93,51 @@ class ControlPlane:
 
     def delete_cluster(self, name: str) -> None:
         self.store.delete_cluster(name)
+
+    # ---- users, tokens, activity (whoever opens the embedded store acts as admin) -----
+    def _record(self, action: str, target: str) -> None:
+        import getpass
+
+        self.store.record_activity(f"local:{getpass.getuser()}", action, target, "ok")
+
+    def create_user(self, name: str, role: str, password: str | None = None) -> User:
+        UserSpecName.model_validate({"name": name})
+        pw_hash = hash_password(password) if password is not None else None
+        user = self.store.create_user(name, Role.parse(role), pw_hash)
+        self._record("user add", f"{name} ({role})")
+        return user
+
+    def list_users(self) -> list[User]:
+        return self.store.list_users()
+
+    def delete_user(self, name: str) -> None:
+        self.store.delete_user(name)
+        self._record("user rm", name)
+
+    def create_token(
+        self, user: str, expires: str | None = None, scopes: tuple[str, ...] = ()
+    ) -> tuple[str, TokenInfo]:
+        token, info = self.store.issue_token(
+            user,
+            scopes=tuple(Scope.parse(s) for s in scopes),
+            expires_in=parse_duration(expires) if expires else None,
+        )
+        self._record("token create", f"{info.id} for {user}")
+        return token, info
+
+    def list_tokens(self, user: str | None = None) -> list[TokenInfo]:
+        return self.store.list_tokens(user)
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        info = self.store.revoke_token(token_id)
+        self._record("token revoke", token_id)
+        return info
+
+    def list_events(self, limit: int = 100, offset: int = 0) -> list[ActivityEntry]:
+        return self.store.list_activity(limit, offset)
+
+    def verify_events(self) -> dict[str, Any]:
+        return verify_chain(e.model_dump() for e in self.store.iter_activity()).__dict__
 
     # ---- deployments ----------------------------------------------------------------
     def create_deployment(self, spec: DeploymentSpec) -> Deployment:
@@ -143,6 +210,8 @@ class ControlPlane:
         ``wait``: run the tasks in this process until they end. Otherwise something else
         runs them: a server's scheduler, or :meth:`spawn_runner`.
         """
+        if self.settings.encrypt:
+            self.keyring  # noqa: B018 - the key must exist before a worker seals with it
         group = self.store.get_group(name)
         check_source(group.source, self.settings.allowed_roots)
         parts = plan(group.source, group.partitions)
@@ -213,7 +282,11 @@ class ControlPlane:
                 "succeeded (see 'despina group status')"
             )
         parts = [p for t in sorted(tasks, key=lambda t: t.partition) for p in t.outputs]
-        tables = [pq.read_table(p) for p in parts if p.endswith(".parquet")]
+        tables = [
+            pq.read_table(pa.BufferReader(self.read_output(p)))
+            for p in parts
+            if p.endswith(".parquet")
+        ]
         if not tables:
             raise NotFoundError(f"group {name!r} wrote no Parquet rows; see its output {parts}")
         return pa.concat_tables(tables)

@@ -1,10 +1,12 @@
 """What runs inside a worker: one task, start to finish, with its log, progress and output.
 
-A task's code is a built-in job or a user script. A script defines either
+A task's code is a built-in job or a user script; a script runs in its own process with
+only its group's environment (:mod:`despina.control.script_host`). A script defines either
 ``process(batch, context)``, called with this task's partition and returning rows (an
 iterable of dicts, a pandas DataFrame or an Arrow table), or ``main(context)``. Rows are
 written as one Parquet file per partition, atomically (temporary file, then rename), so a
-re-run of a partition replaces its file and never duplicates or drops rows.
+re-run of a partition replaces its file and never duplicates or drops rows. When the plane
+encrypts, every output is sealed (:mod:`despina.security.envelope`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from despina.control.models import Task, TaskGroup
-from despina.control.partitions import load_batch
 from despina.control.store import Store
 from despina.core.errors import DespinaError, TaskError
+from despina.security.envelope import Keyring, default_keyring, is_sealed, write_sealed
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class TaskContext:
     env: dict[str, str]
     logger: logging.Logger
     metrics: dict[str, Any] = field(default_factory=dict)
-    _store: Store | None = field(default=None, repr=False)
+    _report: Callable[[int, int | None], None] | None = field(default=None, repr=False)
     _done: int = field(default=0, repr=False)
     _total: int | None = field(default=None, repr=False)
     _last: float = field(default=0.0, repr=False)
@@ -57,9 +59,9 @@ class TaskContext:
         if total is not None:
             self._total = total
         now = time.monotonic()
-        if self._store is not None and (now - self._last >= 0.5 or done == self._total):
+        if self._report is not None and (now - self._last >= 0.5 or done == self._total):
             self._last = now
-            self._store.report_progress(self.task_id, done, self._total)
+            self._report(done, self._total)
 
     def advance(self, items: int = 1) -> None:
         self.progress(self._done + items)
@@ -81,15 +83,34 @@ def write_partition(ctx: TaskContext, table: pa.Table) -> list[str]:
     return [str(path)]
 
 
+def output_keyring() -> Keyring | None:
+    """The keyring that seals what tasks write, or None when the plane does not encrypt
+    (the executor sets ``DESPINA_ENCRYPT`` and ``DESPINA_KEY_FILE`` for its workers)."""
+    if os.environ.get("DESPINA_ENCRYPT") != "on":
+        return None
+    return default_keyring()
+
+
 def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write Parquet to a temporary name in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write Parquet (sealed when the plane encrypts) to a temporary name in the same
+    folder, then rename over ``path``."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_sealed(path, sink.getvalue().to_pybytes(), output_keyring())
+
+
+def seal_tree(paths: list[str]) -> None:
+    """Seal, in place, every file under the folders a whole-source job wrote (models,
+    reports, cleaned manifests) when the plane encrypts."""
+    ring = output_keyring()
+    if ring is None:
+        return
+    for top in paths:
+        for path in sorted(Path(top).rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                if not is_sealed(data):
+                    write_sealed(path, data, ring)
 
 
 def to_table(rows: Any) -> pa.Table:
@@ -181,7 +202,7 @@ def execute(store: Store, task_id: int) -> dict[str, Any]:
             config=dict(group.config),
             env=dict(group.env),
             logger=log,
-            _store=store,
+            _report=lambda done, total: store.report_progress(task.id, done, total),
             _total=spec.get("total"),
         )
         t0 = time.perf_counter()
@@ -205,19 +226,34 @@ def execute(store: Store, task_id: int) -> dict[str, Any]:
 
 def _run(group: TaskGroup, task: Task, spec: dict[str, Any], ctx: TaskContext) -> list[str]:
     if group.job is not None:
-        from despina.control.builtin_jobs import run_builtin
+        from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, run_builtin
 
-        return run_builtin(group.job, group, spec, ctx)
+        outputs = run_builtin(group.job, group, spec, ctx)
+        if group.job in WHOLE_SOURCE_JOBS:
+            seal_tree(outputs)
+        return outputs
     assert group.script is not None  # GroupSpec guarantees job or script
-    module = load_script(group.script)
-    if hasattr(module, "process"):
-        batch = load_batch(group.source, spec)
-        return write_partition(ctx, to_table(module.process(batch, ctx)))
-    if hasattr(module, "main"):
-        result = module.main(ctx)
-        if result is not None and not isinstance(result, (list, tuple)):
-            ctx.metrics["result"] = result if isinstance(result, (int, float, str)) else str(result)
-        return [str(p) for p in result] if isinstance(result, (list, tuple)) else []
-    raise TaskError(
-        f"script {group.script} defines neither process(batch, context) nor main(context)"
-    )
+    from despina.control.script_host import run_in_child, script_env
+
+    job = {
+        "script": group.script,
+        "source": group.source,
+        "spec": spec,
+        "context": {
+            "task_id": ctx.task_id,
+            "partition": ctx.partition,
+            "attempt": ctx.attempt,
+            "group": ctx.group,
+            "source": ctx.source,
+            "output": ctx.output,
+            "config": ctx.config,
+            "env": ctx.env,
+            "_total": ctx._total,
+        },
+    }
+    kind, result = run_in_child(job, script_env(group.env), Path(task.log_path), ctx)
+    if kind == "rows":
+        return write_partition(ctx, result)
+    if result is not None and not isinstance(result, list):
+        ctx.metrics["result"] = result
+    return [str(p) for p in result] if isinstance(result, list) else []

@@ -22,20 +22,22 @@ from despina.control.models import Cluster, Task, TaskGroup
 from despina.control.settings import ControlSettings
 from despina.control.states import TaskState
 from despina.control.store import Store
-from despina.control.store.sql import utcnow
+from despina.control.store.common import utcnow
 from despina.core.errors import StateError
 
 logger = logging.getLogger(__name__)
 
 
-def make_executor(store: Store, cluster: Cluster) -> Executor:
+def make_executor(store: Store, cluster: Cluster, sealing: dict[str, str]) -> Executor:
+    """``sealing``: the environment that tells workers whether (and with which key file)
+    to encrypt what tasks write (:func:`despina.control.runtime.output_keyring`)."""
     if cluster.backend == "ray":
         from despina.control.executors.ray import RayExecutor
 
-        return RayExecutor(store.url, cluster)
+        return RayExecutor(store.url, cluster, sealing)
     from despina.control.executors.local import LocalExecutor
 
-    return LocalExecutor(store.url, cluster.workers)
+    return LocalExecutor(store.url, cluster.workers, sealing)
 
 
 class Scheduler:
@@ -62,7 +64,7 @@ class Scheduler:
     def _executor(self, cluster_name: str) -> Executor:
         if cluster_name not in self.executors:
             self.executors[cluster_name] = make_executor(
-                self.store, self.store.get_cluster(cluster_name)
+                self.store, self.store.get_cluster(cluster_name), self.settings.sealing_env
             )
         return self.executors[cluster_name]
 

@@ -13,9 +13,9 @@ from despina.core.config import FrozenModel, default_home
 class ControlSettings(FrozenModel):
     """Where state lives and how the scheduler behaves.
 
-    ``DESPINA_HOME`` (store, logs, outputs), ``DESPINA_DATABASE_URL`` (default: SQLite
-    under the home), ``DESPINA_ALLOWED_ROOTS`` (``os.pathsep``-separated folders a data
-    source may come from; default: the home directory, the working directory and
+    ``DESPINA_HOME`` (store, logs, outputs, ``master.key``), ``DESPINA_DATABASE_URL``
+    (default: SQLite under the home), ``DESPINA_ALLOWED_ROOTS`` (``os.pathsep``-separated
+    folders a data source may come from; default: the home directory, the working directory and
     ``DESPINA_HOME``).
     """
 
@@ -32,6 +32,9 @@ class ControlSettings(FrozenModel):
         "is seen)",
     )
     retry_backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles each time")
+    encrypt: bool = Field(
+        True, description="seal task outputs, models and reports (DESPINA_ENCRYPT=off: plain)"
+    )
 
     @classmethod
     def from_env(cls) -> ControlSettings:
@@ -50,12 +53,25 @@ class ControlSettings(FrozenModel):
         ):
             if os.environ.get(env):
                 extra[key] = float(os.environ[env])
+        encrypt = os.environ.get("DESPINA_ENCRYPT", "on").strip().lower()
         return cls(
             home=home,
+            encrypt=encrypt not in ("0", "off", "false"),
             database_url=url,
             allowed_roots=tuple(r.resolve() for r in roots),
             **extra,
         )
+
+    @property
+    def key_file(self) -> Path:
+        return self.home / "master.key"
+
+    @property
+    def sealing_env(self) -> dict[str, str]:
+        """What workers need to seal task outputs like this plane does."""
+        if not self.encrypt:
+            return {"DESPINA_ENCRYPT": "off"}
+        return {"DESPINA_ENCRYPT": "on", "DESPINA_KEY_FILE": str(self.key_file)}
 
     @property
     def logs_dir(self) -> Path:

@@ -14,6 +14,10 @@ built-in exception a Python user would expect, so ``except ValueError`` keeps wo
     │   ├── TooLargeError(InputError)              an upload over the size limit (413)
     │   └── MediaTypeError(InputError)             an upload of the wrong content type (415)
     ├── OverloadedError(DespinaError, RuntimeError) the endpoint's queue is full (503)
+    ├── AuthError(DespinaError, PermissionError)    no token, or a bad, expired or revoked one (401)
+    │   ├── ForbiddenError(AuthError)              a valid token without the right (403)
+    │   └── RateLimitedError(AuthError)            too many failed attempts from one client (429)
+    ├── IntegrityError(DespinaError, ValueError)   a tampered or truncated artifact or log
     ├── ModelError(DespinaError, RuntimeError)     a saved model that cannot be loaded
     ├── CheckError(DespinaError, RuntimeError)     a check that failed while running
     └── TaskError(DespinaError, RuntimeError)      a task's own code failed (recorded on the task)
@@ -103,6 +107,36 @@ class OverloadedError(DespinaError, RuntimeError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class AuthError(DespinaError, PermissionError):
+    """The request carries no token, or one that is unknown, expired or revoked."""
+
+    exit_code = 10
+    http_status = 401
+
+
+class ForbiddenError(AuthError):
+    """The token is valid but its role or scope does not allow this."""
+
+    http_status = 403
+
+
+class RateLimitedError(AuthError):
+    """Too many failed attempts from one client; it should wait ``retry_after`` seconds."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IntegrityError(DespinaError, ValueError):
+    """Stored data failed its integrity check: tampered with, truncated or under another key."""
+
+    exit_code = 11
+    http_status = 500
 
 
 class ModelError(DespinaError, RuntimeError):

@@ -15,6 +15,7 @@ from despina.core.artifacts import (
     SERVING_FILES,
 )
 from despina.core.errors import ConfigError, ModelError, NotFoundError
+from despina.security.envelope import read_artifact
 
 _CASCADE_ALIASES = {"frontalface": "frontalface_default"}
 
@@ -35,7 +36,7 @@ def read_model_folder(folder: str | Path) -> tuple[Path, dict[str, Any], dict[st
     parsed = []
     for name in (MODEL_CONFIG, REFERENCE_FILE):
         try:
-            data = json.loads((path / name).read_text())
+            data = json.loads(read_artifact(path / name))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read {path / name}: {exc}") from exc
         found = data.get("format_version") if isinstance(data, dict) else None

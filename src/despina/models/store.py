@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_weights
+from safetensors.torch import save_file
 
 from despina.core.artifacts import FORMAT_VERSION, MODEL_CONFIG, WEIGHTS
 from despina.core.errors import ModelError, NotFoundError
 from despina.models.cnn import SmallCNN
+from despina.security.envelope import read_artifact
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def load_model(folder: Path) -> SavedModel:
     if not cfg_path.is_file() or not w_path.is_file():
         raise NotFoundError(f"{folder} is not a Despina model folder ({MODEL_CONFIG}, {WEIGHTS})")
     try:
-        meta = json.loads(cfg_path.read_text())
+        meta = json.loads(read_artifact(cfg_path))
         model = SmallCNN(
             in_channels=int(meta["in_channels"]),
             num_classes=len(meta["class_names"]),
@@ -53,7 +55,7 @@ def load_model(folder: Path) -> SavedModel:
             depth=int(meta["depth"]),
             dropout=float(meta.get("dropout", 0.0)),
         )
-        model.load_state_dict(load_file(str(w_path)))
+        model.load_state_dict(load_weights(read_artifact(w_path)))
     except (KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot load the model in {folder}: {exc}") from exc
     model.eval()

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from despina.core.errors import ConfigError, ModelError
+from despina.security.envelope import read_artifact
 
 FitMode = Literal["resize", "pad", "crop"]
 ColorMode = Literal["rgb", "grayscale"]
@@ -157,6 +158,6 @@ class ImagePipeline:
     @classmethod
     def load(cls, path: Path) -> ImagePipeline:
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            return cls.from_dict(json.loads(read_artifact(path)))
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelError(f"cannot read preprocessing from {path}: {exc}") from exc

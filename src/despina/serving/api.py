@@ -1,6 +1,8 @@
 """The REST API: clusters, groups, tasks and deployments, ``/health``, ``/ready`` and
 ``/metrics``.
 
+Every route but ``/health`` needs a token (:mod:`despina.serving.auth`).
+
 ``create_app`` builds the FastAPI app around a :class:`ControlPlane`; with
 ``run_scheduler`` it also runs the scheduler in a background thread for as long as the
 app lives, so ``despina server start`` is all a user needs. It hosts the deployments
@@ -27,8 +29,10 @@ import despina
 from despina.control.models import Cluster, ClusterSpec, GroupSpec, GroupStatus, Task, TaskGroup
 from despina.control.plane import ControlPlane
 from despina.control.scheduler import Scheduler
-from despina.core.errors import DespinaError, OverloadedError
+from despina.core.errors import ConfigError, DespinaError, OverloadedError, RateLimitedError
 from despina.serving.access_log import RequestId
+from despina.serving.admin_routes import admin_router
+from despina.serving.auth import Authenticator, AuthGuard, AuthSettings
 from despina.serving.deploy_routes import deployment_router
 from despina.serving.deployment import ServingSettings
 from despina.serving.host import DeploymentHost
@@ -66,7 +70,21 @@ def create_app(
     run_scheduler: bool = True,
     serving: ServingSettings | None = None,
     host: DeploymentHost | None = None,
+    auth: Authenticator | None = None,
 ) -> FastAPI:
+    """The app; ``auth`` checks tokens against the plane's store unless given, and is
+    required without a plane unless ``DESPINA_AUTH=off``."""
+    auth_settings = auth.settings if auth is not None else AuthSettings.from_env()
+    if auth is None and auth_settings.enabled:
+        if plane is None:
+            raise ConfigError("an app without a control plane needs an Authenticator")
+        auth = Authenticator(plane.store, auth_settings)
+    if not auth_settings.enabled:
+        auth = None
+        logger.warning(
+            "authentication is OFF (DESPINA_AUTH=off): anyone who reaches this "
+            "server can use every route"
+        )
     registry = CollectorRegistry()
     if plane is not None:
         registry.register(StoreCollector(plane.store))
@@ -110,13 +128,20 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    if auth is not None:
+        app.add_middleware(
+            AuthGuard,
+            auth=auth,
+            resolve_task_group=(lambda i: plane.get_task(i).group) if plane else None,
+        )
+        app.include_router(admin_router(auth))
     app.add_middleware(RequestId)
     app.include_router(deployment_router(host, metrics))
 
     @app.exception_handler(DespinaError)
     async def _despina_error(_: Request, exc: DespinaError) -> JSONResponse:
         headers = {}
-        if isinstance(exc, OverloadedError):
+        if isinstance(exc, OverloadedError | RateLimitedError):
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return JSONResponse(
             {"error": type(exc).__name__, "detail": str(exc)},
@@ -161,6 +186,9 @@ def serve_from_env() -> FastAPI:
     the CLI sets (``DESPINA_SERVE_MODEL``, ``_NAME``, ``_EXTRACTOR``)."""
     import os
 
+    from despina.control.settings import ControlSettings
+    from despina.control.store import Store
+
     settings = ServingSettings.from_env()
     host = DeploymentHost(settings)
     host.add(
@@ -168,7 +196,11 @@ def serve_from_env() -> FastAPI:
         os.environ["DESPINA_SERVE_MODEL"],
         os.environ.get("DESPINA_SERVE_EXTRACTOR", "whole"),
     )
-    return create_app(None, serving=settings, host=host)
+    auth_settings = AuthSettings.from_env()
+    auth = None
+    if auth_settings.enabled:  # tokens live in the same store as the server's
+        auth = Authenticator(Store(ControlSettings.from_env().database_url), auth_settings)
+    return create_app(None, serving=settings, host=host, auth=auth)
 
 
 def _control_routes(app: FastAPI, plane: ControlPlane) -> None:

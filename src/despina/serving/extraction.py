@@ -16,6 +16,7 @@ import numpy as np
 from despina.core.artifacts import DETECTOR_DIR
 from despina.core.errors import ConfigError, ModelError, NotFoundError
 from despina.jobs.model_folder import cascade_path
+from despina.security.envelope import read_artifact
 
 
 @dataclass(frozen=True)
@@ -152,12 +153,12 @@ class Learned:
                 "`despina train-detector DATASET --backgrounds DIR --out MODEL_DIR`"
             )
         try:
-            self.config = json.loads((folder / "detector.json").read_text())
+            self.config = json.loads(read_artifact(folder / "detector.json"))
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             opts.log_severity_level = 3
             self.session = ort.InferenceSession(
-                str(folder / "detector.onnx"), opts, providers=["CPUExecutionProvider"]
+                read_artifact(folder / "detector.onnx"), opts, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
             raise ModelError(f"cannot load the detector in {folder}: {exc}") from exc

@@ -24,6 +24,7 @@ from despina.core.errors import ModelError
 from despina.jobs.model_folder import read_model_folder
 from despina.jobs.serving_artifacts import ood_statistics, unit
 from despina.preprocessing.image import ImagePipeline
+from despina.security.envelope import read_artifact
 
 #: z-score past which an input or a crop is out of distribution (the outlier check's).
 OOD_THRESHOLD = 3.5
@@ -64,11 +65,12 @@ class ServingModel:
             raise ModelError(f"{self.folder}: model metadata is incomplete ({exc})") from exc
         self.pipeline = ImagePipeline.load(self.folder / PREPROCESSING)
         # The version is the graph's content hash: it changes exactly when the model does.
-        self.version = hashlib.sha256((self.folder / ONNX_FILE).read_bytes()).hexdigest()[:12]
+        graph = read_artifact(self.folder / ONNX_FILE)
+        self.version = hashlib.sha256(graph).hexdigest()[:12]
         self.name = self.folder.name
-        self._load_runtime(threads)
+        self._load_runtime(threads, graph)
 
-    def _load_runtime(self, threads: int) -> None:
+    def _load_runtime(self, threads: int, graph: bytes) -> None:
         import faiss
         import onnxruntime as ort
 
@@ -84,10 +86,9 @@ class ServingModel:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(self.folder / ONNX_FILE), opts, providers=["CPUExecutionProvider"]
-            )
-            self.index = faiss.read_index(str(self.folder / INDEX_FILE))
+            self.session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+            index_bytes = np.frombuffer(read_artifact(self.folder / INDEX_FILE), dtype=np.uint8)
+            self.index = faiss.deserialize_index(index_bytes)
         except Exception as exc:  # ORT and FAISS raise their own types for broken files
             raise ModelError(f"cannot load {self.folder}: {exc}") from exc
         if self.index.ntotal != len(self.ids):

@@ -32,9 +32,10 @@ class _Worker:
 class LocalExecutor:
     """Up to ``workers`` tasks at once, each in its own worker process."""
 
-    def __init__(self, store_url: str, workers: int) -> None:
+    def __init__(self, store_url: str, workers: int, sealing: dict[str, str] | None = None) -> None:
         self.store_url = store_url
         self.workers = workers
+        self.env = {**os.environ, **(sealing or {"DESPINA_ENCRYPT": "off"})}
         self._pool: list[_Worker] = []
 
     def _spawn(self) -> _Worker:
@@ -51,6 +52,7 @@ class LocalExecutor:
             ],
             pass_fds=[fd],
             stdin=subprocess.DEVNULL,
+            env=self.env,
         )
         theirs.close()
         conn = Connection(os.dup(mine.fileno()))

@@ -19,10 +19,11 @@ from despina.core.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def _remote_run(store_url: str, task_id: int) -> dict[str, Any]:
+def _remote_run(store_url: str, task_id: int, sealing: dict[str, str]) -> dict[str, Any]:
     from despina.control.worker import limit_threads, run_one
 
     limit_threads()
+    os.environ.update(sealing)
     return run_one(store_url, task_id)
 
 
@@ -51,11 +52,14 @@ def connect(cluster: Cluster) -> None:
 class RayExecutor:
     """Up to ``cluster.workers`` Ray tasks at once."""
 
-    def __init__(self, store_url: str, cluster: Cluster) -> None:
+    def __init__(
+        self, store_url: str, cluster: Cluster, sealing: dict[str, str] | None = None
+    ) -> None:
         import ray
 
         connect(cluster)
         self.store_url = store_url
+        self.sealing = sealing or {"DESPINA_ENCRYPT": "off"}
         self.workers = cluster.workers
         self._remote = ray.remote(max_retries=0)(_remote_run)
         self._refs: dict[int, Any] = {}
@@ -70,7 +74,9 @@ class RayExecutor:
         options: dict[str, Any] = {"num_cpus": resources.cpus, "num_gpus": resources.gpus}
         if resources.memory_gb:
             options["memory"] = int(resources.memory_gb * 2**30)
-        self._refs[task_id] = self._remote.options(**options).remote(self.store_url, task_id)
+        self._refs[task_id] = self._remote.options(**options).remote(
+            self.store_url, task_id, self.sealing
+        )
 
     def wait(self, timeout: float) -> list[Outcome]:
         import ray

@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select, true, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from despina.control.models import (
@@ -36,21 +36,12 @@ from despina.control.models import (
     TaskGroup,
 )
 from despina.control.states import TaskState, check_transition
+from despina.control.store.access import AccessStore
+from despina.control.store.common import _aware, _insert, utcnow
 from despina.control.store.tables import ClusterRow, DeploymentRow, EventRow, GroupRow, TaskRow
 from despina.core.errors import ConfigError, ConflictError, NotFoundError, StateError
 
 logger = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without a zone; everything stored is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def _engine(url: str) -> Engine:
@@ -101,7 +92,7 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-class Store:
+class Store(AccessStore):
     """Clusters, task groups and tasks in one SQL database (see the module docstring)."""
 
     def __init__(self, url: str, *, migrate_schema: bool = True) -> None:
@@ -553,16 +544,6 @@ def _state(value: TaskState | str) -> TaskState:
 
 def _no_deployment(name: str) -> NotFoundError:
     return NotFoundError(f"no deployment named {name!r}; see 'despina deployments ls'")
-
-
-def _insert(s: Session, row: Any, conflict: str) -> None:
-    """Add ``row`` now; a unique name already taken is a ConflictError saying ``conflict``
-    (the transaction rolls back as the error leaves the session)."""
-    s.add(row)
-    try:
-        s.flush()
-    except IntegrityError:
-        raise ConflictError(conflict) from None
 
 
 def _deployment(row: DeploymentRow, cluster: str | None) -> Deployment:

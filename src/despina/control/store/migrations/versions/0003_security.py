@@ -1,0 +1,60 @@
+"""Users, API tokens (hashes only) and the hash-chained activity log.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(63), nullable=False, unique=True),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("password_hash", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "tokens",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column(
+            "user_id",
+            sa.Integer(),
+            sa.ForeignKey("users.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("scopes", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_table(
+        "activity",
+        sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("at", sa.String(40), nullable=False),
+        sa.Column("actor", sa.String(63), nullable=False),
+        sa.Column("action", sa.String(255), nullable=False),
+        sa.Column("target", sa.Text(), nullable=False),
+        sa.Column("outcome", sa.String(32), nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("activity")
+    op.drop_table("tokens")
+    op.drop_table("users")

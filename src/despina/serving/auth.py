@@ -1,0 +1,327 @@
+"""Authentication, authorization, rate limiting and the activity log, for every route.
+
+One ASGI middleware (:class:`AuthGuard`) sits in front of the whole app, so no route,
+including ones added later, the OpenAPI spec and unknown paths, is reachable without a
+token: only ``/health`` (and ``/metrics`` when ``DESPINA_METRICS_PUBLIC`` is set) are open.
+What each route needs is one table, :data:`POLICY`; a route missing from it is refused
+to everyone but admins (deny by default), and the route matrix test fails.
+
+- 401: no token, or an unknown, expired or revoked one (``WWW-Authenticate: Bearer``).
+- 403: a valid token whose role or scope does not allow the route.
+- 429: a client with too many failures in the window (``Retry-After``).
+
+Every mutating request, allowed or refused, is appended to the hash-chained activity log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from pydantic import Field
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from despina.control.store.access import AccessStore
+from despina.core.config import FrozenModel
+from despina.core.errors import AuthError, DespinaError, ForbiddenError, RateLimitedError
+from despina.security.ratelimit import FailureLimiter
+from despina.security.roles import Permission, Principal, Role
+from despina.security.tokens import Scope as TokenScope
+from despina.security.tokens import hash_token
+
+logger = logging.getLogger(__name__)
+
+READ, OPERATE, PREDICT, ADMIN = (
+    Permission.READ,
+    Permission.OPERATE,
+    Permission.PREDICT,
+    Permission.ADMIN,
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a route needs: a permission, and which resource it names (for scoped tokens):
+    ``kind`` group/deployment/task and the path (or ``?query``) parameter holding it."""
+
+    permission: Permission
+    kind: str | None = None
+    param: str | None = None
+    mutating: bool = False
+
+
+def _op(kind: str | None = None, param: str | None = None) -> Rule:
+    return Rule(OPERATE, kind, param, mutating=True)
+
+
+POLICY: dict[tuple[str, str], Rule] = {
+    ("GET", "/ready"): Rule(READ),
+    ("GET", "/metrics"): Rule(READ),
+    ("GET", "/openapi.json"): Rule(READ),
+    ("GET", "/docs"): Rule(READ),
+    ("GET", "/docs/oauth2-redirect"): Rule(READ),
+    ("GET", "/redoc"): Rule(READ),
+    ("GET", "/v1/whoami"): Rule(Permission.AUTHENTICATED),
+    # clusters
+    ("POST", "/v1/clusters"): _op(),
+    ("GET", "/v1/clusters"): Rule(READ),
+    ("GET", "/v1/clusters/{name}"): Rule(READ),
+    ("DELETE", "/v1/clusters/{name}"): _op(),
+    # task groups
+    ("POST", "/v1/groups"): _op(),
+    ("GET", "/v1/groups"): Rule(READ),
+    ("GET", "/v1/groups/{name}"): Rule(READ, "group", "name"),
+    ("DELETE", "/v1/groups/{name}"): _op("group", "name"),
+    ("POST", "/v1/groups/{name}/start"): _op("group", "name"),
+    ("GET", "/v1/groups/{name}/status"): Rule(READ, "group", "name"),
+    # tasks (scoped through their group)
+    ("GET", "/v1/tasks"): Rule(READ, "group", "?group"),
+    ("GET", "/v1/tasks/{task_id}"): Rule(READ, "task", "task_id"),
+    ("POST", "/v1/tasks/{task_id}/cancel"): _op("task", "task_id"),
+    ("POST", "/v1/tasks/{task_id}/retry"): _op("task", "task_id"),
+    ("GET", "/v1/tasks/{task_id}/logs"): Rule(READ, "task", "task_id"),
+    # deployments
+    ("GET", "/v1/deployments"): Rule(READ),
+    ("POST", "/v1/deployments"): _op(),
+    ("GET", "/v1/deployments/{name}"): Rule(READ, "deployment", "name"),
+    ("DELETE", "/v1/deployments/{name}"): _op("deployment", "name"),
+    ("POST", "/v1/deployments/{name}/predict"): Rule(PREDICT, "deployment", "name"),
+    ("POST", "/v1/deployments/{name}/predict-batch"): Rule(PREDICT, "deployment", "name"),
+    ("GET", "/v1/deployments/{name}/drift"): Rule(READ, "deployment", "name"),
+    # users, tokens, activity
+    ("GET", "/v1/users"): Rule(ADMIN),
+    ("POST", "/v1/users"): Rule(ADMIN, mutating=True),
+    ("DELETE", "/v1/users/{name}"): Rule(ADMIN, mutating=True),
+    ("GET", "/v1/tokens"): Rule(ADMIN),
+    ("POST", "/v1/tokens"): Rule(ADMIN, mutating=True),
+    ("DELETE", "/v1/tokens/{token_id}"): Rule(ADMIN, mutating=True),
+    ("GET", "/v1/events"): Rule(ADMIN),
+    ("GET", "/v1/events/verify"): Rule(ADMIN),
+}
+OPEN_PATHS = frozenset({"/health"})
+
+
+class AuthSettings(FrozenModel):
+    """``DESPINA_AUTH`` (``on``; ``off`` only for a machine nobody else can reach),
+    ``DESPINA_METRICS_PUBLIC`` (let Prometheus scrape without a token),
+    ``DESPINA_AUTH_FAIL_LIMIT`` failures per ``DESPINA_AUTH_FAIL_WINDOW`` seconds before 429."""
+
+    enabled: bool = True
+    metrics_public: bool = False
+    fail_limit: int = Field(20, ge=1)
+    fail_window_s: float = Field(60.0, gt=0)
+    cache_s: float = Field(2.0, ge=0, description="how long a checked token is trusted")
+
+    @classmethod
+    def from_env(cls) -> AuthSettings:
+        def flag(name: str, default: bool) -> bool:
+            value = os.environ.get(name)
+            return default if value is None else value.strip().lower() in ("1", "on", "true")
+
+        return cls(
+            enabled=flag("DESPINA_AUTH", True),
+            metrics_public=flag("DESPINA_METRICS_PUBLIC", False),
+            fail_limit=int(os.environ.get("DESPINA_AUTH_FAIL_LIMIT", 20)),
+            fail_window_s=float(os.environ.get("DESPINA_AUTH_FAIL_WINDOW", 60)),
+        )
+
+
+class Authenticator:
+    """Token → principal, with a short cache so a request costs one hash, not a query.
+
+    A revocation through this process's API takes effect at once (:meth:`forget`); one
+    made elsewhere (the CLI on the same store) within ``cache_s`` seconds.
+    """
+
+    def __init__(self, store: AccessStore, settings: AuthSettings | None = None) -> None:
+        self.store = store
+        self.settings = settings or AuthSettings()
+        self.limiter = FailureLimiter(self.settings.fail_limit, self.settings.fail_window_s)
+        self._cache: dict[str, tuple[float, Principal | None, datetime | None, str]] = {}
+        self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal of ``token``; AuthError saying why not (unknown/expired/revoked)."""
+        h = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(h)
+        if hit is None or hit[0] < now:
+            info = self.store.token_by_hash(h)
+            if info is None:
+                hit = (now + self.settings.cache_s, None, None, "unknown token")
+            elif info.revoked_at is not None:
+                hit = (now + self.settings.cache_s, None, None, f"token {info.id} was revoked")
+            else:
+                found = Principal(
+                    info.user,
+                    Role.parse(info.role),
+                    info.id,
+                    tuple(TokenScope.parse(s) for s in info.scopes),
+                )
+                hit = (now + self.settings.cache_s, found, info.expires_at, "")
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[h] = hit
+        _, principal, expires_at, why = hit
+        if principal is None:
+            raise AuthError(f"{why}; ask an admin for a token (despina token create)")
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            raise AuthError(f"token {principal.token_id} expired at {expires_at:%Y-%m-%d %H:%M}Z")
+        return principal
+
+
+def bearer(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if kind.lower() == "bearer" and token.strip() else None
+    return None
+
+
+def match_route(app: Any, scope: Scope) -> tuple[str | None, dict[str, Any]]:
+    """The path template of the route that will answer, and its path parameters."""
+    for route in app.router.routes:
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            return getattr(route, "path", None), child.get("path_params", {})
+    return None, {}
+
+
+Resolver = Callable[[str, str], str | None]  # (kind, value) → group name (for tasks)
+
+
+class AuthGuard:
+    """The ASGI middleware (see the module docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        auth: Authenticator,
+        resolve_task_group: Callable[[int], str | None] | None = None,
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self.resolve_task_group = resolve_task_group
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/metrics" and self.auth.settings.metrics_public:
+            await self.app(scope, receive, send)
+            return
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        template, params = match_route(scope["app"], scope)
+        rule = POLICY.get((method, template or ""))
+        mutating = rule.mutating if rule is not None else method not in ("GET", "OPTIONS")
+        client = (scope.get("client") or ("unknown", 0))[0]
+        actor = "anonymous"
+        try:
+            wait = self.auth.limiter.retry_after(client)
+            if wait:
+                raise RateLimitedError(
+                    f"too many failed attempts from {client}; wait {wait:.0f}s", wait
+                )
+            token = bearer(scope)
+            if token is None:
+                self.auth.limiter.failed(client)
+                raise AuthError("this route needs a token: send 'Authorization: Bearer TOKEN'")
+            try:
+                principal = await anyio.to_thread.run_sync(self.auth.authenticate, token)
+            except AuthError:
+                self.auth.limiter.failed(client)
+                raise
+            actor = principal.user
+            scope.setdefault("state", {})["principal"] = principal
+            if template is not None:
+                await self._authorize(principal, rule, params, scope)
+        except DespinaError as exc:
+            await _refuse(exc, send)
+            if mutating and not isinstance(exc, RateLimitedError):
+                await self._record(actor, method, template, scope, str(exc.http_status))
+            return
+        status = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            if mutating:
+                await self._record(actor, method, template, scope, str(status[0]))
+
+    async def _authorize(
+        self, p: Principal, rule: Rule | None, params: dict[str, Any], scope: Scope
+    ) -> None:
+        if rule is None:  # a route nobody wrote a rule for: admins only
+            if p.role is not Role.ADMIN:
+                raise ForbiddenError("no access rule covers this route; only admins may use it")
+            return
+        kind, name = rule.kind, None
+        if rule.param is not None and p.scopes:
+            if rule.param.startswith("?"):
+                name = _query(scope, rule.param[1:])
+            else:
+                name = str(params.get(rule.param, ""))
+            if kind == "task" and name and self.resolve_task_group is not None:
+                kind = "group"
+                name = await anyio.to_thread.run_sync(self._task_group, name)
+        if not p.allows(rule.permission, kind, name):
+            what = f"{rule.permission.value}" + (f" on {kind} {name}" if name else "")
+            raise ForbiddenError(
+                f"{p.user} ({p.role.value}{', scoped' if p.scopes else ''}) may not {what}"
+            )
+
+    def _task_group(self, task_id: str) -> str | None:
+        try:
+            return self.resolve_task_group(int(task_id)) if self.resolve_task_group else None
+        except (ValueError, DespinaError):
+            return None
+
+    async def _record(
+        self, actor: str, method: str, template: str | None, scope: Scope, outcome: str
+    ) -> None:
+        action = f"{method} {template or scope['path']}"
+        try:
+            await anyio.to_thread.run_sync(
+                self.auth.store.record_activity, actor, action, scope["path"], outcome
+            )
+        except Exception:  # the request already happened; never hide it silently
+            logger.exception("could not write the activity log entry for %s", action)
+
+
+def _query(scope: Scope, key: str) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(key)
+    return values[0] if values else None
+
+
+async def _refuse(exc: DespinaError, send: Send) -> None:
+    headers = [(b"content-type", b"application/json")]
+    if isinstance(exc, RateLimitedError):
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+    elif exc.http_status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="despina"'))
+    body = json.dumps({"error": type(exc).__name__, "detail": str(exc)}).encode()
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
