@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -169,3 +171,65 @@ def test_listing_filters_and_pages(store: Store) -> None:
     assert counts[TaskState.PENDING] == 2 and counts[TaskState.RUNNING] == 1
     with pytest.raises(NotFoundError):
         store.list_tasks(group="missing")
+
+
+# ---- users, tokens and the activity log (the security half of the store) -------------
+def test_users_and_tokens_keep_only_hashes(store: Store) -> None:
+    from despina.security.roles import Role
+    from despina.security.tokens import Scope, hash_token
+
+    assert store.bootstrap_admin() is not None
+    assert store.bootstrap_admin() is None  # only on an empty store
+    store.create_user("ana", Role.VIEWER)
+    with pytest.raises(ConflictError, match="already exists"):
+        store.create_user("ana", Role.ADMIN)
+    token, info = store.issue_token(
+        "ana", scopes=(Scope("group", "g"),), expires_in=timedelta(days=1)
+    )
+    assert info.role == "viewer" and info.scopes == ("group:g",) and info.expires_at
+    found = store.token_by_hash(hash_token(token))
+    assert found is not None and found.id == info.id
+    assert store.token_by_hash(hash_token(token + "x")) is None
+    with store.engine.connect() as conn:  # the token itself is nowhere in the database
+        dumped = " ".join(str(r) for r in conn.exec_driver_sql("SELECT * FROM tokens"))
+    assert token not in dumped and hash_token(token) in dumped
+    assert store.revoke_token(info.id).revoked_at is not None
+    with pytest.raises(NotFoundError):
+        store.revoke_token("tok_nope")
+    with pytest.raises(ConflictError, match="last admin"):
+        store.delete_user("admin")
+    store.delete_user("ana")
+    assert store.token_by_hash(hash_token(token)) is None
+    assert [u.name for u in store.list_users()] == ["admin"]
+
+
+def test_the_activity_log_chains_entries_and_notices_edits_and_deletions(store: Store) -> None:
+    from despina.security.chain import verify_chain
+
+    def verify() -> Any:
+        return verify_chain(e.model_dump() for e in store.iter_activity(batch=3))
+
+    for i in range(8):
+        store.record_activity("ana", "POST /v1/groups", f"/v1/groups/g{i}", "201")
+    assert verify().ok and verify().entries == 8
+    assert [e.seq for e in store.list_activity(limit=3)] == [8, 7, 6]
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE activity SET actor = 'eve' WHERE seq = 4")
+    report = verify()
+    assert not report.ok and report.broken_at == 4 and "edited" in (report.reason or "")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE activity SET actor = 'ana' WHERE seq = 4")
+        conn.exec_driver_sql("DELETE FROM activity WHERE seq = 6")
+    report = verify()
+    assert not report.ok and report.broken_at == 6 and "missing" in (report.reason or "")
+
+
+def test_concurrent_writers_never_fork_the_activity_chain(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from despina.security.chain import verify_chain
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: store.record_activity("w", "POST /x", str(i), "200"), range(60)))
+    report = verify_chain(e.model_dump() for e in store.iter_activity())
+    assert report.ok and report.entries == 60

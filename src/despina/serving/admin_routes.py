@@ -78,7 +78,7 @@ def admin_router(auth: Authenticator) -> APIRouter:
     @router.get("/events")
     def list_events(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     ) -> list[ActivityEntry]:
         return store.list_activity(limit, offset)
 

@@ -6,11 +6,13 @@ transactions hold both; the rules of the store's docstring apply.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +25,7 @@ from despina.security.roles import Role
 from despina.security.tokens import Scope, hash_token, new_token, new_token_id
 
 BOOTSTRAP_ADMIN = "admin"
+_CHAIN_LOCK = 0x0DE5_914A  # the advisory lock id that serializes activity appends
 
 
 def _user(row: UserRow) -> User:
@@ -178,11 +181,14 @@ class AccessStore:
     def record_activity(
         self, actor: str, action: str, target: str, outcome: str, *, at: datetime | None = None
     ) -> ActivityEntry:
-        """Append one entry, chained to the last; retried when another writer got there
-        first (PostgreSQL lets two transactions read the same last entry)."""
-        for _ in range(20):
+        """Append one entry, chained to the last. Appends are serialized: SQLite's write
+        lock, PostgreSQL's transaction-scoped advisory lock; a key conflict (another
+        database, or a writer that got there first) is retried."""
+        for attempt in range(20):
             try:
                 with self._session(write=True) as s:
+                    if s.get_bind().dialect.name == "postgresql":
+                        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
                     last = s.scalars(select(ActivityRow).order_by(ActivityRow.seq.desc())).first()
                     fields = {
                         "seq": 1 if last is None else last.seq + 1,
@@ -198,7 +204,7 @@ class AccessStore:
                     s.flush()
                     return _entry(row)
             except SqlIntegrityError:
-                continue
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
         raise ConflictError("could not append to the activity log (too much contention)")
 
     def list_activity(self, limit: int = 100, offset: int = 0) -> list[ActivityEntry]:

@@ -1,0 +1,247 @@
+"""Access control on the real API: every route × every kind of caller, rate limiting,
+the activity log of mutating requests, and a schemathesis run against the OpenAPI spec."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from despina.control.models import ClusterSpec, DeploymentSpec, GroupSpec
+from despina.control.plane import ControlPlane
+from despina.security.roles import Role
+from despina.security.tokens import Scope
+from despina.serving.api import create_app
+from despina.serving.auth import OPEN_PATHS, POLICY, Authenticator, AuthSettings
+from tests.control.fixtures import ThreadServer, wait_for, write_files
+from tests.serving.fixtures import png
+
+COLUMNS = ("admin", "operator", "viewer", "predictor", "scoped_op", "none", "expired", "revoked")
+
+# (method, route, concrete path): the status of each column, in COLUMNS order. A caller
+# allowed through gets the route's own answer to a harmless request: 200, 404 for a
+# name that does not exist, 422 for an empty body, 409 for cancelling a finished task.
+# predictor is scoped to deployment "digits"; scoped_op is an operator scoped to group "g".
+MATRIX: list[tuple[str, str, str, str]] = [
+    ("GET", "/health", "/health", "200 200 200 200 200 200 200 200"),
+    ("GET", "/ready", "/ready", "200 200 200 403 403 401 401 401"),
+    ("GET", "/metrics", "/metrics", "200 200 200 403 403 401 401 401"),
+    ("GET", "/openapi.json", "/openapi.json", "200 200 200 403 403 401 401 401"),
+    ("GET", "/docs", "/docs", "200 200 200 403 403 401 401 401"),
+    ("GET", "/docs/oauth2-redirect", "/docs/oauth2-redirect", "200 200 200 403 403 401 401 401"),
+    ("GET", "/redoc", "/redoc", "200 200 200 403 403 401 401 401"),
+    ("GET", "/v1/whoami", "/v1/whoami", "200 200 200 200 200 401 401 401"),
+    ("POST", "/v1/clusters", "/v1/clusters", "422 422 403 403 403 401 401 401"),
+    ("GET", "/v1/clusters", "/v1/clusters", "200 200 200 403 403 401 401 401"),
+    ("GET", "/v1/clusters/{name}", "/v1/clusters/c", "200 200 200 403 403 401 401 401"),
+    ("DELETE", "/v1/clusters/{name}", "/v1/clusters/nope", "404 404 403 403 403 401 401 401"),
+    ("POST", "/v1/groups", "/v1/groups", "422 422 403 403 403 401 401 401"),
+    ("GET", "/v1/groups", "/v1/groups", "200 200 200 403 403 401 401 401"),
+    ("GET", "/v1/groups/{name}", "/v1/groups/g", "200 200 200 403 200 401 401 401"),
+    ("DELETE", "/v1/groups/{name}", "/v1/groups/nope", "404 404 403 403 403 401 401 401"),
+    ("POST", "/v1/groups/{name}/start", "/v1/groups/nope/start", "404 404 403 403 403 401 401 401"),
+    ("GET", "/v1/groups/{name}/status", "/v1/groups/g/status", "200 200 200 403 200 401 401 401"),
+    ("GET", "/v1/tasks", "/v1/tasks?group=g", "200 200 200 403 200 401 401 401"),
+    ("GET", "/v1/tasks/{task_id}", "/v1/tasks/TASK", "200 200 200 403 200 401 401 401"),
+    ("POST", "/v1/tasks/{task_id}/cancel", "/v1/tasks/TASK/cancel", "409 409 403 403 409 401 401 401"),  # noqa: E501
+    ("POST", "/v1/tasks/{task_id}/retry", "/v1/tasks/999999/retry", "404 404 403 403 403 401 401 401"),  # noqa: E501
+    ("GET", "/v1/tasks/{task_id}/logs", "/v1/tasks/TASK/logs", "200 200 200 403 200 401 401 401"),
+    ("GET", "/v1/deployments", "/v1/deployments", "200 200 200 403 403 401 401 401"),
+    ("POST", "/v1/deployments", "/v1/deployments", "422 422 403 403 403 401 401 401"),
+    ("GET", "/v1/deployments/{name}", "/v1/deployments/digits", "200 200 200 403 403 401 401 401"),
+    ("DELETE", "/v1/deployments/{name}", "/v1/deployments/nope", "404 404 403 403 403 401 401 401"),
+    ("POST", "/v1/deployments/{name}/predict", "/v1/deployments/digits/predict", "200 200 403 200 403 401 401 401"),  # noqa: E501
+    ("POST", "/v1/deployments/{name}/predict-batch", "/v1/deployments/digits/predict-batch", "200 200 403 200 403 401 401 401"),  # noqa: E501
+    ("GET", "/v1/deployments/{name}/drift", "/v1/deployments/digits/drift", "200 200 200 403 403 401 401 401"),  # noqa: E501
+    ("GET", "/v1/users", "/v1/users", "200 403 403 403 403 401 401 401"),
+    ("POST", "/v1/users", "/v1/users", "422 403 403 403 403 401 401 401"),
+    ("DELETE", "/v1/users/{name}", "/v1/users/nope", "404 403 403 403 403 401 401 401"),
+    ("GET", "/v1/tokens", "/v1/tokens", "200 403 403 403 403 401 401 401"),
+    ("POST", "/v1/tokens", "/v1/tokens", "422 403 403 403 403 401 401 401"),
+    ("DELETE", "/v1/tokens/{token_id}", "/v1/tokens/tok_nope", "404 403 403 403 403 401 401 401"),
+    ("GET", "/v1/events", "/v1/events", "200 403 403 403 403 401 401 401"),
+    ("GET", "/v1/events/verify", "/v1/events/verify", "200 403 403 403 403 401 401 401"),
+    ("GET", "(unknown)", "/v1/no-such-route", "404 404 404 404 404 401 401 401"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def world(
+    plane: ControlPlane, home: Path, rows_script: Path, digits_model: Path
+) -> Iterator[tuple[ThreadServer, dict[str, str], int]]:
+    """A server with a cluster, a finished group ``g``, the ``digits`` deployment and one
+    token per column of the matrix."""
+    plane.create_cluster(ClusterSpec(name="c", workers=1))
+    plane.create_group(
+        GroupSpec(
+            name="g", cluster="c", source=str(write_files(home / "d", 3)), script=str(rows_script)
+        )
+    )
+    (task,) = plane.start_group("g", wait=True)
+    plane.create_deployment(DeploymentSpec(name="digits", model=str(digits_model)))
+    store = plane.store
+    tokens = {"admin": store.bootstrap_admin() or ""}
+    for role in (Role.OPERATOR, Role.VIEWER, Role.PREDICTOR):
+        store.create_user(role.value, role)
+    tokens["operator"] = store.issue_token("operator")[0]
+    tokens["viewer"] = store.issue_token("viewer")[0]
+    tokens["predictor"] = store.issue_token("predictor", scopes=(Scope("deployment", "digits"),))[0]
+    tokens["scoped_op"] = store.issue_token("operator", scopes=(Scope("group", "g"),))[0]
+    tokens["expired"] = store.issue_token("admin", expires_in=timedelta(seconds=-1))[0]
+    revoked, info = store.issue_token("admin")
+    store.revoke_token(info.id)
+    tokens["revoked"] = revoked
+    # No failure limit here: the none/expired/revoked columns fail on purpose.
+    auth = Authenticator(store, AuthSettings(fail_limit=10**6))
+    server = ThreadServer(app=create_app(plane, auth=auth), token=tokens["admin"])
+    with server.http() as http:
+        wait_for(lambda: http.get("/ready").status_code == 200, 60)
+    yield server, tokens, task.id
+    server.stop()
+
+
+def _call(
+    http: httpx.Client, method: str, path: str, token: str | None, image: bytes
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    kw: dict[str, Any] = {"headers": headers}
+    if path.endswith("/predict"):
+        kw["files"] = {"file": ("a.png", image)}
+    elif path.endswith("/predict-batch"):
+        kw["files"] = [("files", ("a.png", image)), ("files", ("b.png", image))]
+    elif method == "POST" and not path.endswith(("/cancel", "/retry", "/start")):
+        kw["json"] = {}
+    return http.request(method, path, **kw)
+
+
+def test_every_route_with_every_caller_answers_as_the_table_says(
+    world: tuple[ThreadServer, dict[str, str], int],
+) -> None:
+    from despina.data.sources import digits_arrays
+
+    server, tokens, task_id = world
+    image = png(digits_arrays()[0][0])
+    wrong = []
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for method, _, path, expected in MATRIX:
+            path = path.replace("TASK", str(task_id))
+            for column, want in zip(COLUMNS, expected.split(), strict=True):
+                got = _call(http, method, path, tokens.get(column), image)
+                if str(got.status_code) != want:
+                    wrong.append(f"{method} {path} as {column}: {got.status_code} != {want}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_matrix_covers_every_route_and_every_route_has_a_rule(
+    plane: ControlPlane, digits_model: Path
+) -> None:
+    app = create_app(plane, auth=Authenticator(plane.store))
+    routes = {(m, r.path) for r in app.routes for m in getattr(r, "methods", ()) if m != "HEAD"}
+    tested = {(m, route) for m, route, _, _ in MATRIX if route != "(unknown)"}
+    assert routes == tested, routes ^ tested
+    assert routes == set(POLICY) | {("GET", p) for p in OPEN_PATHS}
+
+
+def test_401_names_the_header_and_403_names_the_missing_right(
+    world: tuple[ThreadServer, dict[str, str], int],
+) -> None:
+    server, tokens, _ = world
+    with httpx.Client(base_url=server.url) as http:
+        r = http.get("/v1/clusters")
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert "Authorization: Bearer" in r.json()["detail"]
+        r = http.get("/v1/clusters", headers={"Authorization": f"Bearer {tokens['expired']}"})
+        assert "expired" in r.json()["detail"]
+        r = http.get("/v1/clusters", headers={"Authorization": f"Bearer {tokens['revoked']}"})
+        assert "revoked" in r.json()["detail"]
+        r = http.post(
+            "/v1/clusters", json={}, headers={"Authorization": f"Bearer {tokens['viewer']}"}
+        )
+        assert r.status_code == 403 and "viewer" in r.json()["detail"]
+        assert r.json()["error"] == "ForbiddenError"
+
+
+def test_mutating_requests_land_in_the_activity_log_allowed_or_not(
+    world: tuple[ThreadServer, dict[str, str], int], plane: ControlPlane
+) -> None:
+    server, tokens, _ = world
+    with server.http() as http:
+        assert http.post("/v1/clusters", json={"name": "c2", "workers": 1}).status_code == 201
+        http.get("/v1/clusters")  # reads are not logged
+        viewer = {"Authorization": f"Bearer {tokens['viewer']}"}
+        assert httpx.delete(server.url + "/v1/clusters/c2", headers=viewer).status_code == 403
+        assert httpx.delete(server.url + "/v1/clusters/c2").status_code == 401
+        entries = http.get("/v1/events", params={"limit": 3}).json()
+        assert http.get("/v1/events/verify").json()["ok"]
+    got = [(e["actor"], e["action"], e["target"], e["outcome"]) for e in reversed(entries)]
+    assert got == [
+        ("admin", "POST /v1/clusters", "/v1/clusters", "201"),
+        ("viewer", "DELETE /v1/clusters/{name}", "/v1/clusters/c2", "403"),
+        ("anonymous", "DELETE /v1/clusters/{name}", "/v1/clusters/c2", "401"),
+    ]
+
+
+def test_repeated_failures_from_one_client_answer_429(
+    plane: ControlPlane,
+) -> None:
+    token = plane.store.bootstrap_admin()
+    auth = Authenticator(plane.store, AuthSettings(fail_limit=5, fail_window_s=60))
+    server = ThreadServer(app=create_app(plane, auth=auth, run_scheduler=False), token=token)
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            bad = {"Authorization": "Bearer dsp_guess"}
+            codes = [http.get("/v1/clusters", headers=bad).status_code for _ in range(7)]
+            assert codes == [401] * 5 + [429] * 2
+            r = http.get("/v1/clusters", headers=server.headers)
+            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+            assert http.get("/health").status_code == 200  # never limited
+        # Another client is not affected... and the limit forgets after its window.
+        auth.limiter.window_s = 0.01
+        with server.http() as http:
+            assert http.get("/v1/clusters").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_the_api_has_no_5xx_under_schemathesis(plane: ControlPlane, home: Path) -> None:
+    """Property-based calls to every operation of the OpenAPI spec (schemathesis, with an
+    admin token), checking that nothing answers 5xx. Deleting users and revoking tokens
+    are left out: the run would lock itself out (the matrix covers both)."""
+    token = plane.store.bootstrap_admin()
+    auth = Authenticator(plane.store, AuthSettings(fail_limit=10**6))
+    server = ThreadServer(app=create_app(plane, auth=auth), token=token)
+    try:
+        st = Path(sys.executable).parent / "st"
+        run = subprocess.run(
+            [
+                str(st),
+                "run",
+                f"{server.url}/openapi.json",
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "25",
+                "--seed",
+                "7",
+                "--request-timeout",
+                "30",
+                "--exclude-operation-id-regex",
+                "delete_user|revoke_token",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=home,
+        )
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    assert "passed" in run.stdout and "Tested: 32" in run.stdout
