@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -79,6 +80,7 @@ def lua(body: Path, path: Path) -> Path:
             wrk.body = f:read("*all")
             f:close()
             wrk.headers["Content-Type"] = "multipart/form-data; boundary={BOUNDARY}"
+            wrk.headers["Authorization"] = "Bearer {TOKEN}"
             """
         )
     )
@@ -121,6 +123,11 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, flo
     }
 
 
+# Despina's endpoints check a token on every request (the plain FastAPI app checks none):
+# each server bootstraps this one as its admin token, in a store of its own.
+TOKEN = "dsp_" + secrets.token_urlsafe(32)
+
+
 class Server:
     """A server process on a free loopback port, stopped on exit."""
 
@@ -131,9 +138,11 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.home = tempfile.mkdtemp(prefix="despina-bench-home-")
+        auth = {"DESPINA_HOME": self.home, "DESPINA_ADMIN_TOKEN": TOKEN}
         self.proc = subprocess.Popen(
             argv,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **auth, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -153,6 +162,7 @@ class Server:
     def __exit__(self, *_: object) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait(30)
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 def bare(model: Path, image: bytes, seconds: float = 4.0) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,10 @@ import pytest
 from despina.data.sources import digits_arrays
 
 pytest_plugins = ["tests.control.fixtures", "tests.serving.fixtures"]
+
+# Ray 2.60 turns its token authentication on and writes a token file under the home
+# directory on first init; the tests' throwaway local heads opt out (ENGINES.md).
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def _find_shared_fashion() -> Path:

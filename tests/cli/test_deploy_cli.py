@@ -26,13 +26,13 @@ def run(code: int, *args: str) -> tuple[str, str]:
 
 
 def test_deploy_registers_and_the_running_server_picks_it_up(
-    digits_model: Path, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+    home_model: Path, plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from despina.data.sources import digits_arrays
 
     server = ThreadServer(plane)
     try:
-        out, _ = run(0, "deploy", str(digits_model), "--name", "digits")
+        out, _ = run(0, "deploy", str(home_model), "--name", "digits")
         assert "deployment digits (whole) registered" in out
         with server.http() as client:
             deadline = time.monotonic() + 20
@@ -59,7 +59,9 @@ def test_deploy_registers_and_the_running_server_picks_it_up(
         server.stop()
 
 
-def test_deploy_refuses_bad_folders_names_and_extractors(digits_model: Path, home: Path) -> None:
+def test_deploy_refuses_bad_folders_names_and_extractors(
+    digits_model: Path, home_model: Path, home: Path
+) -> None:
     broken = home / "broken"
     shutil.copytree(digits_model, broken)
     (broken / "index.faiss").unlink()
@@ -67,14 +69,19 @@ def test_deploy_refuses_bad_folders_names_and_extractors(digits_model: Path, hom
     assert "missing index.faiss" in err and "despina audit" in err
     _, err = run(4, "deploy", str(home / "nowhere"), "--name", "b")
     assert "does not exist" in err
-    _, err = run(2, "deploy", str(digits_model), "--name", "b", "--extractor", "cascade:martian")
+    _, err = run(3, "deploy", str(digits_model), "--name", "b")  # outside DESPINA_HOME
+    assert "model" in err and "outside the allowed roots" in err
+    (home / "escape").symlink_to(digits_model)  # a link does not get it in either
+    _, err = run(3, "deploy", str(home / "escape"), "--name", "b")
+    assert "outside the allowed roots" in err
+    _, err = run(2, "deploy", str(home_model), "--name", "b", "--extractor", "cascade:martian")
     assert "no OpenCV cascade named 'martian'" in err
-    _, err = run(4, "deploy", str(digits_model), "--name", "b", "--extractor", "learned")
+    _, err = run(4, "deploy", str(home_model), "--name", "b", "--extractor", "learned")
     assert "train-detector" in err
-    _, err = run(2, "deploy", str(digits_model), "--name", "Bad Name")
+    _, err = run(2, "deploy", str(home_model), "--name", "Bad Name")
     assert "names are 1-63 lowercase" in err
-    run(0, "deploy", str(digits_model), "--name", "once")
-    _, err = run(6, "deploy", str(digits_model), "--name", "once")
+    run(0, "deploy", str(home_model), "--name", "once")
+    _, err = run(6, "deploy", str(home_model), "--name", "once")
     assert "already exists" in err
     assert json.loads(run(0, "deployments", "ls", "--json")[0])[0]["state"] == "pending"
 

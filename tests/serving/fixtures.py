@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = TrainJobConfig(image_size=8, train=TrainConfig(epochs=15), seed=0)
     train_model("builtin:digits", out, cfg)
     return out / "model"
+
+
+@pytest.fixture
+def home_model(digits_model: Path, home: Path) -> Path:
+    """The digits model copied under the test's home (the allowed root of deployments)."""
+    return Path(shutil.copytree(digits_model, home / "models" / "digits" / "model"))
 
 
 def png(image: np.ndarray) -> bytes:

@@ -73,7 +73,7 @@ MATRIX: list[tuple[str, str, str, str]] = [
 
 @pytest.fixture
 def world(
-    plane: ControlPlane, home: Path, rows_script: Path, digits_model: Path
+    plane: ControlPlane, home: Path, rows_script: Path, home_model: Path
 ) -> Iterator[tuple[ThreadServer, dict[str, str], int]]:
     """A server with a cluster, a finished group ``g``, the ``digits`` deployment and one
     token per column of the matrix."""
@@ -84,7 +84,7 @@ def world(
         )
     )
     (task,) = plane.start_group("g", wait=True)
-    plane.create_deployment(DeploymentSpec(name="digits", model=str(digits_model)))
+    plane.create_deployment(DeploymentSpec(name="digits", model=str(home_model)))
     store = plane.store
     tokens = {"admin": store.bootstrap_admin() or ""}
     for role in (Role.OPERATOR, Role.VIEWER, Role.PREDICTOR):

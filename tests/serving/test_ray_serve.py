@@ -13,7 +13,7 @@ from tests.serving.fixtures import png
 
 
 def test_ray_cluster_deployment_runs_replicas_through_ray_serve(
-    ray_session: None, plane: ControlPlane, digits_model: Path
+    ray_session: None, plane: ControlPlane, home_model: Path
 ) -> None:
     from ray import serve
 
@@ -21,7 +21,7 @@ def test_ray_cluster_deployment_runs_replicas_through_ray_serve(
         ClusterSpec(name="ray", backend="ray", address="auto", resources=Resources(cpus=2))
     )
     plane.create_deployment(
-        DeploymentSpec(name="digits", model=str(digits_model), cluster="ray", replicas=2)
+        DeploymentSpec(name="digits", model=str(home_model), cluster="ray", replicas=2)
     )
     server = ThreadServer(plane)
     try:

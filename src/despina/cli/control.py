@@ -135,6 +135,7 @@ def server_start(
         access_log=False,
         ssl_certfile=tls.get("ssl_certfile"),
         ssl_keyfile=tls.get("ssl_keyfile"),
+        timeout_graceful_shutdown=10,
     )
 
 

@@ -61,14 +61,18 @@ class HttpControlClient:
         verify: str | bool | None = None,
     ) -> None:
         import os
+        import ssl
 
         self.base_url = base_url.rstrip("/")
         token = token or client_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if verify is None:
             verify = os.environ.get("DESPINA_CA_BUNDLE") or True
+        tls: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        )
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=timeout, headers=headers, verify=verify
+            base_url=self.base_url, timeout=timeout, headers=headers, verify=tls
         )
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import numpy as np
 from despina.core.errors import DataError, NotFoundError, PathEscapeError
 from despina.data.images import ImageRecord
 from despina.data.sources import FASHION_MNIST_CLASSES, digits_arrays, fashion_mnist_arrays
+
+logger = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 
@@ -33,8 +36,9 @@ def local_path(source: str) -> Path:
     return Path(source.removeprefix("file://")).expanduser()
 
 
-def check_source(source: str, allowed_roots: tuple[Path, ...]) -> None:
-    """Refuse a local source outside the allowed roots, or one that does not exist."""
+def check_source(source: str, allowed_roots: tuple[Path, ...], what: str = "data source") -> None:
+    """Refuse a local source outside the allowed roots (after following symlinks), or one
+    that does not exist."""
     if source.startswith("builtin:"):
         return
     if source.startswith("fashion-mnist:"):
@@ -47,11 +51,11 @@ def check_source(source: str, allowed_roots: tuple[Path, ...]) -> None:
     if not any(resolved.is_relative_to(root) for root in allowed_roots):
         roots = ", ".join(str(r) for r in allowed_roots)
         raise PathEscapeError(
-            f"data source {resolved} is outside the allowed roots ({roots}); move the data "
-            "there or add its folder to DESPINA_ALLOWED_ROOTS"
+            f"{what} {resolved} is outside the allowed roots ({roots}); move it there or "
+            "add its folder to DESPINA_ALLOWED_ROOTS"
         )
     if not resolved.exists():
-        raise NotFoundError(f"data source {resolved} does not exist")
+        raise NotFoundError(f"{what} {resolved} does not exist")
 
 
 def _fashion(source: str) -> tuple[Path, str]:
@@ -105,11 +109,24 @@ def _list_files(source: str) -> tuple[list[str], str]:
         return remote, source
     root = local_path(source).resolve()
     files: list[str] = []
-    # os.walk gets file types from the directory listing: ~10x faster than rglob + stat
-    # on 70,000 files.
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        files += [os.path.join(folder, n) for n in names if not n.startswith(".")]
+    # scandir gets file types from the directory listing: ~10x faster than rglob + stat
+    # on 70,000 files. Symlinks are followed only when they stay inside the root, so a
+    # link cannot smuggle a file from outside the allowed roots into a task.
+    pending = [str(root)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                if e.is_symlink():
+                    target = Path(os.path.realpath(e.path))
+                    if not target.is_relative_to(root):
+                        logger.warning("skipping %s: it links outside %s", e.path, root)
+                        continue
+                if e.is_dir(follow_symlinks=False):
+                    pending.append(e.path)
+                elif e.is_file():
+                    files.append(e.path)
     files.sort()
     return files, str(root)
 

@@ -141,8 +141,10 @@ class ControlPlane:
 
     # ---- deployments ----------------------------------------------------------------
     def create_deployment(self, spec: DeploymentSpec) -> Deployment:
-        """Check the model folder and extractor now (a clear error at deploy time, not at
-        the first request), then record the deployment for the server to host."""
+        """Check the model folder (inside the allowed roots, complete) and extractor now (a
+        clear error at deploy time, not at the first request), then record the deployment
+        for the server to host."""
+        check_source(str(Path(spec.model).expanduser()), self.settings.allowed_roots, "model")
         folder = check_model_folder(spec.model)
         check_extractor(spec.extractor, folder)
         if spec.cluster is not None:

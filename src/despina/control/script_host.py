@@ -1,11 +1,14 @@
 """A user script in its own process, with only the environment its task group declares.
 
 The worker that runs a task holds the store's URL and, when outputs are sealed, the
-master key; a user's script must see neither. So the worker starts ``python -m
-despina.control.script_host FD PARENT_PID`` with a clean environment (``PATH``, ``HOME``,
-locale, temp dir, and the group's ``env``), sends it the task over a socket pair, relays
-its progress to the store and writes the rows it returns (sealed, like every output).
-The script's stdout and stderr go to the task's log; the child exits when its worker does.
+master key; a user's script must see neither. Each worker keeps one *script host*: a
+process started with a clean environment (``PATH``, ``HOME``, locale, temp dir) that
+imports the stack once and then forks a fresh child per script task (a fork costs
+milliseconds where a new interpreter costs ~0.5 s, which matters for many small tasks).
+The child takes the group's ``env``, sends its log to the task's log file, runs the
+script, and sends progress, metrics and rows back over the host's socket; the worker
+writes the rows (sealed, like every output). Nothing secret ever enters the host, so
+nothing secret can be inherited by a child. Host and child exit when their parent does.
 """
 
 from __future__ import annotations
@@ -37,69 +40,105 @@ def script_env(declared: dict[str, str]) -> dict[str, str]:
     return {**env, **THREAD_LIMITS, **declared}
 
 
-def run_in_child(job: dict[str, Any], env: dict[str, str], log_path: Path, ctx: Any) -> Any:
-    """Run ``job`` (script, source, partition spec, context fields) in a child process;
-    progress goes to ``ctx.progress``; returns ``("rows", table)`` or ``("main", value)``."""
-    mine, theirs = socket.socketpair()
-    fd = theirs.fileno()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
+class ScriptHost:
+    """The worker's side: start the host on first use, run one job at a time on it."""
+
+    def __init__(self) -> None:
+        mine, theirs = socket.socketpair()
+        fd = theirs.fileno()
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "despina.control.script_host", str(fd), str(os.getpid())],
             pass_fds=[fd],
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-            cwd=env.get("HOME") if env.get("HOME") and Path(env["HOME"]).is_dir() else None,
+            env=script_env({}),
         )
-    theirs.close()
-    conn = Connection(os.dup(mine.fileno()))
-    mine.close()
-    try:
-        conn.send(job)
+        theirs.close()
+        self.conn = Connection(os.dup(mine.fileno()))
+        mine.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, job: dict[str, Any], env: dict[str, str], log_path: Path, ctx: Any) -> Any:
+        """Run ``job`` in a forked child; progress goes to ``ctx``; returns ``("rows",
+        table)`` or ``("main", value)``, or raises TaskError with the script's reason."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn.send({"job": job, "env": env, "log": str(log_path)})
+        outcome: Any = None
         while True:
             try:
-                kind, *rest = conn.recv()
+                kind, *rest = self.conn.recv()
             except (EOFError, OSError):
-                code = proc.wait()
-                raise TaskError(f"the script's process died (exit code {code})") from None
+                raise TaskError("the script host died; the worker will start a new one") from None
             if kind == "progress":
                 ctx.progress(rest[0], rest[1])
             elif kind == "metrics":
                 ctx.metrics.update(rest[0])
             elif kind == "rows":
-                table = pa.ipc.open_stream(conn.recv_bytes()).read_all()
-                return "rows", table
+                outcome = ("rows", pa.ipc.open_stream(self.conn.recv_bytes()).read_all())
             elif kind == "main":
-                return "main", rest[0]
+                outcome = ("main", rest[0])
             elif kind == "error":
-                raise TaskError(rest[0])
-    finally:
-        conn.close()
+                outcome = TaskError(rest[0])
+            elif kind == "exit":  # the host reaped the child: the job is over
+                if isinstance(outcome, TaskError):
+                    raise outcome
+                if outcome is None:
+                    raise TaskError(f"the script's process died (exit code {rest[0]})")
+                return outcome
+
+    def close(self) -> None:
+        self.conn.close()
         try:
-            proc.wait(10)
+            self.proc.wait(5)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.kill()
+            self.proc.wait()
 
 
-def _watch_parent(parent_pid: int) -> None:
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent_pid:
-            os._exit(3)
+_host: ScriptHost | None = None
 
 
-def child_main(conn: Connection, parent_pid: int) -> None:
+def run_in_child(job: dict[str, Any], env: dict[str, str], log_path: Path, ctx: Any) -> Any:
+    """Run a script job on this process's script host (started, or restarted, as needed)."""
+    global _host
+    if _host is None or not _host.alive():
+        _host = ScriptHost()
+    return _host.run(job, env, log_path, ctx)
+
+
+# ---- the host and its children --------------------------------------------------------
+def _exit_with(parent_pid: int) -> None:
+    """Exit as soon as ``parent_pid`` is no longer our parent (it died or was killed)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _child(conn: Connection, msg: dict[str, Any]) -> None:
+    """In the forked child: take the group's env and the task's log, run the script."""
     from despina.control.partitions import load_batch
     from despina.control.runtime import TaskContext, load_script, to_table
 
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    _exit_with(os.getppid())
+    os.environ.clear()
+    os.environ.update(msg["env"])
+    fd = os.open(msg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
     )
-    job = conn.recv()
+    job = msg["job"]
     ctx = TaskContext(
         **job["context"],
         logger=logging.getLogger("despina.task"),
@@ -135,5 +174,29 @@ def child_main(conn: Connection, parent_pid: int) -> None:
         sys.stderr.flush()
 
 
+def host_main(conn: Connection, parent_pid: int) -> None:
+    """The host's loop: receive a job, fork a child for it, report its exit code."""
+    _exit_with(parent_pid)
+    import despina.control.partitions
+    import despina.control.runtime  # noqa: F401 - imported once here, shared by every fork
+
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _child(conn, msg)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        conn.send(("exit", os.waitstatus_to_exitcode(status)))
+
+
 if __name__ == "__main__":
-    child_main(Connection(int(sys.argv[1])), int(sys.argv[2]))
+    host_main(Connection(int(sys.argv[1])), int(sys.argv[2]))

@@ -35,7 +35,8 @@ def connect(cluster: Cluster) -> None:
         raise ConfigError("the ray backend needs Ray: pip install 'despina[ray]'") from exc
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray's own token authentication (RAY_AUTH_MODE=token, on by default since Ray 2.60)
+    # is left as the environment sets it: Despina never turns it off.
     if cluster.address in (None, "auto", "local"):
         ray.init(
             num_cpus=max(1, round(cluster.resources.cpus)),
