@@ -42,7 +42,10 @@ def test_users_tokens_and_the_activity_log_from_the_cli(home: Path) -> None:
         "token revoke",
     ]
     assert "intact: 3 entries" in ok("events", "verify")
-    with sqlite3.connect(home / "despina.db") as db:
+    with sqlite3.connect(home / "despina.db") as db:  # an intruder with the database file
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("UPDATE activity SET target = 'someone else' WHERE seq = 2")
+        db.execute("DROP TRIGGER activity_no_update")
         db.execute("UPDATE activity SET target = 'someone else' WHERE seq = 2")
     assert "broken at entry 2" in fails(11, "events", "verify")
     ok("user", "rm", "ana")

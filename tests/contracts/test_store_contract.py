@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.exc import DBAPIError
 
 from despina.control.models import ClusterSpec, GroupSpec
 from despina.control.states import TaskState
@@ -213,6 +214,10 @@ def test_the_activity_log_chains_entries_and_notices_edits_and_deletions(store: 
         store.record_activity("ana", "POST /v1/groups", f"/v1/groups/g{i}", "201")
     assert verify().ok and verify().entries == 8
     assert [e.seq for e in store.list_activity(limit=3)] == [8, 7, 6]
+    for sql in ("UPDATE activity SET actor = 'eve' WHERE seq = 4", "DELETE FROM activity"):
+        with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+    _drop_append_only_triggers(store)  # what an intruder with the database would do
     with store.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE activity SET actor = 'eve' WHERE seq = 4")
     report = verify()
@@ -222,6 +227,15 @@ def test_the_activity_log_chains_entries_and_notices_edits_and_deletions(store: 
         conn.exec_driver_sql("DELETE FROM activity WHERE seq = 6")
     report = verify()
     assert not report.ok and report.broken_at == 6 and "missing" in (report.reason or "")
+
+
+def _drop_append_only_triggers(store: Store) -> None:
+    with store.engine.begin() as conn:
+        if store.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("DROP TRIGGER activity_append_only ON activity")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER activity_no_update")
+            conn.exec_driver_sql("DROP TRIGGER activity_no_delete")
 
 
 def test_concurrent_writers_never_fork_the_activity_chain(store: Store) -> None:

@@ -53,3 +53,19 @@ def test_sources_are_checked(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no files"):
         plan(str(tmp_path / "empty"), 2)
+
+
+def test_symlinks_cannot_bring_outside_files_into_a_task(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    data = write_files(root / "data", 3)
+    outside = write_files(tmp_path / "outside", 2)
+    (data / "leak.txt").symlink_to(outside / "item-0000.txt")  # a file link out
+    (data / "leakdir").symlink_to(outside)  # a folder link out
+    (data / "alias.txt").symlink_to(data / "item-0001.txt")  # a link that stays inside
+    (root / "escape").symlink_to(outside)  # a source that is a link out
+    with pytest.raises(PathEscapeError, match="outside the allowed roots"):
+        check_source(str(root / "escape"), (root,))
+    check_source(str(data), (root,))
+    [part] = plan(str(data), 1)
+    names = sorted(Path(p).name for p in part["paths"])
+    assert names == ["alias.txt", "item-0000.txt", "item-0001.txt", "item-0002.txt"]

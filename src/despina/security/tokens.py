@@ -2,7 +2,10 @@
 
 A token is ``dsp_`` followed by 43 URL-safe characters (32 random bytes). A plain hash
 (not Argon2) is right here: the token has full entropy, so nothing can be guessed from
-its hash, and the lookup must cost microseconds on every request.
+its hash, and the lookup must cost microseconds on every request. Tokens are found by
+their hash and never compared as strings, so response timing can reveal at most bits of
+a SHA-256 digest, which say nothing about the token; hashes that are compared directly
+go through :func:`same_hash` (``hmac.compare_digest``).
 """
 
 from __future__ import annotations

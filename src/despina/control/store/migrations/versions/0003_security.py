@@ -52,9 +52,29 @@ def upgrade() -> None:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
+    # Append-only in the database itself: updates and deletes of entries are refused.
+    # (Whoever can drop the trigger can edit, but not without breaking the hash chain.)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION despina_activity_append_only() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'the activity log is append-only'; END; $$ LANGUAGE plpgsql"
+        )
+        op.execute(
+            "CREATE TRIGGER activity_append_only BEFORE UPDATE OR DELETE ON activity "
+            "FOR EACH ROW EXECUTE FUNCTION despina_activity_append_only()"
+        )
+    else:
+        for event in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER activity_no_{event.lower()} BEFORE {event} ON activity "
+                "BEGIN SELECT RAISE(ABORT, 'the activity log is append-only'); END"
+            )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS activity_append_only ON activity")
+        op.execute("DROP FUNCTION IF EXISTS despina_activity_append_only()")
     op.drop_table("activity")
     op.drop_table("tokens")
     op.drop_table("users")
