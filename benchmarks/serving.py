@@ -292,6 +292,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="a small-CNN model folder (default: train one)")
     ap.add_argument("--seconds", type=int, default=8, help="wrk duration per cell")
     ap.add_argument("--skip-big", action="store_true", help="skip the ResNet-18-sized model")
+    ap.add_argument("--endpoints", default="", help="only small-model endpoints matching")
     ap.add_argument("--skip-small", action="store_true", help="only the ResNet-18-sized model")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -340,6 +341,11 @@ def main() -> None:
                 "/v1/deployments/{name}/predict",
                 {},
             ),
+            "despina serve, auth off": (
+                [despina_cli, "serve", str(model), "--port", "{port}"],
+                "/v1/deployments/{name}/predict",
+                {"DESPINA_AUTH": "off"},
+            ),
             "despina serve, batching off": (
                 [despina_cli, "serve", str(model), "--port", "{port}", "--batch", "1"],
                 "/v1/deployments/{name}/predict",
@@ -350,6 +356,7 @@ def main() -> None:
         name = re.sub(r"[^a-z0-9_.-]", "-", name.lower()).lstrip("-._") or "model"
         if args.skip_small:
             endpoints = {}
+        endpoints = {k: v for k, v in endpoints.items() if re.search(args.endpoints, k)}
         rows = []
         for label, (argv, path, env) in endpoints.items():
             with Server(argv, env) as server:

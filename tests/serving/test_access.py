@@ -245,3 +245,20 @@ def test_the_api_has_no_5xx_under_schemathesis(plane: ControlPlane, home: Path) 
         server.stop()
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
     assert "passed" in run.stdout and "Tested: 32" in run.stdout
+
+
+def test_auth_off_is_explicit_and_a_typo_is_an_error(
+    plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from despina.core.errors import ConfigError
+
+    monkeypatch.setenv("DESPINA_AUTH", "of")
+    with pytest.raises(ConfigError, match="use on or off"):
+        AuthSettings.from_env()
+    monkeypatch.setenv("DESPINA_AUTH", "off")
+    server = ThreadServer(app=create_app(plane, run_scheduler=False))
+    try:
+        r = httpx.get(server.url + "/v1/clusters")
+        assert r.status_code == 200 and r.json() == []
+    finally:
+        server.stop()

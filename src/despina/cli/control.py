@@ -26,6 +26,7 @@ from rich.table import Table
 from despina.control.client import HttpControlClient
 from despina.control.models import ClusterSpec, DeploymentSpec, GroupSpec, Resources, Task
 from despina.control.plane import ControlPlane
+from despina.core.config import env_flag
 from despina.core.errors import ConfigError, DespinaError
 
 console = Console()
@@ -268,7 +269,7 @@ def serve(
 
     folder = check_model_folder(model_dir)
     check_extractor(extractor, folder)
-    if os.environ.get("DESPINA_AUTH", "on").lower() not in ("0", "off", "false"):
+    if env_flag("DESPINA_AUTH", True):
         _bootstrap(_client(None).store)  # tokens live in the store under DESPINA_HOME
     name = folder.name if folder.name != "model" else folder.parent.name or "model"
     name = re.sub(r"[^a-z0-9_.-]", "-", name.lower())[:63].lstrip("-._") or "model"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from despina.core.config import FrozenModel, default_home
+from despina.core.config import FrozenModel, default_home, env_flag
 
 
 class ControlSettings(FrozenModel):
@@ -53,10 +53,9 @@ class ControlSettings(FrozenModel):
         ):
             if os.environ.get(env):
                 extra[key] = float(os.environ[env])
-        encrypt = os.environ.get("DESPINA_ENCRYPT", "on").strip().lower()
         return cls(
             home=home,
-            encrypt=encrypt not in ("0", "off", "false"),
+            encrypt=env_flag("DESPINA_ENCRYPT", True),
             database_url=url,
             allowed_roots=tuple(r.resolve() for r in roots),
             **extra,

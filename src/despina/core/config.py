@@ -80,3 +80,22 @@ def default_home() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "despina"
+
+
+_ON, _OFF = {"1", "on", "true", "yes"}, {"0", "off", "false", "no"}
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """A yes/no setting from the environment; anything but on/off words is an error (a
+    typo must never turn a security setting off)."""
+    import os
+
+    from despina.core.errors import ConfigError
+
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    word = value.strip().lower()
+    if word in _ON | _OFF:
+        return word in _ON
+    raise ConfigError(f"{name}={value!r}: use on or off")

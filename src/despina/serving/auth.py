@@ -31,7 +31,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from despina.control.store.access import AccessStore
-from despina.core.config import FrozenModel
+from despina.core.config import FrozenModel, env_flag
 from despina.core.errors import AuthError, DespinaError, ForbiddenError, RateLimitedError
 from despina.security.ratelimit import FailureLimiter
 from despina.security.roles import Permission, Principal, Role
@@ -123,13 +123,9 @@ class AuthSettings(FrozenModel):
 
     @classmethod
     def from_env(cls) -> AuthSettings:
-        def flag(name: str, default: bool) -> bool:
-            value = os.environ.get(name)
-            return default if value is None else value.strip().lower() in ("1", "on", "true")
-
         return cls(
-            enabled=flag("DESPINA_AUTH", True),
-            metrics_public=flag("DESPINA_METRICS_PUBLIC", False),
+            enabled=env_flag("DESPINA_AUTH", True),
+            metrics_public=env_flag("DESPINA_METRICS_PUBLIC", False),
             fail_limit=int(os.environ.get("DESPINA_AUTH_FAIL_LIMIT", 20)),
             fail_window_s=float(os.environ.get("DESPINA_AUTH_FAIL_WINDOW", 60)),
         )
@@ -152,6 +148,17 @@ class Authenticator:
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal from the cache alone (no database call: safe on the event loop);
+        None when the token must be looked up (:meth:`authenticate`)."""
+        with self._lock:
+            hit = self._cache.get(hash_token(token))
+        if hit is None or hit[0] < time.monotonic() or hit[1] is None:
+            return None
+        if hit[2] is not None and hit[2] <= datetime.now(UTC):
+            return None
+        return hit[1]
 
     def authenticate(self, token: str) -> Principal:
         """The principal of ``token``; AuthError saying why not (unknown/expired/revoked)."""
@@ -242,7 +249,10 @@ class AuthGuard:
                 self.auth.limiter.failed(client)
                 raise AuthError("this route needs a token: send 'Authorization: Bearer TOKEN'")
             try:
-                principal = await anyio.to_thread.run_sync(self.auth.authenticate, token)
+                # A cached token costs a hash on the loop; a thread hop only on a miss.
+                principal = self.auth.cached(token)
+                if principal is None:
+                    principal = await anyio.to_thread.run_sync(self.auth.authenticate, token)
             except AuthError:
                 self.auth.limiter.failed(client)
                 raise
