@@ -132,7 +132,8 @@ def test_tls_server_with_tokens_that_never_reach_a_log(home: Path) -> None:
         proc.wait(30)
     # The master key was created 0600 and sealed the task's output.
     key_file = json.loads((home / "master.key").read_text())
-    assert oct((home / "master.key").stat().st_mode & 0o777) == "0o600"
+    for private in ("master.key", "despina.db", "despina.db-wal"):
+        assert oct((home / private).stat().st_mode & 0o777) == "0o600", private
     secrets = tokens + key_file["keys"]
     logs = [log_path, *(home / "logs").rglob("*")]
     text = "".join(p.read_text(errors="replace") for p in logs if p.is_file())

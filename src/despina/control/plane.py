@@ -56,6 +56,7 @@ class ControlPlane:
 
     def __init__(self, settings: ControlSettings | None = None, store: Store | None = None) -> None:
         self.settings = settings or ControlSettings.from_env()
+        self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only
         self.store = store or Store(self.settings.database_url)
         self._keyring: Keyring | None = None
 
