@@ -79,6 +79,20 @@ def main() -> None:
     print("## Outliers (digits; one class mixed in at 5% with random labels)")
     print()
     print(table(["held-out class", "method", "AUROC", "precision", "recall"], rows))
+    # The same checks on the untouched dataset: every flag there is a false alarm.
+    cfg = AuditConfig(seed=0, workers=args.workers, checks=("outlier",))
+    with tempfile.TemporaryDirectory() as tmp:
+        ids = write_folder(Path(tmp) / "data", images, y)
+        report = despina.audit(Path(tmp) / "data", Path(tmp) / "out", cfg)
+    pos = {rid: i for i, rid in enumerate(report.samples["id"])}
+    assert report.embeddings is not None
+    emb = report.embeddings[[pos[i] for i in ids]]
+    d_flags = report.samples.set_index("id").loc[ids]["is_outlier"].to_numpy(bool)
+    _, c_flags = datalab_outliers(emb, y)
+    print()
+    print("## Flagged on the untouched digits (all false alarms)")
+    print()
+    print(table(["method", "flagged"], [["despina", d_flags.mean()], ["datalab", c_flags.mean()]]))
 
 
 if __name__ == "__main__":
