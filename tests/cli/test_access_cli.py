@@ -78,6 +78,21 @@ def test_the_cli_reads_its_token_from_a_private_file_written_by_login(
     assert json.loads(ok("cluster", "ls", "--json", "--server", api_server.url)) == []
     token_file.chmod(0o644)
     assert "chmod 600" in fails(2, "cluster", "ls", "--server", api_server.url)
+    token_file.unlink()
+    # Or with a password: the server gives a 12-hour token for it.
+    res = runner.invoke(
+        app, ["user", "add", "ana", "--role", "viewer", "--password"], input="pass phrase 12\n" * 2
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app, ["login", "--server", api_server.url, "--user", "ana"], input="wrong one\n"
+    )
+    assert res.exit_code == 10 and "wrong user name or password" in res.output
+    res = runner.invoke(
+        app, ["login", "--server", api_server.url, "--user", "ana"], input="pass phrase 12\n"
+    )
+    assert res.exit_code == 0 and "logged in as ana (viewer)" in res.output
+    assert json.loads(ok("whoami", "--server", api_server.url))["user"] == "ana"
 
 
 def test_keys_rotate_rewraps_what_tasks_sealed(plane: ControlPlane, home: Path) -> None:

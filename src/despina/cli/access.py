@@ -15,7 +15,7 @@ from rich.table import Table
 
 from despina.cli.control import AsJson, Server, _client, _json, console, err, handled
 from despina.control.plane import ControlPlane
-from despina.core.errors import ConfigError, IntegrityError
+from despina.core.errors import ConfigError, DespinaError, IntegrityError
 
 user_app = typer.Typer(
     help="Users and their roles (admin, operator, viewer, predictor).", no_args_is_help=True
@@ -155,22 +155,34 @@ def events_verify(as_json: AsJson = False, server: Server = None) -> None:
 
 def login(
     server: Annotated[str, typer.Option("--server", envvar="DESPINA_SERVER", help="server URL")],
+    user: Annotated[
+        str | None, typer.Option("--user", help="log in with this user's password instead")
+    ] = None,
+    expires: Annotated[str, typer.Option(help="lifetime of a password login's token")] = "12h",
 ) -> None:
-    """Save a token (read from the prompt, not the command line) to the 0600 token file."""
+    """Save a token to the 0600 token file: one you paste at the prompt, or (--user) a new
+    one the server gives for your password. Neither is ever a command-line argument."""
     from despina.control.client import HttpControlClient
     from despina.security.credentials import save_client_token
 
-    token = typer.prompt("token", hide_input=True).strip()
-    if not token:
-        raise typer.Exit(2)
-    client = HttpControlClient(server, token=token)
     try:
-        me = client.whoami()
-    except Exception as exc:
+        if user is not None:
+            password = typer.prompt("password", hide_input=True)
+            with_password = HttpControlClient(server, anonymous=True)
+            try:
+                token, _ = with_password.login(user, password, expires)
+            finally:
+                with_password.close()
+        else:
+            token = typer.prompt("token", hide_input=True).strip()
+        client = HttpControlClient(server, token=token)
+        try:
+            me = client.whoami()
+        finally:
+            client.close()
+    except DespinaError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(10) from None
-    finally:
-        client.close()
+        raise typer.Exit(exc.exit_code) from None
     path = save_client_token(token)
     console.print(f"logged in as {me['user']} ({me['role']}); token saved to {path} (mode 600)")
 

@@ -51,7 +51,8 @@ _BY_NAME: dict[str, type[DespinaError]] = {
 class HttpControlClient:
     """Talks to ``despina server start`` at ``base_url`` with a Bearer token (``token``,
     else ``DESPINA_TOKEN`` or the token file, see :mod:`despina.security.credentials`);
-    ``verify`` is a CA bundle path for a server whose certificate is self-signed."""
+    ``verify`` is a CA bundle path for a server whose certificate is self-signed;
+    ``anonymous`` sends no token (to log in with a password)."""
 
     def __init__(
         self,
@@ -59,12 +60,13 @@ class HttpControlClient:
         timeout: float = 30.0,
         token: str | None = None,
         verify: str | bool | None = None,
+        anonymous: bool = False,
     ) -> None:
         import os
         import ssl
 
         self.base_url = base_url.rstrip("/")
-        token = token or client_token()
+        token = None if anonymous else token or client_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if verify is None:
             verify = os.environ.get("DESPINA_CA_BUNDLE") or True
@@ -161,6 +163,14 @@ class HttpControlClient:
 
     def verify_events(self) -> dict[str, Any]:
         return dict(self._call("GET", "/v1/events/verify"))
+
+    def login(self, user: str, password: str, expires: str = "12h") -> tuple[str, TokenInfo]:
+        """A password for a token (``POST /v1/login``)."""
+        body = self._call(
+            "POST", "/v1/login", json={"user": user, "password": password, "expires": expires}
+        )
+        token = body.pop("token")
+        return token, TokenInfo(**body)
 
     def whoami(self) -> dict[str, Any]:
         return dict(self._call("GET", "/v1/whoami"))

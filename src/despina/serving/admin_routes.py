@@ -3,6 +3,8 @@ and ``/v1/whoami`` for any valid token."""
 
 from __future__ import annotations
 
+import functools
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -10,8 +12,9 @@ from pydantic import Field
 
 from despina.control.models import ActivityEntry, TokenInfo, User
 from despina.core.config import FrozenModel
-from despina.core.errors import AuthError
+from despina.core.errors import AuthError, ConfigError, NotFoundError, RateLimitedError
 from despina.security.chain import verify_chain
+from despina.security.passwords import hash_password, verify_password
 from despina.security.roles import Role
 from despina.security.tokens import Scope, parse_duration
 from despina.serving.auth import Authenticator
@@ -28,8 +31,19 @@ class TokenSpec(FrozenModel):
     scopes: tuple[str, ...] = Field((), description="group:NAME or deployment:NAME")
 
 
+class LoginSpec(FrozenModel):
+    user: str = Field(max_length=63)
+    password: str = Field(max_length=1024)
+    expires: str = Field("12h", description="the token's lifetime, at most 30d")
+
+
 class NewToken(TokenInfo):
     token: str = Field(description="shown once; Despina keeps only its hash")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("not anyone's password")
 
 
 def admin_router(auth: Authenticator) -> APIRouter:
@@ -42,6 +56,33 @@ def admin_router(auth: Authenticator) -> APIRouter:
         if p is None:
             raise AuthError("authentication is off on this server")
         return {"user": p.user, "role": p.role, "token": p.token_id, "scopes": p.scopes}
+
+    @router.post("/login", status_code=201)
+    def login(spec: LoginSpec, request: Request) -> NewToken:
+        """A user's password for a token (Argon2id check; failures count towards 429)."""
+        client = request.client.host if request.client else "unknown"
+        wait = auth.limiter.retry_after(client)
+        if wait:
+            raise RateLimitedError(
+                f"too many failed attempts from {client}; wait {wait:.0f}s", wait
+            )
+        lifetime = parse_duration(spec.expires)
+        if lifetime > timedelta(days=30):
+            raise ConfigError("a login token lives at most 30d; use despina token create")
+        try:
+            stored = store.password_hash(spec.user)
+        except NotFoundError:
+            stored = None
+        # A missing user costs the same Argon2 check as a wrong password (no timing tell).
+        ok = verify_password(stored or _dummy_hash(), spec.password) and stored is not None
+        if not ok:
+            auth.limiter.failed(client)
+            target = f"/v1/login as {spec.user}"
+            store.record_activity("anonymous", "POST /v1/login", target, "401")
+            raise AuthError("wrong user name or password (or the user has no password)")
+        token, info = store.issue_token(spec.user, expires_in=lifetime)
+        store.record_activity(spec.user, "POST /v1/login", f"/v1/login ({info.id})", "201")
+        return NewToken(token=token, **info.model_dump())
 
     @router.get("/users")
     def list_users() -> list[User]:

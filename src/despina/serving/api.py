@@ -199,7 +199,7 @@ def _document_bearer(app: FastAPI) -> None:
     token, so generated clients (and schemathesis) send it."""
     from fastapi.openapi.utils import get_openapi
 
-    from despina.serving.auth import OPEN_PATHS
+    from despina.serving.auth import OPEN_ROUTES
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -213,8 +213,9 @@ def _document_bearer(app: FastAPI) -> None:
                 "bearer": {"type": "http", "scheme": "bearer", "description": "a Despina token"}
             }
             schema["security"] = [{"bearer": []}]
-            for path in OPEN_PATHS:
-                for op in schema["paths"].get(path, {}).values():
+            for method, path in OPEN_ROUTES:
+                op = schema["paths"].get(path, {}).get(method.lower())
+                if op is not None:
                     op["security"] = []
             app.openapi_schema = schema
         return app.openapi_schema

@@ -3,6 +3,7 @@
 One ASGI middleware (:class:`AuthGuard`) sits in front of the whole app, so no route,
 including ones added later, the OpenAPI spec and unknown paths, is reachable without a
 token: only ``/health`` (and ``/metrics`` when ``DESPINA_METRICS_PUBLIC`` is set) are open.
+``POST /v1/login`` trades a user's password for a short-lived token.
 What each route needs is one table, :data:`POLICY`; a route missing from it is refused
 to everyone but admins (deny by default), and the route matrix test fails.
 
@@ -107,7 +108,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/events"): Rule(ADMIN),
     ("GET", "/v1/events/verify"): Rule(ADMIN),
 }
-OPEN_PATHS = frozenset({"/health"})
+# Reachable without a token: liveness, and trading a password for a token (the login
+# route limits and logs its own failures).
+OPEN_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/login")})
+OPEN_PATHS = frozenset(path for _, path in OPEN_ROUTES)
 
 
 class AuthSettings(FrozenModel):
