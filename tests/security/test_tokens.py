@@ -69,3 +69,18 @@ def test_passwords_are_argon2id() -> None:
     assert not verify_password("not a hash", "x")
     with pytest.raises(ConfigError, match="12 characters"):
         hash_password("short")
+
+
+def test_a_hardened_process_is_not_dumpable() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from despina.security.process import dumpable, harden_process\n"
+        "before = dumpable(); ok = harden_process(); print(before, ok, dumpable())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    if sys.platform.startswith("linux"):
+        assert out.stdout.split() == ["True", "True", "False"]
+    else:
+        assert out.stdout.split() == ["None", "False", "None"]

@@ -114,10 +114,12 @@ def server_start(
     """
     import uvicorn
 
+    from despina.security.process import harden_process
     from despina.serving.access_log import configure_json_logging
     from despina.serving.api import create_app
 
     tls = _tls_options(tls_cert, tls_key)
+    harden_process()  # secrets in memory and environment: no /proc reads, no core dumps
     plane = _client(None)
     _bootstrap(plane.store)
     if plane.settings.encrypt:

@@ -50,6 +50,9 @@ def run_one(store_url: str, task_id: int) -> dict[str, Any]:
 
 def worker_main(conn: Connection, store_url: str, parent_pid: int) -> None:
     """Loop: receive a task id, run it, send back ``(task_id, ok, reason, result)``."""
+    from despina.security.process import harden_process
+
+    harden_process()  # it may hold the master key: keep same-user scripts out of it
     limit_threads()
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     from despina.control.runtime import execute

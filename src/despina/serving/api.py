@@ -230,7 +230,9 @@ def serve_from_env() -> FastAPI:
 
     from despina.control.settings import ControlSettings
     from despina.control.store import Store
+    from despina.security.process import harden_process
 
+    harden_process()
     settings = ServingSettings.from_env()
     host = DeploymentHost(settings)
     host.add(
