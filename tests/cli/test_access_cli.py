@@ -19,13 +19,15 @@ def test_users_tokens_and_the_activity_log_from_the_cli(home: Path) -> None:
     assert "unknown role" in fails(2, "user", "add", "bob", "--role", "root")
     assert "already exists" in fails(6, "user", "add", "ana", "--role", "viewer")
     res = runner.invoke(
-        app,
-        app_args := ["token", "create", "--user", "ana", "--expires", "30d", "--scope", "group:g"],
+        app, ["token", "create", "--user", "ana", "--expires", "30d", "--scope", "group:g"]
     )
     assert res.exit_code == 0, res.output
     token = res.stdout.strip().splitlines()[-1]
     assert token.startswith("dsp_") and "shown once" in res.stderr
-    assert app_args  # the token came from the command, never from its arguments
+    # No command takes a token as an argument (it would land in shell history).
+    for cmd in (["token", "create", "--user", "ana"], ["login", "--server", "http://x"]):
+        refused = runner.invoke(app, [*cmd, "--token", token])
+        assert refused.exit_code == 2 and "No such option" in refused.output
     [info] = json.loads(ok("token", "ls", "--json"))
     assert info["user"] == "ana" and info["scopes"] == ["group:g"] and info["expires_at"]
     assert token not in ok("token", "ls", "--json")

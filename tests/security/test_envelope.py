@@ -96,7 +96,7 @@ def test_rotation_of_a_key_file_rewraps_every_sealed_file(tmp_path: Path) -> Non
     assert [_body(f.read_bytes()) for f in files] == bodies
     assert all(unseal(f.read_bytes(), new) == PAYLOAD for f in files)
     assert sealed_files(tmp_path) == sorted(files)
-    # Run again: nothing left to do under the same key file... but a new key each time.
+    # Each rotation makes a new key and re-wraps everything under it.
     again, count = rotate(new, tmp_path)
     assert count == 3 and again.kid != new.kid
 

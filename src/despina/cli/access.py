@@ -13,9 +13,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from despina.cli.control import AsJson, Server, _client, _json, console, err, handled
-from despina.control.plane import ControlPlane
-from despina.core.errors import ConfigError, DespinaError, IntegrityError
+from despina.cli.control import AsJson, Server, _client, _json, _open, console, err, handled
+from despina.core.errors import ConfigError, IntegrityError
 
 user_app = typer.Typer(
     help="Users and their roles (admin, operator, viewer, predictor).", no_args_is_help=True
@@ -153,6 +152,7 @@ def events_verify(as_json: AsJson = False, server: Server = None) -> None:
         )
 
 
+@handled
 def login(
     server: Annotated[str, typer.Option("--server", envvar="DESPINA_SERVER", help="server URL")],
     user: Annotated[
@@ -165,24 +165,16 @@ def login(
     from despina.control.client import HttpControlClient
     from despina.security.credentials import save_client_token
 
-    try:
-        if user is not None:
-            password = typer.prompt("password", hide_input=True)
-            with_password = HttpControlClient(server, anonymous=True)
-            try:
-                token, _ = with_password.login(user, password, expires)
-            finally:
-                with_password.close()
-        else:
-            token = typer.prompt("token", hide_input=True).strip()
-        client = HttpControlClient(server, token=token)
-        try:
-            me = client.whoami()
-        finally:
-            client.close()
-    except DespinaError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(exc.exit_code) from None
+    if user is not None:
+        password = typer.prompt("password", hide_input=True)
+        with_password = HttpControlClient(server, anonymous=True)
+        _open.append(with_password)
+        token, _ = with_password.login(user, password, expires)
+    else:
+        token = typer.prompt("token", hide_input=True).strip()
+    client = HttpControlClient(server, token=token)
+    _open.append(client)
+    me = client.whoami()
     path = save_client_token(token)
     console.print(f"logged in as {me['user']} ({me['role']}); token saved to {path} (mode 600)")
 
@@ -206,14 +198,8 @@ def keys_rotate() -> None:
     """Re-wrap every sealed artifact under DESPINA_HOME with a new master key (or with
     DESPINA_MASTER_KEY, the old key in DESPINA_PREVIOUS_MASTER_KEYS); payloads are not
     re-encrypted. Safe to re-run if interrupted."""
-    from despina.control.settings import ControlSettings
-    from despina.security.envelope import default_keyring, rotate
-
-    settings = ControlSettings.from_env()
-    old = default_keyring()
-    ring, count = rotate(old, settings.home)
-    ControlPlane(settings)._record("keys rotate", f"{old.kid} -> {ring.kid} ({count} artifacts)")
-    console.print(f"master key {ring.kid} now wraps {count} artifact(s) (was {old.kid})")
+    old, new, count = _client(None).rotate_keys()
+    console.print(f"master key {new} now wraps {count} artifact(s) (was {old})")
 
 
 @keys_app.command("decrypt")

@@ -123,9 +123,7 @@ def server_start(
     plane = _client(None)
     _bootstrap(plane.store)
     if plane.settings.encrypt:
-        from despina.security.envelope import default_keyring
-
-        default_keyring(create=True)
+        _ = plane.keyring  # created (0600) on the first start
     scheme = "https" if tls else "http"
     _warn_if_exposed(host, tls)
     err.print(f"Despina server on {scheme}://{host}:{port} (store: {_safe_url(plane)})")

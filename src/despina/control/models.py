@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from despina.control.states import TaskState
 from despina.core.config import FrozenModel
+from despina.security.roles import Role
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 BUILTIN_JOBS = ("preprocess", "audit", "train", "predict")
@@ -160,10 +161,11 @@ class Deployment(DeploymentSpec):
     created_at: datetime
 
 
-class UserSpecName(FrozenModel):
-    """A user name follows the same rule as every other name."""
+class UserSpec(FrozenModel):
+    """A user to add: a name (the same rule as every other name) and a role."""
 
     name: str
+    role: Role
 
     _name = field_validator("name")(_check_name)
 

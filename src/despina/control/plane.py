@@ -34,7 +34,7 @@ from despina.control.models import (
     TaskGroup,
     TokenInfo,
     User,
-    UserSpecName,
+    UserSpec,
 )
 from despina.control.partitions import check_source, plan
 from despina.control.scheduler import Scheduler
@@ -45,7 +45,7 @@ from despina.control.store.common import utcnow
 from despina.core.errors import ConfigError, NotFoundError
 from despina.jobs.model_folder import check_extractor, check_model_folder
 from despina.security.chain import verify_chain
-from despina.security.envelope import Keyring, is_sealed, unseal
+from despina.security.envelope import Keyring, read_artifact, rotate
 from despina.security.passwords import hash_password
 from despina.security.roles import Role
 from despina.security.tokens import Scope, parse_duration
@@ -69,8 +69,15 @@ class ControlPlane:
 
     def read_output(self, path: str | Path) -> bytes:
         """A file a task wrote, decrypted when it is sealed."""
-        blob = Path(path).read_bytes()
-        return unseal(blob, self.keyring, str(path)) if is_sealed(blob) else blob
+        return read_artifact(path, self.keyring)
+
+    def rotate_keys(self) -> tuple[str, str, int]:
+        """Re-wrap every sealed file under the home with a new master key (see
+        :func:`despina.security.envelope.rotate`); the old and new key ids and the count."""
+        old = self.keyring
+        self._keyring, count = rotate(old, self.settings.home)
+        self._record("keys rotate", f"{old.kid} -> {self._keyring.kid} ({count} artifacts)")
+        return old.kid, self._keyring.kid, count
 
     def close(self) -> None:
         self.store.close()
@@ -102,9 +109,9 @@ class ControlPlane:
         self.store.record_activity(f"local:{getpass.getuser()}", action, target, "ok")
 
     def create_user(self, name: str, role: str, password: str | None = None) -> User:
-        UserSpecName.model_validate({"name": name})
+        spec = UserSpec(name=name, role=Role.parse(role))
         pw_hash = hash_password(password) if password is not None else None
-        user = self.store.create_user(name, Role.parse(role), pw_hash)
+        user = self.store.create_user(spec.name, spec.role, pw_hash)
         self._record("user add", f"{name} ({role})")
         return user
 
@@ -214,7 +221,7 @@ class ControlPlane:
         runs them: a server's scheduler, or :meth:`spawn_runner`.
         """
         if self.settings.encrypt:
-            self.keyring  # noqa: B018 - the key must exist before a worker seals with it
+            _ = self.keyring  # the key must exist before a worker seals with it
         group = self.store.get_group(name)
         check_source(group.source, self.settings.allowed_roots)
         parts = plan(group.source, group.partitions)

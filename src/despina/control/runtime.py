@@ -237,7 +237,6 @@ def _run(group: TaskGroup, task: Task, spec: dict[str, Any], ctx: TaskContext) -
 
     job = {
         "script": group.script,
-        "source": group.source,
         "spec": spec,
         "context": {
             "task_id": ctx.task_id,

@@ -4,7 +4,7 @@ The worker that runs a task holds the store's URL and, when outputs are sealed, 
 master key; a user's script must see neither. Each worker keeps one *script host*: a
 process started with a clean environment (``PATH``, ``HOME``, locale, temp dir) that
 imports the stack once and then forks a fresh child per script task (a fork costs
-milliseconds where a new interpreter costs ~0.5 s, which matters for many small tasks).
+milliseconds where a new interpreter imports the whole stack again: many small tasks).
 The child takes the group's ``env``, sends its log to the task's log file, runs the
 script, and sends progress, metrics and rows back over the host's socket; the worker
 writes the rows (sealed, like every output). Nothing secret ever enters the host, so
@@ -19,8 +19,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from despina.control.worker import exit_with_parent
 from despina.core.errors import TaskError
 
 # What a script may inherit from the worker besides its group's env: nothing secret.
@@ -87,14 +86,6 @@ class ScriptHost:
                     raise TaskError(f"the script's process died (exit code {rest[0]})")
                 return outcome
 
-    def close(self) -> None:
-        self.conn.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
 
 _host: ScriptHost | None = None
 
@@ -108,24 +99,12 @@ def run_in_child(job: dict[str, Any], env: dict[str, str], log_path: Path, ctx: 
 
 
 # ---- the host and its children --------------------------------------------------------
-def _exit_with(parent_pid: int) -> None:
-    """Exit as soon as ``parent_pid`` is no longer our parent (it died or was killed)."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent_pid:
-                os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def _child(conn: Connection, msg: dict[str, Any]) -> None:
     """In the forked child: take the group's env and the task's log, run the script."""
     from despina.control.partitions import load_batch
     from despina.control.runtime import TaskContext, load_script, to_table
 
-    _exit_with(os.getppid())
+    exit_with_parent(os.getppid())
     os.environ.clear()
     os.environ.update(msg["env"])
     fd = os.open(msg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -147,7 +126,7 @@ def _child(conn: Connection, msg: dict[str, Any]) -> None:
     try:
         module = load_script(job["script"])
         if hasattr(module, "process"):
-            batch = load_batch(job["source"], job["spec"])
+            batch = load_batch(ctx.source, job["spec"])
             table = to_table(module.process(batch, ctx))
             conn.send(("metrics", ctx.metrics))
             sink = io.BytesIO()
@@ -176,7 +155,7 @@ def _child(conn: Connection, msg: dict[str, Any]) -> None:
 
 def host_main(conn: Connection, parent_pid: int) -> None:
     """The host's loop: receive a job, fork a child for it, report its exit code."""
-    _exit_with(parent_pid)
+    exit_with_parent(parent_pid)
     import despina.control.partitions
     import despina.control.runtime  # noqa: F401 - imported once here, shared by every fork
 

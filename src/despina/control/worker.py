@@ -28,12 +28,17 @@ def limit_threads() -> None:
     cv2.setNumThreads(1)
 
 
-def _watch_parent(parent_pid: int) -> None:
-    """Exit when the scheduler that started us is gone, so no task runs unsupervised."""
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent_pid:
-            os._exit(3)
+def exit_with_parent(parent_pid: int) -> None:
+    """Exit as soon as ``parent_pid`` is no longer our parent (it died or was killed), so
+    no task runs unsupervised; a daemon thread checks twice a second."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def run_one(store_url: str, task_id: int) -> dict[str, Any]:
@@ -54,7 +59,7 @@ def worker_main(conn: Connection, store_url: str, parent_pid: int) -> None:
 
     harden_process()  # it may hold the master key: keep same-user scripts out of it
     limit_threads()
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    exit_with_parent(parent_pid)
     from despina.control.runtime import execute
     from despina.control.store import Store
 

@@ -68,17 +68,22 @@ def check_private(path: Path) -> None:
         )
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a secret file with mode 0600 from the start (no window where others can read)."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to a temporary name beside ``path`` (created with ``mode``, less the
+    umask), then rename it over ``path``: readers see the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret file with mode 0600 from the start (no window where others can read)."""
+    write_atomic(path, text.encode("utf-8"), 0o600)
 
 
 @dataclass(frozen=True)
@@ -223,14 +228,8 @@ def rewrap(blob: bytes, ring: Keyring, what: str = "the artifact") -> bytes:
 
 # ---- files -------------------------------------------------------------------------
 def write_sealed(path: Path, data: bytes, ring: Keyring | None) -> None:
-    """Write ``data`` atomically (temporary file, then rename), sealed when ``ring``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(seal(data, ring) if ring is not None else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``data`` atomically (:func:`write_atomic`), sealed when ``ring``."""
+    write_atomic(path, seal(data, ring) if ring is not None else data)
 
 
 def rewrap_file(path: Path, ring: Keyring) -> bool:
@@ -242,12 +241,7 @@ def rewrap_file(path: Path, ring: Keyring) -> bool:
     header, _ = _split(blob, str(path))
     if header["kid"] == ring.kid:
         return False
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(rewrap(blob, ring, str(path)))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, rewrap(blob, ring, str(path)))
     return True
 
 
@@ -288,7 +282,10 @@ def default_keyring(*, create: bool = False) -> Keyring:
     return Keyring.load(default_home() / "master.key", create=create)
 
 
-def read_artifact(path: Path) -> bytes:
-    """A file's plaintext, decrypted with the default keyring when it is sealed."""
+def read_artifact(path: Path | str, ring: Keyring | None = None) -> bytes:
+    """A file's plaintext: decrypted when it is sealed (with ``ring``, else the keyring
+    of ``DESPINA_HOME``), as is when it is not."""
     blob = Path(path).read_bytes()
-    return unseal(blob, default_keyring(), str(path)) if is_sealed(blob) else blob
+    if not is_sealed(blob):
+        return blob
+    return unseal(blob, ring or default_keyring(), str(path))

@@ -3,15 +3,13 @@
 A token is ``dsp_`` followed by 43 URL-safe characters (32 random bytes). A plain hash
 (not Argon2) is right here: the token has full entropy, so nothing can be guessed from
 its hash, and the lookup must cost microseconds on every request. Tokens are found by
-their hash and never compared as strings, so response timing can reveal at most bits of
-a SHA-256 digest, which say nothing about the token; hashes that are compared directly
-go through :func:`same_hash` (``hmac.compare_digest``).
+their hash (an indexed lookup) and never compared as strings, so response timing can
+reveal at most bits of a SHA-256 digest, which say nothing about the token.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -37,11 +35,6 @@ def new_token_id() -> str:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def same_hash(a: str, b: str) -> bool:
-    """Constant-time comparison of two token hashes."""
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def check_given_token(token: str) -> str:

@@ -10,19 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
-from despina.control.models import ActivityEntry, TokenInfo, User
+from despina.control.models import ActivityEntry, TokenInfo, User, UserSpec
 from despina.core.config import FrozenModel
-from despina.core.errors import AuthError, ConfigError, NotFoundError, RateLimitedError
+from despina.core.errors import AuthError, ConfigError, NotFoundError
 from despina.security.chain import verify_chain
 from despina.security.passwords import hash_password, verify_password
-from despina.security.roles import Role
 from despina.security.tokens import Scope, parse_duration
 from despina.serving.auth import Authenticator
-
-
-class UserSpec(FrozenModel):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-    role: Role
 
 
 class TokenSpec(FrozenModel):
@@ -59,13 +53,9 @@ def admin_router(auth: Authenticator) -> APIRouter:
 
     @router.post("/login", status_code=201)
     def login(spec: LoginSpec, request: Request) -> NewToken:
-        """A user's password for a token (Argon2id check; failures count towards 429)."""
+        """A user's password for a token (Argon2id check; failures count towards the 429
+        the guard answers)."""
         client = request.client.host if request.client else "unknown"
-        wait = auth.limiter.retry_after(client)
-        if wait:
-            raise RateLimitedError(
-                f"too many failed attempts from {client}; wait {wait:.0f}s", wait
-            )
         lifetime = parse_duration(spec.expires)
         if lifetime > timedelta(days=30):
             raise ConfigError("a login token lives at most 30d; use despina token create")

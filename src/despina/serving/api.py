@@ -30,12 +30,13 @@ import despina
 from despina.control.models import Cluster, ClusterSpec, GroupSpec, GroupStatus, Task, TaskGroup
 from despina.control.plane import ControlPlane
 from despina.control.scheduler import Scheduler
-from despina.core.errors import ConfigError, DespinaError, OverloadedError, RateLimitedError
+from despina.core.errors import ConfigError, DespinaError
 from despina.serving.access_log import RequestId
 from despina.serving.admin_routes import admin_router
 from despina.serving.auth import Authenticator, AuthGuard, AuthSettings
 from despina.serving.deploy_routes import deployment_router
 from despina.serving.deployment import ServingSettings
+from despina.serving.errors import error_response
 from despina.serving.host import DeploymentHost
 from despina.serving.metrics import ServingMetrics, StoreCollector
 from despina.serving.uploads import BodyLimit
@@ -145,14 +146,7 @@ def create_app(
 
     @app.exception_handler(DespinaError)
     async def _despina_error(_: Request, exc: DespinaError) -> JSONResponse:
-        headers = {}
-        if isinstance(exc, OverloadedError | RateLimitedError):
-            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        return JSONResponse(
-            {"error": type(exc).__name__, "detail": str(exc)},
-            status_code=exc.http_status,
-            headers=headers,
-        )
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

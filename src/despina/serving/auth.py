@@ -16,7 +16,6 @@ Every mutating request, allowed or refused, is appended to the hash-chained acti
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -38,6 +37,7 @@ from despina.security.ratelimit import FailureLimiter
 from despina.security.roles import Permission, Principal, Role
 from despina.security.tokens import Scope as TokenScope
 from despina.security.tokens import hash_token
+from despina.serving.errors import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,10 @@ class AuthSettings(FrozenModel):
         )
 
 
+# A cached check: valid until (monotonic), the principal or None, its expiry, why refused.
+_Hit = tuple[float, Principal | None, datetime | None, str]
+
+
 class Authenticator:
     """Token → principal, with a short cache so a request costs one hash, not a query.
 
@@ -146,7 +150,7 @@ class Authenticator:
         self.store = store
         self.settings = settings or AuthSettings()
         self.limiter = FailureLimiter(self.settings.fail_limit, self.settings.fail_window_s)
-        self._cache: dict[str, tuple[float, Principal | None, datetime | None, str]] = {}
+        self._cache: dict[str, _Hit] = {}
         self._lock = threading.Lock()
 
     def forget(self) -> None:
@@ -154,40 +158,40 @@ class Authenticator:
             self._cache.clear()
 
     def cached(self, token: str) -> Principal | None:
-        """The principal from the cache alone (no database call: safe on the event loop);
-        None when the token must be looked up (:meth:`authenticate`)."""
-        with self._lock:
-            hit = self._cache.get(hash_token(token))
-        if hit is None or hit[0] < time.monotonic() or hit[1] is None:
-            return None
-        if hit[2] is not None and hit[2] <= datetime.now(UTC):
-            return None
-        return hit[1]
+        """The verdict from the cache alone (no database call: safe on the event loop):
+        the principal, AuthError for a known-bad token, None when it must be looked up."""
+        hit = self._fresh(hash_token(token))
+        return None if hit is None else self._verdict(hit)
 
     def authenticate(self, token: str) -> Principal:
         """The principal of ``token``; AuthError saying why not (unknown/expired/revoked)."""
         h = hash_token(token)
-        now = time.monotonic()
+        return self._verdict(self._fresh(h) or self._load(h))
+
+    def _fresh(self, h: str) -> _Hit | None:
         with self._lock:
             hit = self._cache.get(h)
-        if hit is None or hit[0] < now:
-            info = self.store.token_by_hash(h)
-            if info is None:
-                hit = (now + self.settings.cache_s, None, None, "unknown token")
-            elif info.revoked_at is not None:
-                hit = (now + self.settings.cache_s, None, None, f"token {info.id} was revoked")
-            else:
-                found = Principal(
-                    info.user,
-                    Role.parse(info.role),
-                    info.id,
-                    tuple(TokenScope.parse(s) for s in info.scopes),
-                )
-                hit = (now + self.settings.cache_s, found, info.expires_at, "")
-            with self._lock:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[h] = hit
+        return hit if hit is not None and hit[0] >= time.monotonic() else None
+
+    def _load(self, h: str) -> _Hit:
+        until = time.monotonic() + self.settings.cache_s
+        info = self.store.token_by_hash(h)
+        if info is None:
+            hit: _Hit = (until, None, None, "unknown token")
+        elif info.revoked_at is not None:
+            hit = (until, None, None, f"token {info.id} was revoked")
+        else:
+            scopes = tuple(TokenScope.parse(s) for s in info.scopes)
+            principal = Principal(info.user, Role.parse(info.role), info.id, scopes)
+            hit = (until, principal, info.expires_at, "")
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[h] = hit
+        return hit
+
+    @staticmethod
+    def _verdict(hit: _Hit) -> Principal:
         _, principal, expires_at, why = hit
         if principal is None:
             raise AuthError(f"{why}; ask an admin for a token (despina token create)")
@@ -213,9 +217,6 @@ def match_route(app: Any, scope: Scope) -> tuple[str | None, dict[str, Any]]:
     return None, {}
 
 
-Resolver = Callable[[str, str], str | None]  # (kind, value) → group name (for tasks)
-
-
 class AuthGuard:
     """The ASGI middleware (see the module docstring)."""
 
@@ -230,30 +231,32 @@ class AuthGuard:
         self.resolve_task_group = resolve_task_group
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] == "/health":
             await self.app(scope, receive, send)
             return
-        if scope["path"] == "/metrics" and self.auth.settings.metrics_public:
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self.auth.limiter.retry_after(client)
+        if wait:  # every route but /health, the open login route included
+            msg = f"too many failed attempts from {client}; wait {wait:.0f}s"
+            await error_response(RateLimitedError(msg, wait))(scope, receive, send)
+            return
+        if scope["path"] in OPEN_PATHS or (
+            scope["path"] == "/metrics" and self.auth.settings.metrics_public
+        ):
             await self.app(scope, receive, send)
             return
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         template, params = match_route(scope["app"], scope)
         rule = POLICY.get((method, template or ""))
         mutating = rule.mutating if rule is not None else method not in ("GET", "OPTIONS")
-        client = (scope.get("client") or ("unknown", 0))[0]
         actor = "anonymous"
         try:
-            wait = self.auth.limiter.retry_after(client)
-            if wait:
-                raise RateLimitedError(
-                    f"too many failed attempts from {client}; wait {wait:.0f}s", wait
-                )
             token = bearer(scope)
             if token is None:
                 self.auth.limiter.failed(client)
                 raise AuthError("this route needs a token: send 'Authorization: Bearer TOKEN'")
             try:
-                # A cached token costs a hash on the loop; a thread hop only on a miss.
+                # A cached verdict costs a hash on the loop; a thread hop only on a miss.
                 principal = self.auth.cached(token)
                 if principal is None:
                     principal = await anyio.to_thread.run_sync(self.auth.authenticate, token)
@@ -265,22 +268,27 @@ class AuthGuard:
             if template is not None:
                 await self._authorize(principal, rule, params, scope)
         except DespinaError as exc:
-            await _refuse(exc, send)
-            if mutating and not isinstance(exc, RateLimitedError):
+            if mutating:  # in the log before the client hears the answer
                 await self._record(actor, method, template, scope, str(exc.http_status))
+            await error_response(exc)(scope, receive, send)
             return
-        status = [500]
+        if not mutating:
+            await self.app(scope, receive, send)
+            return
+        recorded = False
 
         async def sending(message: Message) -> None:
+            nonlocal recorded
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                recorded = True
+                await self._record(actor, method, template, scope, str(message["status"]))
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
-            if mutating:
-                await self._record(actor, method, template, scope, str(status[0]))
+            if not recorded:  # the app failed before answering
+                await self._record(actor, method, template, scope, "500")
 
     async def _authorize(
         self, p: Principal, rule: Rule | None, params: dict[str, Any], scope: Scope
@@ -327,15 +335,3 @@ def _query(scope: Scope, key: str) -> str | None:
 
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(key)
     return values[0] if values else None
-
-
-async def _refuse(exc: DespinaError, send: Send) -> None:
-    headers = [(b"content-type", b"application/json")]
-    if isinstance(exc, RateLimitedError):
-        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
-    elif exc.http_status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="despina"'))
-    body = json.dumps({"error": type(exc).__name__, "detail": str(exc)}).encode()
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

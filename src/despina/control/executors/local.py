@@ -32,10 +32,10 @@ class _Worker:
 class LocalExecutor:
     """Up to ``workers`` tasks at once, each in its own worker process."""
 
-    def __init__(self, store_url: str, workers: int, sealing: dict[str, str] | None = None) -> None:
+    def __init__(self, store_url: str, workers: int, sealing: dict[str, str]) -> None:
         self.store_url = store_url
         self.workers = workers
-        self.env = {**os.environ, **(sealing or {"DESPINA_ENCRYPT": "off"})}
+        self.env = {**os.environ, **sealing}
         self._pool: list[_Worker] = []
 
     def _spawn(self) -> _Worker:

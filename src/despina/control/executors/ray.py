@@ -53,14 +53,12 @@ def connect(cluster: Cluster) -> None:
 class RayExecutor:
     """Up to ``cluster.workers`` Ray tasks at once."""
 
-    def __init__(
-        self, store_url: str, cluster: Cluster, sealing: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, store_url: str, cluster: Cluster, sealing: dict[str, str]) -> None:
         import ray
 
         connect(cluster)
         self.store_url = store_url
-        self.sealing = sealing or {"DESPINA_ENCRYPT": "off"}
+        self.sealing = sealing
         self.workers = cluster.workers
         self._remote = ray.remote(max_retries=0)(_remote_run)
         self._refs: dict[int, Any] = {}

@@ -80,10 +80,6 @@ class AccessStore:
             raise NotFoundError(f"no user named {name!r}; list them with: despina user ls")
         return row
 
-    def get_user(self, name: str) -> User:
-        with self._session() as s:
-            return _user(self._user_row(s, name))
-
     def password_hash(self, name: str) -> str | None:
         with self._session() as s:
             return self._user_row(s, name).password_hash
@@ -97,13 +93,11 @@ class AccessStore:
             return int(s.scalar(select(func.count()).select_from(UserRow)) or 0)
 
     def delete_user(self, name: str) -> None:
-        """Remove a user and, with them, every token they hold."""
+        """Remove a user and, with them (ON DELETE CASCADE), every token they hold."""
         with self._session(write=True) as s:
             row = self._user_row(s, name)
             if row.role == Role.ADMIN and self._admins(s) == 1:
                 raise ConflictError(f"{name!r} is the last admin; add another admin first")
-            for t in s.scalars(select(TokenRow).where(TokenRow.user_id == row.id)):
-                s.delete(t)
             s.delete(row)
 
     def _admins(self, s: Session) -> int:
