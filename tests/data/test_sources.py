@@ -42,6 +42,17 @@ def test_symlink_escaping_the_folder_is_skipped(digits_folder: Path, tmp_path: P
     assert "0/link.png" not in {r.id for r in ds.records}
 
 
+def test_linked_folders_leading_outside_are_skipped(digits_folder: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"x")
+    os.symlink(outside, digits_folder / "0" / "nested")  # a linked folder inside a class
+    os.symlink(outside, digits_folder / "linked_class")  # a linked class folder
+    ids = {r.id for r in load_source(digits_folder).records}
+    assert not any("secret" in i for i in ids)
+    assert any(i.startswith("0/") for i in ids)  # the real files are still there
+
+
 def _manifest(folder: Path, rows: list[dict[str, str]], name: str = "m.csv") -> Path:
     path = folder / name
     df = pd.DataFrame(rows)

@@ -71,10 +71,13 @@ def load_folder(folder: Path) -> ImageDataset:
         if not entry.is_dir():
             stray += 1
             continue
+        # rglob does not descend into linked folders, so only a linked class folder or a
+        # linked file can lead outside; resolving just those keeps big folders fast.
+        linked = entry.is_symlink()
         for file in sorted(entry.rglob("*")):
             if file.name.startswith(".") or not file.is_file():
                 continue
-            if not _inside(file, folder):
+            if (linked or file.is_symlink()) and not _inside(file, folder):
                 logger.warning("skipping %s: it links outside %s", file, folder)
                 continue
             rel = file.relative_to(folder).as_posix()
