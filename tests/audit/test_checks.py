@@ -38,6 +38,28 @@ def test_outlier_check_flags_a_sample_far_from_all_others() -> None:
     assert res.scores[7] == res.scores.min()
 
 
+def test_outlier_check_finds_a_foreign_cluster_but_leaves_mislabeled_samples_alone() -> None:
+    """A tight cluster of foreign samples with random labels is flagged, however close its
+    members are to each other; samples sitting among the class the model recognizes but
+    carrying another label are the label check's, not outliers."""
+    rng = np.random.default_rng(0)
+    n_in, n_out = 400, 20
+    y = rng.integers(0, 8, n_in + n_out)
+    centers = rng.normal(size=(9, 32)) * 3
+    emb = centers[y] + rng.normal(scale=0.5, size=(n_in + n_out, 32))
+    emb[n_in:] = centers[8] + rng.normal(scale=0.5, size=(n_out, 32))  # an unknown class
+    truth = y.copy()
+    mislabeled = np.arange(0, 40, 4)
+    y[mislabeled] = (truth[mislabeled] + 1) % 8
+    probs = one_hot_probs(truth, 8)  # the model recognizes the true classes...
+    probs[n_in:] = 1 / 8  # ...and is unsure about the unknown one
+    images, _ = digits_images(n_in + n_out)
+    res = OutlierCheck().run(context_for(list(images), y, probs, emb))
+    assert res.flags[n_in:].mean() >= 0.9
+    assert not res.flags[mislabeled].any()
+    assert res.flags[:n_in].sum() <= 4
+
+
 def test_duplicate_check_groups_exact_and_shifted_copies_and_keeps_one() -> None:
     images, y = digits_images(100)
     images = list(images)

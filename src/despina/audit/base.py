@@ -67,6 +67,11 @@ class AuditContext:
     #: row indices of its nearest *training* samples in the embedding space of the fold model
     #: that did not see it. Computed from ``embeddings`` when not given.
     oof_neighbors: tuple[np.ndarray, np.ndarray] | None = None
+    #: Out-of-fold cosine distances (m, k), ascending, from each valid row to its nearest
+    #: training samples with its own label. Computed from ``embeddings`` when not given.
+    oof_same_label: np.ndarray | None = None
+    #: The same to the nearest training samples of the label the fold model predicts.
+    oof_pred_label: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -103,6 +108,50 @@ class AuditContext:
     @cached_property
     def _embedding_knn(self) -> tuple[np.ndarray, np.ndarray]:
         return knn(self.unit_embeddings, 20)
+
+    def class_distances(self, predicted: bool) -> np.ndarray:
+        """Out-of-fold distances to the nearest samples of each row's given label (or, with
+        ``predicted``, of the label the model predicts for it); computed from
+        ``embeddings`` when cross-validation did not provide them."""
+        given = self.oof_pred_label if predicted else self.oof_same_label
+        if given is not None:
+            return given
+        if self.labels is None:
+            raise CheckError("labels are required")
+        query = self.labels
+        if predicted:
+            if self.pred_probs is None:
+                raise CheckError("pred_probs are required")
+            query = self.pred_probs.argmax(axis=1)
+        return _class_knn(self.unit_embeddings, self.labels, query, 10)
+
+
+def _class_knn(
+    unit: np.ndarray, labels: np.ndarray, query_labels: np.ndarray, k: int
+) -> np.ndarray:
+    """Cosine distances (ascending) from each row to the ``k`` nearest *other* rows whose
+    label is that row's ``query_labels`` entry; fewer rows repeat the farthest, none give
+    the largest distance, 2."""
+    out = np.full((len(unit), k), 2.0, np.float32)
+    for c in np.unique(query_labels):
+        rows, members = np.flatnonzero(query_labels == c), np.flatnonzero(labels == c)
+        kk = min(k, len(members))
+        if kk == 0:
+            continue
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        index = faiss.IndexFlatIP(unit.shape[1])
+        index.add(np.ascontiguousarray(unit[members]))
+        sims, idx = index.search(np.ascontiguousarray(unit[rows]), kk + 1)
+        # Drop each row itself where it is a member (exact duplicates can tie with it).
+        own = members[np.clip(idx, 0, len(members) - 1)] == rows[:, None]
+        for r, row in enumerate(rows):
+            d = np.clip(1.0 - sims[r][~own[r] & (idx[r] >= 0)][:kk], 0.0, 2.0)
+            if d.size:
+                out[row, : d.size] = d
+                out[row, d.size :] = d[-1]
+    return out
 
 
 def knn(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

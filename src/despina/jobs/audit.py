@@ -199,6 +199,8 @@ def audit(
                 ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
                 round_probs.append(cv.pred_probs)
                 ctx.oof_neighbors = (cv.neighbor_sims, cv.neighbor_idx)
+                ctx.oof_same_label = cv.same_label_dist
+                ctx.oof_pred_label = cv.pred_label_dist
                 if r + 1 < rounds:
                     flags = label_checks[0].run(ctx).flags[valid]
                     exclude = flags if flags.any() else None

@@ -23,6 +23,9 @@ class CrossValResult:
 
     ``neighbor_sims``/``neighbor_idx`` (N, k): each sample's most similar *training* samples
     (cosine, in the embedding space of the fold model that did not see the sample).
+    ``same_label_dist`` (N, k): cosine distances, ascending, from each sample to its nearest
+    training samples *with its own label*, in the same space, and ``pred_label_dist`` to
+    those with the label the fold model predicts for it (the outlier check's inputs).
     """
 
     pred_probs: np.ndarray
@@ -30,9 +33,15 @@ class CrossValResult:
     fold: np.ndarray
     neighbor_sims: np.ndarray
     neighbor_idx: np.ndarray
+    same_label_dist: np.ndarray
+    pred_label_dist: np.ndarray
 
 
 NEIGHBORS = 20
+#: Out-of-fold probabilities, embeddings, neighbours (similarities, indices) and distances
+#: to the given and to the predicted label's nearest training samples, for one fold.
+FoldOutput = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+SAME_LABEL_NEIGHBORS = 10
 
 
 def _unit(e: np.ndarray) -> np.ndarray:
@@ -54,6 +63,31 @@ def _oof_neighbors(
     return sims, train_idx[idx]
 
 
+def same_label_distances(
+    train_emb: np.ndarray, train_y: np.ndarray, test_emb: np.ndarray, test_y: np.ndarray, k: int
+) -> np.ndarray:
+    """Cosine distances (ascending) from each test row to its ``k`` nearest training rows
+    of the same label; a class with fewer than ``k`` training rows repeats its farthest,
+    and one with none gives the largest distance, 2."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    out = np.full((len(test_y), k), 2.0, np.float32)
+    train_u, test_u = _unit(train_emb), _unit(test_emb)
+    for c in np.unique(test_y):
+        rows, members = np.flatnonzero(test_y == c), np.flatnonzero(train_y == c)
+        if len(members) == 0:
+            continue
+        index = faiss.IndexFlatIP(train_u.shape[1])
+        index.add(train_u[members])
+        kk = min(k, len(members))
+        sims, _ = index.search(test_u[rows], kk)
+        dist = np.clip(1.0 - sims, 0.0, 2.0)
+        out[rows, :kk] = dist
+        out[rows, kk:] = dist[:, -1:]
+    return out
+
+
 def _run_fold(
     x: np.ndarray,
     y: np.ndarray,
@@ -65,7 +99,7 @@ def _run_fold(
     seed: int,
     threads: int | None,
     on_epoch: EpochCallback | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> FoldOutput:
     if threads is not None:
         torch.set_num_threads(threads)
     model = train_classifier(
@@ -74,7 +108,10 @@ def _run_fold(
     probs, emb = predict(model, x[test_idx])
     _, train_emb = predict(model, x[train_idx])
     sims, nidx = _oof_neighbors(train_emb, emb, train_idx)
-    return probs, emb, sims, nidx
+    k = SAME_LABEL_NEIGHBORS
+    same = same_label_distances(train_emb, y[train_idx], emb, y[test_idx], k)
+    pred = same_label_distances(train_emb, y[train_idx], emb, probs.argmax(axis=1), k)
+    return probs, emb, sims, nidx, same, pred
 
 
 def cross_validate(
@@ -112,9 +149,11 @@ def cross_validate(
     k_nb = min(NEIGHBORS, min(len(tr) for tr, _ in splits))
     nb_sims = np.zeros((len(y), k_nb), np.float32)
     nb_idx = np.zeros((len(y), k_nb), np.int64)
+    same = np.zeros((len(y), SAME_LABEL_NEIGHBORS), np.float32)
+    pred = np.zeros_like(same)
     embs: np.ndarray | None = None
 
-    def store(k: int, out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+    def store(k: int, out: FoldOutput) -> None:
         nonlocal embs
         test_idx = splits[k][1]
         probs[test_idx], fold_of[test_idx] = out[0], k
@@ -122,6 +161,7 @@ def cross_validate(
             embs = np.zeros((len(y), out[1].shape[1]), np.float32)
         embs[test_idx] = out[1]
         nb_sims[test_idx], nb_idx[test_idx] = out[2][:, :k_nb], out[3][:, :k_nb]
+        same[test_idx], pred[test_idx] = out[4], out[5]
         if on_fold is not None:
             on_fold(k)
 
@@ -145,4 +185,4 @@ def cross_validate(
                 store(k, fut.result())
     if embs is None:  # unreachable: folds >= 2 always runs a fold
         raise DataError("cross-validation produced no folds")
-    return CrossValResult(probs, embs, fold_of, nb_sims, nb_idx)
+    return CrossValResult(probs, embs, fold_of, nb_sims, nb_idx, same, pred)
