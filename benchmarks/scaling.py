@@ -293,6 +293,7 @@ def main() -> None:
         plane.create_cluster(ClusterSpec(name="ray2", backend="ray", address="auto", workers=2))
         clusters.append("ray2")
     sched = Scheduler(plane.store, settings)
+    plane.on_change(sched.wake)  # as `despina server start` wires its scheduler
     thread = threading.Thread(target=sched.run, daemon=True)
     thread.start()
     warm = tmp / "warm"

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,16 @@ class ControlPlane:
         self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only
         self.store = store or Store(self.settings.database_url)
         self._keyring: Keyring | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after this plane queues or cancels work (a scheduler in the
+        same process wakes at once instead of at its next poll)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     @property
     def keyring(self) -> Keyring:
@@ -226,6 +236,7 @@ class ControlPlane:
         check_source(group.source, self.settings.allowed_roots)
         parts = plan(group.source, group.partitions)
         tasks = self.store.start_group(name, parts, self.settings.logs_dir)
+        self._changed()
         if wait:
             self.run(groups=[name], until_done=True)
             return self.list_tasks(group=name)
@@ -319,16 +330,20 @@ class ControlPlane:
         return self.store.events(task_id)
 
     def cancel_task(self, task_id: int) -> Task:
-        return self.store.request_cancel(task_id)
+        task = self.store.request_cancel(task_id)
+        self._changed()
+        return task
 
     def retry_task(self, task_id: int) -> Task:
-        return self.store.transition(
+        task = self.store.transition(
             task_id,
             TaskState.PENDING,
             manual_retry=True,
             reason="retried by user",
             not_before=None,
         )
+        self._changed()
+        return task
 
     def task_logs(self, task_id: int, offset: int = 0) -> tuple[str, int]:
         """Log text from byte ``offset`` on, and the offset to continue from."""

@@ -54,6 +54,11 @@ class Scheduler:
         self._last_heartbeat = 0.0
         self._groups: dict[str, TaskGroup] = {}
         self.stop_event = threading.Event()
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """Start the next round now (new work was queued or a cancel requested)."""
+        self._wake.set()
 
     # ---- helpers --------------------------------------------------------------------
     def _group(self, name: str) -> TaskGroup:
@@ -183,7 +188,8 @@ class Scheduler:
         outcomes: list[Outcome] = []
         busy = [ex for ex in self.executors.values() if ex.active()]
         if not busy:
-            time.sleep(wait_s)
+            self._wake.wait(wait_s)
+            self._wake.clear()
             return 0
         # Executors with nothing running are skipped: waiting on them would delay
         # noticing the ones whose tasks end.

@@ -105,6 +105,7 @@ def create_app(
         threads = []
         if plane is not None and run_scheduler:
             scheduler = Scheduler(plane.store, plane.settings)
+            plane.on_change(scheduler.wake)
             stop = scheduler.stop_event
             threads.append(
                 threading.Thread(
