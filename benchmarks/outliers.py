@@ -1,11 +1,13 @@
 """Outlier benchmark: a whole class mixed in at 5% with random labels, audited in place.
 
-Each digits class is held out in turn; 5% of the audited set are images of it, given
+Each class of digits (or of Fashion-MNIST, ``--dataset fashion``: the first ``--limit``
+training images) is held out in turn; 5% of the audited set are images of it, given
 random labels of the other classes. Despina's outlier check and cleanlab Datalab's
 ``outlier`` issue manager score the same out-of-fold CNN embeddings in the same run:
 AUROC of the score, precision and recall of the flags.
 
-    pip install -e '.[bench]' && python benchmarks/outliers.py [--classes 0,1,...]
+    pip install -e '.[bench]' && python benchmarks/outliers.py [--dataset digits|fashion]
+        [--limit 3000] [--classes 0,1,...]
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from _common import prf, table, write_folder
 
 import despina
 from despina.core.config import AuditConfig
-from despina.data.sources import digits_arrays
+from despina.data.sources import digits_arrays, fashion_mnist_arrays
+
+FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
 
 
 def datalab_outliers(embeddings: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,8 +46,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--dataset", choices=["digits", "fashion"], default="digits")
+    ap.add_argument("--limit", type=int, default=3000, help="Fashion-MNIST training images")
     args = ap.parse_args()
-    images, y = digits_arrays()
+    if args.dataset == "digits":
+        images, y = digits_arrays()
+    else:
+        images, y = fashion_mnist_arrays(FASHION, "train")
+        images, y = images[: args.limit], y[: args.limit]
     rng = np.random.default_rng(0)
     rows, sums = [], np.zeros((2, 3))
     classes = [int(c) for c in args.classes.split(",")]
@@ -76,7 +86,8 @@ def main() -> None:
     n = len(classes)
     rows.append(["mean", "despina", *(sums[0] / n)])
     rows.append(["mean", "datalab", *(sums[1] / n)])
-    print("## Outliers (digits; one class mixed in at 5% with random labels)")
+    what = f"{args.dataset}, {len(y)} images"
+    print(f"## Outliers ({what}; one class mixed in at 5% with random labels)")
     print()
     print(table(["held-out class", "method", "AUROC", "precision", "recall"], rows))
     # The same checks on the untouched dataset: every flag there is a false alarm.
@@ -90,7 +101,7 @@ def main() -> None:
     d_flags = report.samples.set_index("id").loc[ids]["is_outlier"].to_numpy(bool)
     _, c_flags = datalab_outliers(emb, y)
     print()
-    print("## Flagged on the untouched digits (all false alarms)")
+    print(f"## Flagged on the untouched {args.dataset} (all false alarms)")
     print()
     print(table(["method", "flagged"], [["despina", d_flags.mean()], ["datalab", c_flags.mean()]]))
 

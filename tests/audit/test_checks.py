@@ -143,3 +143,16 @@ def test_aligned_ncc_finds_half_pixel_shifts_and_slight_zoom() -> None:
     assert aligned_ncc(gray, zoom).min() > 0.99
     others = np.roll(gray, 1, axis=0)  # pairs of different digits
     assert np.median(aligned_ncc(gray, others)) < 0.95
+
+
+def test_robust_z_with_a_tail_widens_the_scale_only_for_a_long_tail() -> None:
+    from despina.audit.base import robust_z
+
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=5000)
+    # On normal data the 90th percentile implies the same scale as the MAD: same z.
+    assert np.allclose(robust_z(normal, 0.01, tail=0.9), robust_z(normal, 0.01), rtol=0.1)
+    # A long upper tail (a tenth of the data spread far out) widens it: fewer extremes.
+    skewed = np.r_[rng.normal(size=4500), rng.exponential(5.0, size=500) + 1]
+    assert (robust_z(skewed, 0.01) > 3.5).mean() > 0.05
+    assert (robust_z(skewed, 0.01, tail=0.9) > 3.5).mean() < 0.05

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
+from statistics import NormalDist
 from typing import Any, ClassVar
 
 import numpy as np
@@ -198,14 +199,22 @@ class Check(ABC):
         """Inspect the context and return one uniform result."""
 
 
-def robust_z(values: np.ndarray, floor: float) -> np.ndarray:
-    """(x - median) / (1.4826 * MAD), with the scale floored so uniform data isn't oversensitive."""
+def robust_z(values: np.ndarray, floor: float, tail: float | None = None) -> np.ndarray:
+    """(x - median) / (1.4826 * MAD), with the scale floored so uniform data isn't oversensitive.
+
+    ``tail`` (a quantile such as 0.9): the scale is also at least what that quantile implies
+    for a normal distribution, so a long upper tail (classes that overlap) widens it, where
+    the MAD alone would call a tenth of such a dataset extreme.
+    """
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return np.zeros_like(values)
     med = float(np.median(finite))
-    mad = float(np.median(np.abs(finite - med))) * 1.4826
-    return (values - med) / max(mad, floor)
+    scale = max(float(np.median(np.abs(finite - med))) * 1.4826, floor)
+    if tail is not None:
+        spread = float(np.quantile(finite, tail)) - med
+        scale = max(scale, spread / NormalDist().inv_cdf(tail))
+    return (values - med) / scale
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

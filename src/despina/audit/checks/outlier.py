@@ -58,7 +58,10 @@ class OutlierCheck(Check):
                 pred = ctx.class_distances(predicted=True)
                 own = np.minimum(own, pred[:, min(self.predicted_k, pred.shape[1]) - 1])
             d = np.log(own + 1e-4) - any_label
-            z = robust_z(d, floor=0.05)
+            # Overlapping classes (shirts and T-shirts) give the ratio a long upper tail:
+            # its scale follows the 90th percentile too (untouched Fashion-MNIST: 15% of
+            # the images flagged with the MAD alone, 0.1% with it; digits unchanged).
+            z = robust_z(d, floor=0.05, tail=0.9)
             if ctx.pred_probs is not None and len(ctx.pred_probs) == len(z):
                 uncertainty = 1.0 - ctx.pred_probs.max(axis=1)
                 z = (z + robust_z(np.log(uncertainty + 1e-4), floor=0.1)) / np.sqrt(2.0)
