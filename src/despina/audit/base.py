@@ -132,16 +132,18 @@ def _class_knn(
 ) -> np.ndarray:
     """Cosine distances (ascending) from each row to the ``k`` nearest *other* rows whose
     label is that row's ``query_labels`` entry; fewer rows repeat the farthest, none give
-    the largest distance, 2."""
+    the largest distance, 2. The fallback for checks run without cross-validation, which
+    computes the same out of fold (``training.crossval.same_label_distances``; the audit
+    layer may not import training)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # fixed summation order: the same seed, the same result
     out = np.full((len(unit), k), 2.0, np.float32)
     for c in np.unique(query_labels):
         rows, members = np.flatnonzero(query_labels == c), np.flatnonzero(labels == c)
         kk = min(k, len(members))
         if kk == 0:
             continue
-        import faiss
-
-        faiss.omp_set_num_threads(1)
         index = faiss.IndexFlatIP(unit.shape[1])
         index.add(np.ascontiguousarray(unit[members]))
         sims, idx = index.search(np.ascontiguousarray(unit[rows]), kk + 1)
