@@ -46,6 +46,10 @@ def test_deploy_registers_and_the_running_server_picks_it_up(
             assert r.json()["objects"][0]["label"] == str(labels[0])
             listed = json.loads(run(0, "deployments", "ls", "--json")[0])
             assert [(d["name"], d["state"]) for d in listed] == [("digits", "running")]
+            # It is a task of the control plane, listed and logged like any other.
+            [task] = json.loads(run(0, "task", "ls", "--group", "digits", "--json")[0])
+            assert task["id"] == listed[0]["task_id"] and task["state"] == "RUNNING"
+            assert "serving" in run(0, "task", "logs", str(task["id"]))[0]
             # Through the server too, and removal stops the serving.
             monkeypatch.setenv("DESPINA_TOKEN", server.token)  # as a user sets it
             listed = json.loads(run(0, "deployments", "ls", "--json", "--server", server.url)[0])

@@ -247,3 +247,112 @@ def test_concurrent_writers_never_fork_the_activity_chain(store: Store) -> None:
         list(pool.map(lambda i: store.record_activity("w", "POST /x", str(i), "200"), range(60)))
     report = verify_chain(e.model_dump() for e in store.iter_activity())
     assert report.ok and report.entries == 60
+
+
+# ---- deployments: a task group (job "serve") with one task each ------------------------
+def test_a_deployment_is_a_serve_group_with_one_task(store: Store) -> None:
+    from despina.control.models import DeploymentSpec
+
+    dep = store.create_deployment(DeploymentSpec(name="d", model="/m"), Path("/tmp/logs"))
+    assert dep.state == "pending" and dep.task_id is not None and dep.attempt == 1
+    group = store.get_group("d")
+    assert (group.job, group.cluster, group.source) == ("serve", None, "/m")
+    assert [g.name for g in store.list_groups()] == ["d"]  # no cluster: still listed
+    [task] = store.list_tasks(group="d")
+    assert task.id == dep.task_id and task.log_path.endswith("d/deployment.log")
+    store.transition(task.id, TaskState.RUNNING)
+    assert store.get_deployment("d").state == "running"
+    store.transition(task.id, TaskState.FAILED, reason="model folder broke")
+    failed = store.get_deployment("d")
+    assert (failed.state, failed.reason) == ("failed", "model folder broke")
+    with pytest.raises(ConflictError, match="already exists"):
+        store.create_deployment(DeploymentSpec(name="d", model="/m"), Path("/tmp/logs"))
+    with pytest.raises(ConflictError, match="deployments rm d"):
+        store.delete_group("d")
+    _group(store, "g", started=False)
+    with pytest.raises(ConflictError, match="task group named 'g'"):
+        store.create_deployment(DeploymentSpec(name="g", model="/m"), Path("/tmp/logs"))
+    store.delete_deployment("d")
+    with pytest.raises(NotFoundError):
+        store.get_group("d")
+    with pytest.raises(NotFoundError):
+        store.get_task(task.id)
+    assert store.list_deployments() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_upgrading_a_store_keeps_tasks_and_gives_deployments_their_task(
+    backend: str, tmp_path: Path
+) -> None:
+    """A store at revision 0003 (deployments with their own state) upgrades in place:
+    tasks and events survive the table rebuilds, each deployment gets a PENDING task."""
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from despina.control.store.sql import _engine
+    from tests.control.fixtures import postgres_url
+
+    gen = postgres_url() if backend == "postgres" else None
+    url = next(gen) if gen is not None else f"sqlite:///{tmp_path / 'old.db'}"
+    engine = _engine(url)
+    cfg = Config()
+    cfg.set_main_option(
+        "script_location", str(resources.files("despina.control.store") / "migrations")
+    )
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO clusters (name, backend, workers, resources, created_at) VALUES "
+                "('c', 'local', 2, '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO task_groups (name, cluster_id, source, job, config, env, "
+                "partitions, resources, max_retries, output, created_at) VALUES ('d', "
+                "(SELECT id FROM clusters), 's', "
+                "'preprocess', '{}', '{}', 1, '{\"cpus\": 1.0}', 0, 'o', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tasks (group_id, partition, spec, state, attempt, done, "
+                "created_at, log_path, metrics, outputs, cancel_requested) VALUES "
+                "((SELECT id FROM task_groups), 0, '{}', "
+                "'SUCCEEDED', 1, 5, CURRENT_TIMESTAMP, 'l', '{}', '[]', false)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO task_events (task_id, at, attempt, from_state, to_state) VALUES "
+                "((SELECT id FROM tasks), CURRENT_TIMESTAMP, 1, 'RUNNING', 'SUCCEEDED')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO deployments (name, model, extractor, replicas, state, created_at) "
+                "VALUES ('d', '/m', 'contours', 1, 'running', CURRENT_TIMESTAMP)"
+            )
+        )
+    engine.dispose()
+    upgraded = Store(url)
+    try:
+        [old] = upgraded.list_tasks(group="d")
+        assert old.done == 5 and len(upgraded.events(old.id)) == 1
+        dep = upgraded.get_deployment("d")
+        assert (dep.state, dep.extractor) == ("pending", "contours")
+        group = upgraded.list_tasks(state="pending")[0].group
+        assert group.startswith("deploy-") and upgraded.get_group(group).job == "serve"
+        with upgraded.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == []
+    finally:
+        upgraded.close()
+        if gen is not None:
+            next(gen, None)

@@ -213,7 +213,8 @@ def deploy(
     where = f"cluster {d.cluster}" if d.cluster else "the server"
     console.print(
         f"deployment {d.name} ({d.extractor}) registered on {where}: "
-        f"POST /v1/deployments/{d.name}/predict"
+        f"POST /v1/deployments/{d.name}/predict; it runs as task {d.task_id} "
+        f"('despina task logs {d.task_id}'; 'despina task cancel {d.task_id}' stops it)"
     )
 
 
@@ -228,11 +229,17 @@ def deployments_ls(as_json: AsJson = False, server: Server = None) -> None:
     if as_json:
         _json(rows)
         return
-    table = Table("name", "model", "extractor", "replicas", "cluster", "state")
+    table = Table("name", "model", "extractor", "replicas", "cluster", "task", "state")
     for d in rows:
         state = d["state"] + (f" ({d['reason']})" if d.get("reason") else "")
         table.add_row(
-            d["name"], d["model"], d["extractor"], str(d["replicas"]), d["cluster"] or "-", state
+            d["name"],
+            d["model"],
+            d["extractor"],
+            str(d["replicas"]),
+            d["cluster"] or "-",
+            str(d.get("task_id") or "-"),
+            state,
         )
     console.print(table)
 
@@ -481,8 +488,9 @@ def group_status(name: str, as_json: AsJson = False, server: Server = None) -> N
         return
     counts = ", ".join(f"{k.lower()} {v}" for k, v in st.counts.items() if v)
     rate = f"{st.items_per_second:,.0f} items/s" if st.items_per_second else "-"
+    where = st.cluster or "the server"
     console.print(
-        f"[bold]{st.name}[/] on {st.cluster}: [bold]{st.state}[/] ({counts or 'no tasks'}); "
+        f"[bold]{st.name}[/] on {where}: [bold]{st.state}[/] ({counts or 'no tasks'}); "
         f"{st.done:,}/{st.total if st.total is not None else '?'} items, {rate}; "
         f"output {st.output}",
         highlight=False,
@@ -503,7 +511,7 @@ def group_ls(as_json: AsJson = False, server: Server = None) -> None:
         state = client.group_status(g.name).state
         table.add_row(
             g.name,
-            g.cluster,
+            g.cluster or "(server)",
             g.job or Path(g.script or "").name,
             g.source,
             str(g.partitions),

@@ -92,6 +92,10 @@ class GroupSpec(FrozenModel):
 
 
 class TaskGroup(GroupSpec):
+    # As stored: a deployment's group has job "serve" and, when the server hosts it in
+    # its own process, no cluster.
+    cluster: str | None  # type: ignore[assignment]
+    job: str | None = None  # type: ignore[assignment]
     id: int
     output: str
     created_at: datetime
@@ -131,7 +135,7 @@ class GroupStatus(FrozenModel):
     """``despina group status --json``: the group's state, task counts and output."""
 
     name: str
-    cluster: str
+    cluster: str | None
     state: str
     counts: dict[str, int]
     output: str
@@ -155,9 +159,15 @@ class DeploymentSpec(FrozenModel):
 
 
 class Deployment(DeploymentSpec):
+    """A registered deployment; its state is that of its task (``task_id``): pending until
+    a server loads it (or between servers), running, failed to load, or stopped by a user
+    (``despina task cancel``; ``despina task retry`` serves it again)."""
+
     id: int
-    state: Literal["pending", "running", "failed"]
+    state: Literal["pending", "running", "failed", "stopped"]
     reason: str | None = None
+    task_id: int | None = None
+    attempt: int = 1
     created_at: datetime
 
 

@@ -42,7 +42,7 @@ from despina.control.settings import ControlSettings
 from despina.control.states import TaskState, group_state
 from despina.control.store import Store
 from despina.control.store.common import utcnow
-from despina.core.errors import ConfigError, NotFoundError
+from despina.core.errors import ConfigError, ConflictError, NotFoundError
 from despina.jobs.model_folder import check_extractor, check_model_folder
 from despina.security.chain import verify_chain
 from despina.security.envelope import Keyring, read_artifact, rotate
@@ -172,7 +172,11 @@ class ControlPlane:
                     "replicas are for ray clusters; a local cluster serves in-process "
                     "(batching shares the CPUs between requests)"
                 )
-        return self.store.create_deployment(spec.model_copy(update={"model": str(folder)}))
+        record = self.store.create_deployment(
+            spec.model_copy(update={"model": str(folder)}), self.settings.logs_dir
+        )
+        self._changed()
+        return record
 
     def list_deployments(self) -> list[Deployment]:
         return self.store.list_deployments()
@@ -233,6 +237,11 @@ class ControlPlane:
         if self.settings.encrypt:
             _ = self.keyring  # the key must exist before a worker seals with it
         group = self.store.get_group(name)
+        if group.job == "serve":
+            raise ConflictError(
+                f"group {name!r} is a deployment: a server serves it while its task runs "
+                f"(see 'despina deployments ls'; 'despina task retry ID' serves a stopped one)"
+            )
         check_source(group.source, self.settings.allowed_roots)
         parts = plan(group.source, group.partitions)
         tasks = self.store.start_group(name, parts, self.settings.logs_dir)

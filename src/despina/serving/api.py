@@ -167,8 +167,9 @@ def create_app(
     @app.get("/ready")
     def ready() -> JSONResponse:
         """200 once every deployment this server hosts has loaded; 503 before or if one
-        failed (with the reasons), so a load balancer sends no traffic too early."""
-        waiting = [d for d in host.listing() if d["state"] != "running"]
+        failed (with the reasons), so a load balancer sends no traffic too early. A
+        deployment a user stopped (``despina task cancel``) is not waited for."""
+        waiting = [d for d in host.listing() if d["state"] not in ("running", "stopped")]
         body = {"ready": not waiting, "deployments": len(host.snapshot()), "waiting": waiting}
         return JSONResponse(body, status_code=200 if not waiting else 503)
 

@@ -1,22 +1,42 @@
-"""The deployments a server hosts, kept in step with the store's registrations.
+"""The deployments a server hosts: long-running tasks of the control plane.
 
-A deployment registered while the server runs (``despina deploy`` on the embedded store)
-is loaded by the next :meth:`DeploymentHost.sync`; one removed is closed. A folder that
-fails to load is recorded as ``failed`` with the reason, and the server goes on.
+Each registered deployment has a task group (job ``serve``) with one task; the server
+that hosts it claims that task (PENDING → RUNNING, with an expected-state check, so two
+servers on one store never both serve it), heartbeats it while it serves, and writes
+what happens to the task's log. ``despina task cancel`` stops the serving (CANCELLED),
+``despina task retry`` serves it again, a folder that fails to load ends FAILED with the
+reason, and a server that stops hands its deployments back (RETRYING) for the next
+server start. A server that died leaves a RUNNING task whose heartbeat stops; the next
+server takes it over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from despina.control.models import Deployment as DeploymentRecord
+from despina.control.models import Task
 from despina.control.plane import ControlPlane
-from despina.core.errors import NotFoundError
+from despina.control.states import TaskState
+from despina.control.store.common import utcnow
+from despina.core.errors import NotFoundError, StateError
 from despina.serving.deployment import Deployment, ServingSettings
 
 logger = logging.getLogger(__name__)
+
+
+def _log(task: Task, line: str) -> None:
+    """Append one timestamped line to the task's log (``despina task logs ID``)."""
+    path = Path(task.log_path)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}\n")
 
 
 class DeploymentHost:
@@ -30,6 +50,9 @@ class DeploymentHost:
         self.observer = observer
         self.loaded: dict[str, Any] = {}  # Deployment, or RayServed on a Ray cluster
         self.failed: dict[str, str] = {}
+        # deployment name → (task id, attempt) this server holds: a task RUNNING under
+        # another attempt was taken over by another server.
+        self._tasks: dict[str, tuple[int, int]] = {}
         self._fixed: set[str] = set()
         self._lock = threading.Lock()
 
@@ -49,22 +72,59 @@ class DeploymentHost:
         return dep
 
     def sync(self) -> None:
-        """Load what the store has registered and close what it no longer has."""
+        """Keep in step with the store: heartbeat what this server serves, stop what was
+        removed or cancelled, and claim and load what waits for a server."""
         if self.plane is None:
             return
+        store = self.plane.store
+        store.heartbeat([task_id for task_id, _ in self._tasks.values()])
         records = {d.name: d for d in self.plane.list_deployments()}
-        for name in list(self.loaded):
-            if name not in records and name not in self._fixed:
-                with self._lock:
-                    dep = self.loaded.pop(name)
-                dep.close()
+        for name, (task_id, attempt) in list(self._tasks.items()):
+            rec = records.get(name)
+            if rec is None or rec.task_id != task_id:
+                self._unload(name)  # removed
+                continue
+            task = store.get_task(task_id)
+            if task.cancel_requested and task.state is TaskState.RUNNING:
+                self._unload(name)
+                with contextlib.suppress(StateError):
+                    store.transition(task_id, TaskState.CANCELLED, reason="stopped by user")
+                _log(task, "stopped by user")
+            elif task.state is not TaskState.RUNNING or task.attempt != attempt:
+                self._unload(name)  # moved on, or taken over by another server
         for name in [n for n in self.failed if n not in records]:
             self.failed.pop(name)
         for name, rec in records.items():
-            if name not in self.loaded and name not in self.failed:
-                self._load(rec)
+            if name not in self.loaded and rec.task_id is not None:
+                claimed = self._claim(rec.task_id)
+                if claimed is not None:
+                    self._load(rec, claimed)
 
-    def _load(self, rec: DeploymentRecord) -> None:
+    def _claim(self, task_id: int) -> Task | None:
+        """The deployment's task, now RUNNING here, if it waits for a server; else None."""
+        assert self.plane is not None
+        store = self.plane.store
+        task = store.get_task(task_id)
+        try:
+            if task.state is TaskState.RUNNING and task.heartbeat_at is not None:
+                age = (utcnow() - task.heartbeat_at).total_seconds()
+                if age < self.plane.settings.stale_after_s:
+                    return None  # another server serves it
+                task = store.transition(
+                    task_id,
+                    TaskState.RETRYING,
+                    reason="heartbeat lost: the server hosting it stopped",
+                    expect=TaskState.RUNNING,
+                )
+            if task.state is TaskState.RETRYING:
+                task = store.transition(task_id, TaskState.PENDING, expect=TaskState.RETRYING)
+            if task.state is not TaskState.PENDING or task.cancel_requested:
+                return None
+            return store.transition(task_id, TaskState.RUNNING, expect=TaskState.PENDING)
+        except StateError:
+            return None  # another server got there first
+
+    def _load(self, rec: DeploymentRecord, task: Task) -> None:
         assert self.plane is not None
         try:
             cluster = None if rec.cluster is None else self.plane.get_cluster(rec.cluster)
@@ -77,11 +137,23 @@ class DeploymentHost:
         except Exception as exc:  # a folder that broke since deploy time, or Ray failing
             logger.warning("deployment %s failed to load: %s", rec.name, exc)
             self.failed[rec.name] = str(exc)
-            self.plane.store.set_deployment_state(rec.name, "failed", str(exc))
+            with contextlib.suppress(StateError):
+                self.plane.store.transition(task.id, TaskState.FAILED, reason=str(exc))
+            _log(task, f"failed to load {rec.model}: {exc}")
             return
         with self._lock:
             self.loaded[rec.name] = dep
-        self.plane.store.set_deployment_state(rec.name, "running")
+            self._tasks[rec.name] = (task.id, task.attempt)
+        self.failed.pop(rec.name, None)
+        where = f"cluster {rec.cluster}" if rec.cluster else "the server's process"
+        _log(task, f"serving {rec.model} ({rec.extractor}) on {where}, attempt {task.attempt}")
+
+    def _unload(self, name: str) -> None:
+        with self._lock:
+            dep = self.loaded.pop(name, None)
+            self._tasks.pop(name, None)
+        if dep is not None:
+            dep.close()
 
     def get(self, name: str) -> Any:
         dep = self.loaded.get(name)
@@ -111,17 +183,31 @@ class DeploymentHost:
                     "cluster": rec.cluster,
                     "state": rec.state,
                     "reason": rec.reason,
+                    "task_id": rec.task_id,
                 }
         for name, dep in self.snapshot().items():
             out[name] = {
-                **out.get(name, {"replicas": 1, "cluster": None, "reason": None}),
+                **out.get(name, {"replicas": 1, "cluster": None, "reason": None, "task_id": None}),
                 **dep.describe(),
                 "state": "running",
             }
         return sorted(out.values(), key=lambda d: d["name"])
 
     def close(self) -> None:
+        """Stop serving; hand this server's deployments back for the next server start."""
         with self._lock:
             deps, self.loaded = list(self.loaded.values()), {}
+            tasks, self._tasks = dict(self._tasks), {}
         for dep in deps:
             dep.close()
+        if self.plane is None:
+            return
+        for task_id, _ in tasks.values():
+            with contextlib.suppress(StateError, NotFoundError):
+                task = self.plane.store.transition(
+                    task_id,
+                    TaskState.RETRYING,
+                    reason="the server hosting it stopped; the next server start serves it",
+                    expect=TaskState.RUNNING,
+                )
+                _log(task, "server stopped")

@@ -91,9 +91,20 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option(
         "script_location", str(resources.files("despina.control.store") / "migrations")
     )
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # Outside any transaction (where SQLite ignores it): with foreign keys on, the
+            # table rebuilds of a batch migration would cascade-delete the rows that
+            # reference the rebuilt table.
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
 
 class Store(AccessStore):
@@ -167,18 +178,62 @@ class Store(AccessStore):
             s.delete(row)
 
     # ---- deployments ----------------------------------------------------------------
-    def create_deployment(self, spec: DeploymentSpec) -> Deployment:
+    def create_deployment(self, spec: DeploymentSpec, logs: Path) -> Deployment:
+        """Record the deployment with its task group (job ``serve``) and one PENDING task,
+        which the server that hosts it claims (:class:`despina.serving.host.DeploymentHost`)."""
         with self._session(write=True) as s:
             cluster_id = None if spec.cluster is None else self._cluster_row(s, spec.cluster).id
+            if s.scalar(select(DeploymentRow.id).where(DeploymentRow.name == spec.name)):
+                raise ConflictError(
+                    f"a deployment named {spec.name!r} already exists; pick another "
+                    f"name or remove it with 'despina deployments rm {spec.name}'"
+                )
+            now = utcnow()
+            group = GroupRow(
+                name=spec.name,
+                cluster_id=cluster_id,
+                source=spec.model,
+                job="serve",
+                script=None,
+                config={"extractor": spec.extractor, "replicas": spec.replicas},
+                env={},
+                partitions=1,
+                resources=Resources().model_dump(),
+                max_retries=0,
+                timeout_s=None,
+                output="",
+                created_at=now,
+                started_at=now,
+            )
+            _insert(
+                s,
+                group,
+                f"a task group named {spec.name!r} already exists, and a deployment's tasks "
+                "live in a group of its name; pick another name",
+            )
+            task = TaskRow(
+                group_id=group.id,
+                partition=0,
+                spec={},
+                state=TaskState.PENDING.value,
+                attempt=1,
+                done=0,
+                total=None,
+                created_at=now,
+                log_path=str(logs / spec.name / "deployment.log"),
+                metrics={},
+                outputs=[],
+                cancel_requested=False,
+            )
+            s.add(task)
             row = DeploymentRow(
                 name=spec.name,
                 model=spec.model,
                 extractor=spec.extractor,
                 replicas=spec.replicas,
                 cluster_id=cluster_id,
-                state="pending",
-                reason=None,
-                created_at=utcnow(),
+                group_id=group.id,
+                created_at=now,
             )
             _insert(
                 s,
@@ -186,7 +241,7 @@ class Store(AccessStore):
                 f"a deployment named {spec.name!r} already exists; pick another "
                 f"name or remove it with 'despina deployments rm {spec.name}'",
             )
-            return _deployment(row, spec.cluster)
+            return _deployment(row, spec.cluster, task)
 
     def get_deployment(self, name: str) -> Deployment:
         found = self._deployments_where(DeploymentRow.name == name)
@@ -198,24 +253,26 @@ class Store(AccessStore):
         return self._deployments_where(true())
 
     def _deployments_where(self, condition: Any) -> list[Deployment]:
-        """Deployments (with their cluster's name, in one query) matching ``condition``."""
+        """Deployments (with their cluster's name and their task, in one query)."""
         with self._session() as s:
             q = (
-                select(DeploymentRow, ClusterRow.name)
+                select(DeploymentRow, ClusterRow.name, TaskRow)
                 .outerjoin(ClusterRow, DeploymentRow.cluster_id == ClusterRow.id)
+                .outerjoin(TaskRow, TaskRow.group_id == DeploymentRow.group_id)
                 .where(condition)
                 .order_by(DeploymentRow.id)
             )
-            return [_deployment(d, c) for d, c in s.execute(q)]
-
-    def set_deployment_state(self, name: str, state: str, reason: str | None = None) -> None:
-        with self._session(write=True) as s:
-            row = self._deployment_row(s, name)
-            row.state, row.reason = state, reason
+            return [_deployment(d, c, t) for d, c, t in s.execute(q)]
 
     def delete_deployment(self, name: str) -> None:
+        """Remove the deployment and its group; a server hosting it stops within seconds."""
         with self._session(write=True) as s:
-            s.delete(self._deployment_row(s, name))
+            row = self._deployment_row(s, name)
+            group = None if row.group_id is None else s.get(GroupRow, row.group_id)
+            s.delete(row)
+            s.flush()
+            if group is not None:
+                s.delete(group)  # its task and events go with it (ON DELETE CASCADE)
 
     def _deployment_row(self, s: Session, name: str) -> DeploymentRow:
         row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))
@@ -266,7 +323,7 @@ class Store(AccessStore):
 
     def list_groups(self, cluster: str | None = None) -> list[TaskGroup]:
         with self._session() as s:
-            q = select(GroupRow, ClusterRow.name).join(ClusterRow).order_by(GroupRow.id)
+            q = select(GroupRow, ClusterRow.name).outerjoin(ClusterRow).order_by(GroupRow.id)
             if cluster is not None:
                 q = q.where(ClusterRow.name == cluster)
             return [_group(g, c) for g, c in s.execute(q)]
@@ -274,6 +331,11 @@ class Store(AccessStore):
     def delete_group(self, name: str) -> None:
         with self._session(write=True) as s:
             row = self._group_row(s, name)
+            if row.job == "serve":
+                raise ConflictError(
+                    f"group {name!r} is deployment {name!r}; remove it with "
+                    f"'despina deployments rm {name}'"
+                )
             active = s.scalar(
                 select(func.count())
                 .select_from(TaskRow)
@@ -328,7 +390,9 @@ class Store(AccessStore):
     def _group_name(self, s: Session, group_id: int) -> str:
         return s.scalars(select(GroupRow.name).where(GroupRow.id == group_id)).one()
 
-    def _cluster_name(self, s: Session, cluster_id: int) -> str:
+    def _cluster_name(self, s: Session, cluster_id: int | None) -> str | None:
+        if cluster_id is None:
+            return None  # a deployment the server hosts in its own process
         return s.scalars(select(ClusterRow.name).where(ClusterRow.id == cluster_id)).one()
 
     # ---- tasks ----------------------------------------------------------------------
@@ -550,7 +614,19 @@ def _no_deployment(name: str) -> NotFoundError:
     return NotFoundError(f"no deployment named {name!r}; see 'despina deployments ls'")
 
 
-def _deployment(row: DeploymentRow, cluster: str | None) -> Deployment:
+_DEPLOYMENT_STATES = {
+    TaskState.PENDING.value: "pending",
+    TaskState.RETRYING.value: "pending",
+    TaskState.RUNNING.value: "running",
+    TaskState.FAILED.value: "failed",
+    TaskState.CANCELLED.value: "stopped",
+    TaskState.SUCCEEDED.value: "stopped",
+}
+
+
+def _deployment(row: DeploymentRow, cluster: str | None, task: TaskRow | None) -> Deployment:
+    """A deployment's state is its task's: pending (or between servers), running,
+    failed (to load), stopped (cancelled by a user)."""
     return Deployment(
         id=row.id,
         name=row.name,
@@ -558,8 +634,10 @@ def _deployment(row: DeploymentRow, cluster: str | None) -> Deployment:
         extractor=row.extractor,
         replicas=row.replicas,
         cluster=cluster,
-        state=row.state,
-        reason=row.reason,
+        state=_DEPLOYMENT_STATES[task.state] if task is not None else "failed",
+        reason=None if task is None else task.exit_reason,
+        task_id=None if task is None else task.id,
+        attempt=1 if task is None else task.attempt,
         created_at=_aware(row.created_at),
     )
 
@@ -576,7 +654,7 @@ def _cluster(row: ClusterRow) -> Cluster:
     )
 
 
-def _group(row: GroupRow, cluster: str) -> TaskGroup:
+def _group(row: GroupRow, cluster: str | None) -> TaskGroup:
     return TaskGroup(
         id=row.id,
         name=row.name,

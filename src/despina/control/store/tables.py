@@ -30,7 +30,8 @@ class GroupRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
-    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id"))
+    # None only for a deployment's group that the server hosts in its own process.
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"))
     source: Mapped[str] = mapped_column(Text)
     job: Mapped[str | None] = mapped_column(String(32))
     script: Mapped[str | None] = mapped_column(Text)
@@ -88,7 +89,7 @@ class EventRow(Base):
 
 
 class DeploymentRow(Base):
-    """A registered deployment; the server that hosts it records its state."""
+    """A registered deployment. Its state is its group's one task (job ``serve``)."""
 
     __tablename__ = "deployments"
 
@@ -98,8 +99,9 @@ class DeploymentRow(Base):
     extractor: Mapped[str] = mapped_column(String(128))
     replicas: Mapped[int] = mapped_column(Integer)
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"))
-    state: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str | None] = mapped_column(Text)
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("task_groups.id", name="fk_deployments_group", ondelete="CASCADE")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
