@@ -418,6 +418,9 @@ def main() -> None:
                             round(r["rps"], 1),
                             round(r["p50"], 1),
                             round(r["p99"], 1),
+                            round(r["p50"] / (t_big * 1000), 2),
+                            round(r["rps"] * t_big / 2, 2),
+                            round(r["p99"] / r["p50"], 2),
                             r["errors"],
                         ]
                     )
@@ -427,7 +430,17 @@ def main() -> None:
         print()
         print(
             table(
-                ["ResNet-18-sized endpoint", "concurrency", "req/s", "p50 ms", "p99 ms", "non-2xx"],
+                [
+                    "ResNet-18-sized endpoint",
+                    "concurrency",
+                    "req/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "p50 / bare",
+                    "req/s / two-core bare",
+                    "p99 / p50",
+                    "non-2xx",
+                ],
                 rows,
             )
         )
