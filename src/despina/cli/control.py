@@ -492,7 +492,7 @@ def group_status(name: str, as_json: AsJson = False, server: Server = None) -> N
     console.print(
         f"[bold]{st.name}[/] on {where}: [bold]{st.state}[/] ({counts or 'no tasks'}); "
         f"{st.done:,}/{st.total if st.total is not None else '?'} items, {rate}; "
-        f"output {st.output}",
+        f"output {st.output or '-'}",
         highlight=False,
     )
 
