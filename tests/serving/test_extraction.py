@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -84,6 +85,23 @@ def test_learned_detector_trains_from_pasted_images_and_finds_new_ones(tmp_path:
         canvas = synthesize(held_out, [data.rocket()], rng, 192, (1, 3), tuple(info["scale"]))
         recalls.append(_recall(detector.propose(canvas.image), canvas.boxes))
     assert np.mean(recalls) >= 0.7, recalls
+    # The size bias measured on validation canvases is small, and serving applies it
+    # around each box's centre.
+    cw, ch = info["size_correction"]
+    assert 0.8 < cw < 1.25 and 0.8 < ch < 1.25
+    cfg_path = tmp_path / "model" / "detector" / "detector.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["size_correction"] = [1.0, 1.0]
+    cfg_path.write_text(json.dumps(cfg))
+    plain = make_extractor("learned", tmp_path / "model").propose(canvas.image)
+    cfg["size_correction"] = [0.5, 2.0]
+    cfg_path.write_text(json.dumps(cfg))
+    scaled = make_extractor("learned", tmp_path / "model").propose(canvas.image)
+    assert plain and len(scaled) == len(plain)
+    for a, b in zip(plain, scaled, strict=True):
+        assert abs(b.w - a.w * 0.5) <= 1 and abs(b.h - a.h * 2.0) <= 1
+        assert abs((b.x + b.w / 2) - (a.x + a.w / 2)) <= 1
+        assert abs((b.y + b.h / 2) - (a.y + a.h / 2)) <= 1
 
 
 def test_boxes_over_the_edge_are_cut_to_the_image() -> None:

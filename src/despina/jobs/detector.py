@@ -15,6 +15,7 @@ from despina.core.artifacts import DETECTOR_DIR, FORMAT_VERSION
 from despina.core.errors import DataError, NotFoundError
 from despina.data.decode import decode_bytes, decode_image
 
+THRESHOLD = 0.3  # heatmap peak that counts as an object
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -53,7 +54,7 @@ def train_detector_job(
     from despina.data.sources import load_source
     from despina.models.detector import STRIDE
     from despina.models.export import export_onnx
-    from despina.training.detector import train_detector
+    from despina.training.detector import size_correction, train_detector
 
     records = load_source(dataset).records
     rng = np.random.default_rng(seed)
@@ -79,6 +80,9 @@ def train_detector_job(
         seed=seed,
         on_step=on_step,
     )
+    correction = size_correction(
+        model, objects, photos, size=canvas, scale=scale, threshold=THRESHOLD, seed=seed
+    )
     folder = Path(out).expanduser() / DETECTOR_DIR
     folder.mkdir(parents=True, exist_ok=True)
     rng_check = np.random.default_rng(seed)
@@ -96,7 +100,8 @@ def train_detector_job(
         "architecture": "CenterDetector",
         "stride": STRIDE,
         "pad": 32,
-        "threshold": 0.3,
+        "threshold": THRESHOLD,
+        "size_correction": list(correction),
         "max_side": 1024,
         "canvas": canvas,
         "scale": list(scale),

@@ -163,6 +163,9 @@ class Learned:
         except Exception as exc:
             raise ModelError(f"cannot load the detector in {folder}: {exc}") from exc
         self.threshold = float(threshold or self.config.get("threshold", 0.3))
+        # Calibrated at training time (undoes the detector's median size bias); detectors
+        # written before there was one leave sizes as they are.
+        self.size_correction = tuple(self.config.get("size_correction", (1.0, 1.0)))
         self._decode = decode_heatmap
 
     def propose(self, image: np.ndarray) -> list[Box]:
@@ -173,10 +176,16 @@ class Learned:
         found = self._decode(
             heat[0, 0], size[0], offset[0], int(self.config["stride"]), self.threshold
         )
-        boxes = [
-            Box(round(x0 / scale), round(y0 / scale), round(w / scale), round(h / scale), s)
-            for x0, y0, w, h, s in found
-        ]
+        cw, ch = self.size_correction
+        boxes = []
+        for x0, y0, w, h, s in found:
+            cx, cy, w, h = (
+                (x0 + w / 2) / scale,
+                (y0 + h / 2) / scale,
+                w * cw / scale,
+                h * ch / scale,
+            )
+            boxes.append(Box(round(cx - w / 2), round(cy - h / 2), round(w), round(h), s))
         return nms([b for b in boxes if b.w > 1 and b.h > 1], 0.5)
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from despina.core.errors import DataError
-from despina.models.detector import STRIDE, CenterDetector, normalize_canvas
+from despina.models.detector import STRIDE, CenterDetector, decode_heatmap, normalize_canvas
 
 
 @dataclass(frozen=True)
@@ -145,3 +145,50 @@ def train_detector(
             on_step(step, float(loss.item()))
     model.eval()
     return model
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / max(1e-9, a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@torch.no_grad()
+def size_correction(
+    model: CenterDetector,
+    objects: Sequence[np.ndarray],
+    backgrounds: Sequence[np.ndarray],
+    *,
+    canvases: int = 200,
+    size: int = 160,
+    scale: tuple[float, float] = (1.0, 2.5),
+    threshold: float = 0.3,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Factors that undo the detector's median bias in box width and height, measured on
+    fresh validation canvases (another seed than training's).
+
+    Measured here: a Fashion-MNIST detector's boxes came out 2.6-2.9% too large on
+    such canvases and on the benchmark's held-out ones alike, and the classifier, trained
+    on tightly framed images, labels crops of true-size boxes better (benchmarks/extraction.py).
+    """
+    rng = np.random.default_rng(seed + 7919)
+    ratios: list[tuple[float, float]] = []
+    model.eval()
+    for _ in range(canvases):
+        c = synthesize(objects, backgrounds, rng, size, scale=scale)
+        heat, wh, off = model(torch.from_numpy(normalize_canvas(c.image))[None])
+        found = decode_heatmap(heat[0, 0].numpy(), wh[0].numpy(), off[0].numpy(), STRIDE, threshold)
+        used: set[int] = set()
+        for box in found:  # most confident first
+            scores = [(_iou(box, t), j) for j, t in enumerate(c.boxes) if j not in used]
+            best = max(scores, default=(0.0, -1))
+            if best[0] >= 0.5:
+                used.add(best[1])
+                t = c.boxes[best[1]]
+                ratios.append((box[2] / float(t[2]), box[3] / float(t[3])))
+    if len(ratios) < 20:  # too few matches to measure a bias: change nothing
+        return 1.0, 1.0
+    med = np.median(np.array(ratios), axis=0)
+    return float(1.0 / med[0]), float(1.0 / med[1])
