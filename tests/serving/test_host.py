@@ -123,3 +123,45 @@ def test_a_folder_that_broke_fails_its_task_with_the_reason(
         assert host.failed == {} and plane.list_groups() == []
     finally:
         host.close()
+
+
+def test_through_the_api_cancel_stops_serving_and_retry_resumes(
+    plane: ControlPlane, home_model: Path
+) -> None:
+    from despina.data.sources import digits_arrays
+    from tests.control.fixtures import ThreadServer, wait_for
+    from tests.serving.fixtures import png
+
+    images, labels = digits_arrays()
+    upload = {"file": ("a.png", png(images[0]))}
+    server = ThreadServer(plane)
+    try:
+        with server.http() as client:
+            r = client.post("/v1/deployments", json={"name": "digits", "model": str(home_model)})
+            assert r.status_code == 201, r.text
+            task_id = r.json()["task_id"]
+            r = client.post("/v1/deployments/digits/predict", files=upload)
+            assert r.status_code == 200 and r.json()["objects"][0]["label"] == str(labels[0])
+
+            assert client.post(f"/v1/tasks/{task_id}/cancel").status_code == 200
+            wait_for(
+                lambda: (
+                    client.post("/v1/deployments/digits/predict", files=upload).status_code == 404
+                ),
+                20,
+            )
+            assert plane.get_deployment("digits").state == "stopped"
+            assert client.get("/ready").status_code == 200  # a stopped one is not awaited
+
+            assert client.post(f"/v1/tasks/{task_id}/retry").status_code == 200
+            wait_for(
+                lambda: (
+                    client.post("/v1/deployments/digits/predict", files=upload).status_code == 200
+                ),
+                20,
+            )
+            assert client.get(f"/v1/tasks/{task_id}").json()["task"]["attempt"] == 2
+    finally:
+        server.stop()
+    # The server stopped: the deployment waits for the next one.
+    assert plane.get_deployment("digits").state == "pending"

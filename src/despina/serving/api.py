@@ -61,9 +61,17 @@ def _scheduler_loop(scheduler: Scheduler) -> None:
         scheduler.close()
 
 
-def _sync_loop(host: DeploymentHost, stop: threading.Event, every_s: float = 2.0) -> None:
-    """Load deployments registered while the server runs (and drop removed ones)."""
-    while not stop.wait(every_s):
+def _sync_loop(
+    host: DeploymentHost, stop: threading.Event, wake: threading.Event, every_s: float = 2.0
+) -> None:
+    """Keep the hosted deployments in step with the store: every ``every_s`` (heartbeats,
+    and what other processes changed), and at once when this server's plane changed
+    something (a deployment's task cancelled or retried through the API)."""
+    while not stop.is_set():
+        wake.wait(every_s)
+        wake.clear()
+        if stop.is_set():
+            return
         try:
             host.sync()
         except Exception:
@@ -112,17 +120,23 @@ def create_app(
                     target=_scheduler_loop, args=(scheduler,), name="despina-scheduler", daemon=True
                 )
             )
+        wake = threading.Event()
         if plane is not None:
             await asyncio.to_thread(host.sync)
+            plane.on_change(wake.set)
             threads.append(
                 threading.Thread(
-                    target=_sync_loop, args=(host, stop), name="despina-deployments", daemon=True
+                    target=_sync_loop,
+                    args=(host, stop, wake),
+                    name="despina-deployments",
+                    daemon=True,
                 )
             )
         for t in threads:
             t.start()
         yield
         stop.set()
+        wake.set()
         for t in threads:
             t.join(30)
         host.close()

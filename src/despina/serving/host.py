@@ -55,6 +55,9 @@ class DeploymentHost:
         self._tasks: dict[str, tuple[int, int]] = {}
         self._fixed: set[str] = set()
         self._lock = threading.Lock()
+        # One sync at a time (the server's loop, a route, a lookup): a second waits for a
+        # deployment the first is loading instead of seeing it claimed and not yet there.
+        self._sync_lock = threading.Lock()
 
     def set_observer(self, observer: Any) -> None:
         """Report to ``observer`` (ServingMetrics) from now on, loaded deployments too."""
@@ -76,6 +79,11 @@ class DeploymentHost:
         removed or cancelled, and claim and load what waits for a server."""
         if self.plane is None:
             return
+        with self._sync_lock:
+            self._sync()
+
+    def _sync(self) -> None:
+        assert self.plane is not None
         store = self.plane.store
         store.heartbeat([task_id for task_id, _ in self._tasks.values()])
         records = {d.name: d for d in self.plane.list_deployments()}
