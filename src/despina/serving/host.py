@@ -152,6 +152,7 @@ class DeploymentHost:
         with self._lock:
             self.loaded[rec.name] = dep
             self._tasks[rec.name] = (task.id, task.attempt)
+        self.plane.store.heartbeat([task.id])  # loading (Ray Serve) can take a while
         self.failed.pop(rec.name, None)
         where = f"cluster {rec.cluster}" if rec.cluster else "the server's process"
         _log(task, f"serving {rec.model} ({rec.extractor}) on {where}, attempt {task.attempt}")
