@@ -165,3 +165,28 @@ def test_through_the_api_cancel_stops_serving_and_retry_resumes(
         server.stop()
     # The server stopped: the deployment waits for the next one.
     assert plane.get_deployment("digits").state == "pending"
+
+
+def test_a_deployment_not_loaded_yet_is_503_and_an_unknown_one_404(
+    plane: ControlPlane, home_model: Path
+) -> None:
+    """Lookups run on the event loop and never load a model themselves."""
+    from despina.core.errors import NotFoundError, OverloadedError
+
+    dep = plane.create_deployment(DeploymentSpec(name="digits", model=str(home_model)))
+    host = _host(plane)
+    try:
+        with pytest.raises(OverloadedError, match="not loaded yet") as err:
+            host.get("digits")
+        assert err.value.retry_after > 0 and host.wake.is_set()  # the sync loop runs now
+        assert host.loaded == {}
+        with pytest.raises(NotFoundError, match="no deployment named 'nope'"):
+            host.get("nope")
+        host.sync()
+        assert host.get("digits").name == "digits"
+        plane.cancel_task(dep.task_id or 0)
+        host.sync()
+        with pytest.raises(NotFoundError, match=r"stopped.*task retry"):
+            host.get("digits")
+    finally:
+        host.close()

@@ -13,7 +13,7 @@ built-in exception a Python user would expect, so ``except ValueError`` keeps wo
     ├── InputError(DespinaError, ValueError)       an upload that is not a usable image
     │   ├── TooLargeError(InputError)              an upload over the size limit (413)
     │   └── MediaTypeError(InputError)             an upload of the wrong content type (415)
-    ├── OverloadedError(DespinaError, RuntimeError) the endpoint's queue is full (503)
+    ├── OverloadedError(DespinaError, RuntimeError) queue full or still loading (503)
     ├── AuthError(DespinaError, PermissionError)    no token, or a bad, expired or revoked one (401)
     │   ├── ForbiddenError(AuthError)              a valid token without the right (403)
     │   └── RateLimitedError(AuthError)            too many failed attempts from one client (429)
@@ -99,7 +99,8 @@ class MediaTypeError(InputError):
 
 
 class OverloadedError(DespinaError, RuntimeError):
-    """The endpoint's queue is full; the client should retry after ``retry_after`` seconds."""
+    """The endpoint cannot take the request now (its queue is full, or its deployment is
+    still loading); the client should retry after ``retry_after`` seconds."""
 
     exit_code = 9
     http_status = 503

@@ -120,9 +120,12 @@ def create_app(
                     target=_scheduler_loop, args=(scheduler,), name="despina-scheduler", daemon=True
                 )
             )
-        wake = threading.Event()
+        wake = host.wake
         if plane is not None:
-            await asyncio.to_thread(host.sync)
+            # Deployments load in the background (Ray Serve replicas can take a while):
+            # the server answers at once, /ready says when they are up, and a request
+            # for one still loading gets 503 with Retry-After.
+            wake.set()
             plane.on_change(wake.set)
             threads.append(
                 threading.Thread(

@@ -24,7 +24,7 @@ from despina.control.models import Task
 from despina.control.plane import ControlPlane
 from despina.control.states import TaskState
 from despina.control.store.common import utcnow
-from despina.core.errors import NotFoundError, StateError
+from despina.core.errors import NotFoundError, OverloadedError, StateError
 from despina.serving.deployment import Deployment, ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -55,9 +55,11 @@ class DeploymentHost:
         self._tasks: dict[str, tuple[int, int]] = {}
         self._fixed: set[str] = set()
         self._lock = threading.Lock()
-        # One sync at a time (the server's loop, a route, a lookup): a second waits for a
+        # One sync at a time (the server's loop, a route): a second waits for a
         # deployment the first is loading instead of seeing it claimed and not yet there.
         self._sync_lock = threading.Lock()
+        # Set to make the server's sync loop run now (see despina.serving.api).
+        self.wake = threading.Event()
 
     def set_observer(self, observer: Any) -> None:
         """Report to ``observer`` (ServingMetrics) from now on, loaded deployments too."""
@@ -165,15 +167,29 @@ class DeploymentHost:
             dep.close()
 
     def get(self, name: str) -> Any:
+        """The loaded deployment ``name``. Called on the event loop, so it never loads
+        anything itself (a model, or Ray Serve replicas, can take seconds): a registered
+        deployment not loaded yet wakes the server's sync and answers 503 with
+        Retry-After; an unknown one is 404."""
         dep = self.loaded.get(name)
-        if dep is None:
-            self.sync()
-            dep = self.loaded.get(name)
-        if dep is None:
-            if name in self.failed:
-                raise NotFoundError(f"deployment {name!r} failed to load: {self.failed[name]}")
+        if dep is not None:
+            return dep
+        if name in self.failed:
+            raise NotFoundError(f"deployment {name!r} failed to load: {self.failed[name]}")
+        if self.plane is None:
             raise NotFoundError(f"no deployment named {name!r}; see GET /v1/deployments")
-        return dep
+        rec = self.plane.get_deployment(name)  # not registered at all: 404
+        if rec.state in ("failed", "stopped"):
+            raise NotFoundError(
+                f"deployment {name!r} is {rec.state}"
+                + (f" ({rec.reason})" if rec.reason else "")
+                + f"; 'despina task retry {rec.task_id}' serves it again"
+            )
+        self.wake.set()
+        raise OverloadedError(
+            f"deployment {name!r} is not loaded yet ({rec.state}); retry in a few seconds",
+            retry_after=2.0,
+        )
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
