@@ -144,7 +144,9 @@ class DeploymentHost:
                 dep: Any = RayServed(rec, cluster, self.settings, self.observer)
             else:
                 dep = Deployment(rec.name, rec.model, rec.extractor, self.settings, self.observer)
-        except Exception as exc:  # a folder that broke since deploy time, or Ray failing
+        # A folder that broke since deploy time, or Ray failing (which may raise SystemExit
+        # from its own threads): the task fails, the server's sync loop goes on.
+        except (Exception, SystemExit) as exc:
             logger.warning("deployment %s failed to load: %s", rec.name, exc)
             self.failed[rec.name] = str(exc)
             with contextlib.suppress(StateError):
