@@ -36,6 +36,16 @@ from _common import table
 
 BOUNDARY = "despinabench"
 BIG = 32  # input side of the ResNet-18-sized model
+COLUMNS = (
+    "concurrency",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "p50 / bare",
+    "req/s / two-core bare",
+    "p99 / p50",
+    "non-2xx",
+)
 PLAIN_APP = """
 import cv2, numpy as np, onnxruntime as ort
 from fastapi import FastAPI, File, UploadFile
@@ -378,22 +388,7 @@ def main() -> None:
                     )
                     print(rows[-1], flush=True)
         print()
-        print(
-            table(
-                [
-                    "endpoint",
-                    "concurrency",
-                    "req/s",
-                    "p50 ms",
-                    "p99 ms",
-                    "p50 / bare",
-                    "req/s / two-core bare",
-                    "p99 / p50",
-                    "non-2xx",
-                ],
-                rows,
-            )
-        )
+        print(table(["endpoint", *COLUMNS], rows))
         if args.skip_big:
             return
         big = resnet18_sized(tmp / "resnet18-sized" / "model")
@@ -428,22 +423,7 @@ def main() -> None:
         on = next(r[2] for r in rows if r[0].startswith("batching on") and r[1] == 32)
         off = next(r[2] for r in rows if r[0] == "batching off" and r[1] == 32)
         print()
-        print(
-            table(
-                [
-                    "ResNet-18-sized endpoint",
-                    "concurrency",
-                    "req/s",
-                    "p50 ms",
-                    "p99 ms",
-                    "p50 / bare",
-                    "req/s / two-core bare",
-                    "p99 / p50",
-                    "non-2xx",
-                ],
-                rows,
-            )
-        )
+        print(table(["ResNet-18-sized endpoint", *COLUMNS], rows))
         print(f"\ndynamic batching at concurrency 32: {on / off:.2f}x the same endpoint without")
 
 
