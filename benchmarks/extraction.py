@@ -181,7 +181,7 @@ def main() -> None:
     ap.add_argument("--canvases", type=int, default=200)
     ap.add_argument("--train-images", type=int, default=20000)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--detector-steps", type=int, default=1000)
+    ap.add_argument("--detector-steps", type=int, default=2000)
     ap.add_argument(
         "--zoom-jitter",
         type=float,

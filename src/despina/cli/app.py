@@ -198,7 +198,7 @@ def train_detector(
     ],
     backgrounds: Annotated[Path, typer.Option(help="a folder of background photos")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the model folder to add it to")],
-    steps: Annotated[int, typer.Option(help="training steps of 16 synthetic canvases")] = 1000,
+    steps: Annotated[int, typer.Option(help="training steps of 16 synthetic canvases")] = 2000,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Train the `learned` extractor: the dataset's images pasted onto the photos."""

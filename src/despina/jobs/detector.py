@@ -45,7 +45,7 @@ def train_detector_job(
     backgrounds: str | Path,
     out: str | Path,
     *,
-    steps: int = 1000,
+    steps: int = 2000,
     max_objects: int = 20_000,
     seed: int = 0,
     on_step: Callable[[int, float], None] | None = None,

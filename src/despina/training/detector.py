@@ -102,7 +102,7 @@ def train_detector(
     objects: Sequence[np.ndarray],
     backgrounds: Sequence[np.ndarray],
     *,
-    steps: int = 1500,
+    steps: int = 2000,
     batch_size: int = 16,
     size: int = 160,
     width: int = 24,
