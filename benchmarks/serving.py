@@ -400,8 +400,15 @@ def main() -> None:
         print(f"\nResNet-18-sized CNN, {BIG} px: bare {t_big * 1000:.1f} ms/image on one core")
         print("ONNX Runtime alone, 2 threads, ms per image by batch size:", batch_curve(big))
         rows = []
-        for label, extra in (("batching on (max 32)", []), ("batching off", ["--batch", "1"])):
-            argv = [despina_cli, "serve", str(big), "--port", "{port}", "--threads", "2"]
+        big_endpoints = (
+            ("batching on (max 32)", ["--threads", "2"]),
+            ("batching off", ["--threads", "2", "--batch", "1"]),
+            # Two processes with one model thread each: Python's per-request work in one
+            # process no longer waits for the other's model call.
+            ("batching on, 2 workers x 1 thread", ["--threads", "1", "--workers", "2"]),
+        )
+        for label, extra in big_endpoints:
+            argv = [despina_cli, "serve", str(big), "--port", "{port}"]
             with Server([*argv, *extra]) as server:
                 url = f"http://127.0.0.1:{server.port}/v1/deployments/resnet18-sized/predict"
                 for c in (1, 32):
