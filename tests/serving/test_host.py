@@ -184,6 +184,9 @@ def test_a_deployment_not_loaded_yet_is_503_and_an_unknown_one_404(
             host.get("nope")
         host.sync()
         assert host.get("digits").name == "digits"
+        other = _host(plane)  # a second server on the same store does not serve it
+        with pytest.raises(OverloadedError, match="another Despina server"):
+            other.get("digits")
         plane.cancel_task(dep.task_id or 0)
         host.sync()
         with pytest.raises(NotFoundError, match=r"stopped.*task retry"):

@@ -188,6 +188,12 @@ class DeploymentHost:
                 + f"; 'despina task retry {rec.task_id}' serves it again"
             )
         self.wake.set()
+        if rec.state == "running":  # its task is held by another server on this store
+            raise OverloadedError(
+                f"deployment {name!r} is served by another Despina server on the same "
+                "store; send requests there (this one takes it over if that one stops)",
+                retry_after=5.0,
+            )
         raise OverloadedError(
             f"deployment {name!r} is not loaded yet ({rec.state}); retry in a few seconds",
             retry_after=2.0,
