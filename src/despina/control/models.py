@@ -18,6 +18,9 @@ from despina.security.roles import Role
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 BUILTIN_JOBS = ("preprocess", "audit", "train", "predict")
+#: The job of a deployment's task group: a server hosts it (despina.serving.host), no
+#: executor runs it.
+SERVE_JOB = "serve"
 
 
 def _check_name(value: str) -> str:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, parse_config
 from despina.control.models import (
+    SERVE_JOB,
     ActivityEntry,
     Cluster,
     ClusterSpec,
@@ -237,7 +238,7 @@ class ControlPlane:
         if self.settings.encrypt:
             _ = self.keyring  # the key must exist before a worker seals with it
         group = self.store.get_group(name)
-        if group.job == "serve":
+        if group.job == SERVE_JOB:
             raise ConflictError(
                 f"group {name!r} is a deployment: a server serves it while its task runs "
                 f"(see 'despina deployments ls'; 'despina task retry ID' serves a stopped one)"

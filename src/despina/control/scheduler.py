@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from despina.control.executors.base import Executor, Outcome
-from despina.control.models import Cluster, Task, TaskGroup
+from despina.control.models import SERVE_JOB, Cluster, Task, TaskGroup
 from despina.control.settings import ControlSettings
 from despina.control.states import TaskState
 from despina.control.store import Store
@@ -26,8 +26,6 @@ from despina.control.store.common import utcnow
 from despina.core.errors import StateError
 
 logger = logging.getLogger(__name__)
-
-SERVE = "serve"  # the job of a deployment's group (see despina.serving.host)
 
 
 def make_executor(store: Store, cluster: Cluster, sealing: dict[str, str]) -> Executor:
@@ -110,7 +108,7 @@ class Scheduler:
             for task in self.store.stale_running(self.settings.stale_after_s, list(self._running)):
                 if self.groups is not None and task.group not in self.groups:
                     continue
-                if self._group(task.group).job == SERVE:
+                if self._group(task.group).job == SERVE_JOB:
                     continue  # a deployment: the next server to host it takes it over
                 try:
                     self.fail_or_retry(
@@ -169,7 +167,7 @@ class Scheduler:
         for g in groups:
             if g.started_at is None or (self.groups is not None and g.name not in self.groups):
                 continue
-            if g.job == SERVE or g.cluster is None:
+            if g.job == SERVE_JOB or g.cluster is None:
                 continue  # deployments are hosted by a server, not run by an executor
             self._groups[g.name] = g
             by_cluster.setdefault(g.cluster, []).append(g.name)
@@ -225,13 +223,13 @@ class Scheduler:
     # ---- loops ----------------------------------------------------------------------
     def unfinished(self) -> bool:
         """Whether any task of this scheduler's groups is not terminal yet."""
-        groups = self.groups
-        if groups is None:  # every group but deployments, which run until stopped
-            groups = [g.name for g in self.store.list_groups() if g.job != SERVE]
-        counts = {s: 0 for s in TaskState}
-        for g in groups:
-            for s, k in self.store.count_tasks(g).items():
-                counts[s] += k
+        if self.groups is None:  # every group but deployments, which run until stopped
+            counts = self.store.count_tasks(without_job=SERVE_JOB)
+        else:
+            counts = {s: 0 for s in TaskState}
+            for g in self.groups:
+                for s, k in self.store.count_tasks(g).items():
+                    counts[s] += k
         return any(k for s, k in counts.items() if not s.terminal)
 
     def run(self, until_done: bool = False) -> None:

@@ -84,8 +84,11 @@ def decode_heatmap(
     stride: int,
     threshold: float,
     max_objects: int = 64,
+    size_scale: tuple[float, float] = (1.0, 1.0),
 ) -> list[tuple[float, float, float, float, float]]:
-    """Local maxima of the heatmap above ``threshold`` → (x, y, w, h, score) in pixels."""
+    """Local maxima of the heatmap above ``threshold`` → (x, y, w, h, score) in pixels;
+    ``size_scale`` multiplies widths and heights about each centre (the calibration
+    ``train-detector`` saves as ``size_correction``)."""
     peaks = heat == cv2.dilate(heat, np.ones((3, 3), np.uint8))
     ys, xs = np.nonzero(peaks & (heat >= threshold))
     order = np.argsort(-heat[ys, xs])[:max_objects]
@@ -94,6 +97,7 @@ def decode_heatmap(
         y, x = int(ys[i]), int(xs[i])
         cx = (x + float(offset[0, y, x])) * stride
         cy = (y + float(offset[1, y, x])) * stride
-        bw, bh = float(np.exp(size[0, y, x])), float(np.exp(size[1, y, x]))
+        bw = float(np.exp(size[0, y, x])) * size_scale[0]
+        bh = float(np.exp(size[1, y, x])) * size_scale[1]
         found.append((cx - bw / 2, cy - bh / 2, bw, bh, float(heat[y, x])))
     return found

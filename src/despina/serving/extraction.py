@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from despina.core.artifacts import DETECTOR_DIR
+from despina.core.boxes import box_iou
 from despina.core.errors import ConfigError, ModelError, NotFoundError
 from despina.jobs.model_folder import cascade_path
 from despina.security.envelope import read_artifact
@@ -50,11 +51,7 @@ class Extractor(Protocol):
 
 
 def iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
-    iy = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
-    inter = ix * iy
-    union = a.w * a.h + b.w * b.h - inter
-    return inter / union if union > 0 else 0.0
+    return box_iou(a.as_list(), b.as_list())
 
 
 def nms(boxes: list[Box], threshold: float) -> list[Box]:
@@ -165,7 +162,8 @@ class Learned:
         self.threshold = float(threshold or self.config.get("threshold", 0.3))
         # Calibrated at training time (undoes the detector's median size bias); detectors
         # written before there was one leave sizes as they are.
-        self.size_correction = tuple(self.config.get("size_correction", (1.0, 1.0)))
+        cw, ch = self.config.get("size_correction", (1.0, 1.0))
+        self.size_correction = (float(cw), float(ch))
         self._decode = decode_heatmap
 
     def propose(self, image: np.ndarray) -> list[Box]:
@@ -174,18 +172,17 @@ class Learned:
         x, scale = prepare_canvas(image, int(self.config["pad"]), self.config.get("max_side"))
         heat, size, offset = self.session.run(None, {"x": x})
         found = self._decode(
-            heat[0, 0], size[0], offset[0], int(self.config["stride"]), self.threshold
+            heat[0, 0],
+            size[0],
+            offset[0],
+            int(self.config["stride"]),
+            self.threshold,
+            size_scale=self.size_correction,
         )
-        cw, ch = self.size_correction
-        boxes = []
-        for x0, y0, w, h, s in found:
-            cx, cy, w, h = (
-                (x0 + w / 2) / scale,
-                (y0 + h / 2) / scale,
-                w * cw / scale,
-                h * ch / scale,
-            )
-            boxes.append(Box(round(cx - w / 2), round(cy - h / 2), round(w), round(h), s))
+        boxes = [
+            Box(round(x0 / scale), round(y0 / scale), round(w / scale), round(h / scale), s)
+            for x0, y0, w, h, s in found
+        ]
         return nms([b for b in boxes if b.w > 1 and b.h > 1], 0.5)
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from despina.control.models import (
+    SERVE_JOB,
     Cluster,
     ClusterSpec,
     Deployment,
@@ -183,17 +184,19 @@ class Store(AccessStore):
         which the server that hosts it claims (:class:`despina.serving.host.DeploymentHost`)."""
         with self._session(write=True) as s:
             cluster_id = None if spec.cluster is None else self._cluster_row(s, spec.cluster).id
+            taken = (
+                f"a deployment named {spec.name!r} already exists; pick another "
+                f"name or remove it with 'despina deployments rm {spec.name}'"
+            )
+            # Checked first: its group of the same name would otherwise be the conflict.
             if s.scalar(select(DeploymentRow.id).where(DeploymentRow.name == spec.name)):
-                raise ConflictError(
-                    f"a deployment named {spec.name!r} already exists; pick another "
-                    f"name or remove it with 'despina deployments rm {spec.name}'"
-                )
+                raise ConflictError(taken)
             now = utcnow()
             group = GroupRow(
                 name=spec.name,
                 cluster_id=cluster_id,
                 source=spec.model,
-                job="serve",
+                job=SERVE_JOB,
                 script=None,
                 config={"extractor": spec.extractor, "replicas": spec.replicas},
                 env={},
@@ -211,20 +214,7 @@ class Store(AccessStore):
                 f"a task group named {spec.name!r} already exists, and a deployment's tasks "
                 "live in a group of its name; pick another name",
             )
-            task = TaskRow(
-                group_id=group.id,
-                partition=0,
-                spec={},
-                state=TaskState.PENDING.value,
-                attempt=1,
-                done=0,
-                total=None,
-                created_at=now,
-                log_path=str(logs / spec.name / "deployment.log"),
-                metrics={},
-                outputs=[],
-                cancel_requested=False,
-            )
+            task = _pending_task(group.id, 0, {}, logs / spec.name / "deployment.log", now)
             s.add(task)
             row = DeploymentRow(
                 name=spec.name,
@@ -235,12 +225,7 @@ class Store(AccessStore):
                 group_id=group.id,
                 created_at=now,
             )
-            _insert(
-                s,
-                row,
-                f"a deployment named {spec.name!r} already exists; pick another "
-                f"name or remove it with 'despina deployments rm {spec.name}'",
-            )
+            _insert(s, row, taken)
             return _deployment(row, spec.cluster, task)
 
     def get_deployment(self, name: str) -> Deployment:
@@ -331,7 +316,7 @@ class Store(AccessStore):
     def delete_group(self, name: str) -> None:
         with self._session(write=True) as s:
             row = self._group_row(s, name)
-            if row.job == "serve":
+            if row.job == SERVE_JOB:
                 raise ConflictError(
                     f"group {name!r} is deployment {name!r}; remove it with "
                     f"'despina deployments rm {name}'"
@@ -361,20 +346,7 @@ class Store(AccessStore):
             now = utcnow()
             row.started_at = now
             rows = [
-                TaskRow(
-                    group_id=row.id,
-                    partition=i,
-                    spec=dict(p),
-                    state=TaskState.PENDING.value,
-                    attempt=1,
-                    done=0,
-                    total=p.get("total"),
-                    created_at=now,
-                    log_path=str(logs / name / f"partition-{i:05d}.log"),
-                    metrics={},
-                    outputs=[],
-                    cancel_requested=False,
-                )
+                _pending_task(row.id, i, dict(p), logs / name / f"partition-{i:05d}.log", now)
                 for i, p in enumerate(partitions)
             ]
             s.add_all(rows)
@@ -427,11 +399,18 @@ class Store(AccessStore):
             offset=offset,
         )
 
-    def count_tasks(self, group: str | None = None) -> dict[TaskState, int]:
+    def count_tasks(
+        self, group: str | None = None, *, without_job: str | None = None
+    ) -> dict[TaskState, int]:
+        """Tasks per state, of one group or all; ``without_job``: leaving out the groups
+        that run that job (deployments, which run until stopped)."""
         with self._session() as s:
             q = select(TaskRow.state, func.count()).group_by(TaskRow.state)
             if group is not None:
                 q = q.where(TaskRow.group_id == self._group_row(s, group).id)
+            if without_job is not None:
+                jobs = select(GroupRow.id).where(GroupRow.job == without_job)
+                q = q.where(TaskRow.group_id.not_in(jobs))
             counts = {TaskState(st): int(n) for st, n in s.execute(q)}
         return {st: counts.get(st, 0) for st in TaskState}
 
@@ -599,6 +578,26 @@ class Store(AccessStore):
                 .where(TaskRow.id == task_id, TaskRow.state == TaskState.RUNNING.value)
                 .values(**values)
             )
+
+
+def _pending_task(
+    group_id: int, partition: int, spec: dict[str, Any], log: Path, now: datetime
+) -> TaskRow:
+    """A new task's row: PENDING, first attempt, nothing done yet."""
+    return TaskRow(
+        group_id=group_id,
+        partition=partition,
+        spec=spec,
+        state=TaskState.PENDING.value,
+        attempt=1,
+        done=0,
+        total=spec.get("total"),
+        created_at=now,
+        log_path=str(log),
+        metrics={},
+        outputs=[],
+        cancel_requested=False,
+    )
 
 
 def _state(value: TaskState | str) -> TaskState:
