@@ -3,15 +3,47 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from despina.audit.image_stats import STAT_NAMES, _blur_effect, _box, compute_features
+from despina.audit.image_stats import (
+    STAT_NAMES,
+    _blur_effect,
+    _percentile,
+    _uint8_percentile,
+    compute_features,
+)
 from tests.audit.helpers import digits_images
 
 
-def test_box_filter_matches_opencv_and_is_deterministic() -> None:
-    x = np.random.default_rng(0).random((16, 20))
-    np.testing.assert_allclose(_box(x, 5, 0), cv2.blur(x, (1, 5)), atol=1e-12)
-    np.testing.assert_allclose(_box(x, 5, 1), cv2.blur(x, (5, 1)), atol=1e-12)
-    assert np.array_equal(_box(x, 5, 0), _box(x.copy(), 5, 0))
+def _misaligned_copy(x: np.ndarray, offset: int) -> np.ndarray:
+    """``x`` in a buffer that starts ``offset`` bytes past an allocation."""
+    raw = np.empty(x.nbytes + offset, np.uint8)
+    out = raw[offset:].view(x.dtype).reshape(x.shape)
+    out[...] = x
+    return out
+
+
+def test_blur_effect_matches_its_definition_and_ignores_buffer_alignment() -> None:
+    gray = (np.random.default_rng(0).random((40, 36)) * 255).astype(np.uint8)
+    g = gray.astype(np.float64)
+    k = max(3, min(9, (min(g.shape) // 8) | 1))
+    expected = []
+    for axis, ksize in ((0, (1, k)), (1, (k, 1))):
+        d_f = np.abs(np.diff(g, axis=axis))
+        d_b = np.abs(np.diff(cv2.blur(g, ksize), axis=axis))
+        expected.append((d_f.sum() - np.maximum(0, d_f - d_b).sum()) / d_f.sum())
+    assert abs(_blur_effect(gray) - max(expected)) < 1e-5
+    values = {_blur_effect(_misaligned_copy(gray, off)) for off in (0, 1, 3, 8, 17)}
+    assert len(values) == 1
+
+
+def test_fast_percentiles_equal_numpy() -> None:
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 5, 4096):
+        u = rng.integers(0, 256, n, dtype=np.uint8)
+        f = rng.random(n).astype(np.float32)
+        for q in (0, 1, 50, 99, 100):
+            assert abs(_uint8_percentile(u, q) - np.percentile(u, q)) < 1e-9
+            assert abs(_percentile(f, q) - np.percentile(f, q)) < 1e-6
+            assert abs(_percentile(f, q, np.sqrt) - np.percentile(np.sqrt(f), q)) < 1e-6
 
 
 def test_blur_effect_rises_with_blur() -> None:
