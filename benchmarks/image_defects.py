@@ -13,11 +13,15 @@ the next one in the seeded order takes the blur; blown highlights raise the expo
 until a quarter of the tile clips to white, whatever its brightness (a fixed gain left
 dark tiles merely brighter, with nothing clipped).
 
-    pip install -e '.[bench]' && python benchmarks/image_defects.py
+    pip install -e '.[bench]' && python benchmarks/image_defects.py [--sheet clean-flags.png]
+
+``--sheet`` writes the clean tiles Despina flags as a picture, one row per defect, to
+see what they are.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -188,9 +192,30 @@ EXPECT = {
 }
 
 
+def contact_sheet(path: Path, images: list[np.ndarray], rows: dict[str, list[int]]) -> None:
+    """One row of tiles per defect, its name on the left (PNG, or JPEG by the suffix)."""
+    label_w, side, per_row = 130, TILE, 16
+    lines = []
+    for name, idx in rows.items():
+        for start in range(0, max(1, len(idx)), per_row):
+            line = np.full((side, label_w + per_row * side, 3), 255, np.uint8)
+            if start == 0:
+                cv2.putText(line, name, (4, side // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0))
+            for k, i in enumerate(idx[start : start + per_row]):
+                tile = cv2.resize(images[i], (side, side), interpolation=cv2.INTER_NEAREST)
+                line[:, label_w + k * side : label_w + (k + 1) * side] = tile
+            lines.append(line)
+    sheet = cv2.cvtColor(np.vstack(lines), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(path), sheet, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sheet", type=Path, help="write the clean tiles Despina flags here")
+    parser.add_argument("--seed", type=int, default=0, help="which tiles get which defect")
+    args = parser.parse_args()
     tiles = photo_tiles()
-    images, truth, skipped = inject(tiles)
+    images, truth, skipped = inject(tiles, args.seed)
     touched = {i for v in truth.values() for i in v}
     clean = [i for i in range(len(images)) if i not in touched]
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,14 +251,18 @@ def main() -> None:
     fp_c = float(np.mean([bool(c_found[i]) for i in base]))
     rows.append(["clean tiles flagged (lower is better)", len(base), fp_d, fp_c])
     n = len(images)
-    print(f"## Image defects ({n} real photo tiles, {TILE}x{TILE}, seed 0)")
+    print(f"## Image defects ({n} real photo tiles, {TILE}x{TILE}, seed {args.seed})")
     print()
     print(f"{skipped} tiles a blur would not visibly change (PSNR >= 40 dB) were left clean.")
-    by_defect: dict[str, int] = {}
+    by_defect: dict[str, list[int]] = {}
     for i in base:
-        for name in d_found[i]:
-            by_defect[name] = by_defect.get(name, 0) + 1
-    print(f"Despina's flags on clean tiles, by defect: {dict(sorted(by_defect.items()))}")
+        for name in sorted(d_found[i]):
+            by_defect.setdefault(name, []).append(i)
+    counts = {k: len(v) for k, v in sorted(by_defect.items())}
+    print(f"Despina's flags on clean tiles, by defect: {counts}")
+    if args.sheet:
+        contact_sheet(args.sheet, images, dict(sorted(by_defect.items())))
+        print(f"Those tiles: {args.sheet}")
     print()
     print(table(["injected", "count", "despina recall", "cleanvision recall"], rows))
     print()

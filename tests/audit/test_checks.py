@@ -11,6 +11,7 @@ from despina.audit.checks import (
     OutlierCheck,
 )
 from despina.audit.checks.duplicate import shifted_ncc
+from despina.audit.image_stats import compute_features
 from tests.audit.helpers import context_for, digits_images, one_hot_probs
 
 
@@ -96,6 +97,69 @@ def test_defect_check_finds_dark_blurry_blank_and_corrupt_images() -> None:
     assert "dark" in d[3] and "blurry" in d[4] and "low_information" in d[5]
     assert d[6] == ["corrupt"] and res.scores[6] == 0
     assert res.flags.sum() <= 4 + 6  # few false alarms on clean digits
+
+
+def _photo_tiles(size: int = 64) -> list[np.ndarray]:
+    import skimage.data as d
+
+    tiles = []
+    for photo in (d.astronaut(), d.coffee(), d.chelsea(), d.rocket()):
+        for y0 in range(0, photo.shape[0] - size + 1, size):
+            for x0 in range(0, photo.shape[1] - size + 1, size):
+                t = np.ascontiguousarray(photo[y0 : y0 + size, x0 : x0 + size])
+                if t.std() > 6:
+                    tiles.append(t)
+    return tiles
+
+
+def test_mild_blur_is_found_on_photos_without_flagging_smooth_ones() -> None:
+    tiles = _photo_tiles()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(tiles))
+    blurred = []
+    for i in order:
+        b = cv2.GaussianBlur(tiles[i], (0, 0), 1.0)
+        if np.abs(b.astype(float) - tiles[i]).mean() > 1.5:  # the blur is visible
+            tiles[i] = b
+            blurred.append(int(i))
+        if len(blurred) == 12:
+            break
+    res = DefectCheck().run(context_for(tiles, np.zeros(len(tiles), dtype=np.int64)))
+    blurry = np.array(["blurry" in d for d in res.details["defects"]])
+    clean = np.setdiff1d(np.arange(len(tiles)), blurred)
+    assert blurry[blurred].mean() >= 0.4  # 0.58 measured; the edge statistics alone: 0.0
+    assert blurry[clean].mean() <= 0.06  # 0.026 measured (smooth shading, fur)
+
+
+def test_band_ratios_fall_with_blur_but_not_with_smooth_content() -> None:
+    from despina.audit.image_stats import STAT_NAMES
+
+    fine, coarse = STAT_NAMES.index("fine_ratio"), STAT_NAMES.index("coarse_ratio")
+    tile = _photo_tiles()[40]
+    sharp = compute_features(tile).stats
+    mild = compute_features(cv2.GaussianBlur(tile, (0, 0), 1.0)).stats
+    strong = compute_features(cv2.GaussianBlur(tile, (0, 0), 2.5)).stats
+    assert mild[fine] < sharp[fine] - 0.5
+    assert strong[coarse] < sharp[coarse] - 0.5
+    # A smooth picture with sensor noise keeps its fine band: it is not a blurred one.
+    rng = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(tile, (0, 0), 4.0).astype(np.float64)
+    noisy = np.clip(smooth + rng.normal(0, 2.0, smooth.shape), 0, 255).astype(np.uint8)
+    assert compute_features(noisy).stats[fine] > mild[fine] + 0.5
+    # Images too small for the coarse band have none (NaN), and are still checked.
+    small = digits_images(1)[0][0]
+    assert np.isnan(compute_features(small).stats[coarse])
+
+
+def test_defect_margins_accept_a_reference_saved_before_the_band_ratios() -> None:
+    from despina.audit.checks.defect import defect_margins, defect_reference
+
+    images, _ = digits_images(60)
+    images[3] = cv2.GaussianBlur(images[3], (0, 0), 1.5)
+    values = np.stack([compute_features(im).stats for im in images])
+    old = {k: v for k, v in defect_reference(values).items() if not k.endswith("_ratio")}
+    margins = defect_margins(values, old)
+    assert margins["blurry"][3] < 0 and np.isfinite(margins["blurry"]).all()
 
 
 def test_grayscale_is_flagged_only_in_a_colour_dataset() -> None:

@@ -25,6 +25,8 @@ STAT_NAMES = (
     "blur_effect",
     "highlights",
     "color_spread",
+    "fine_ratio",
+    "coarse_ratio",
 )
 THUMB = 32
 _MAX_SIDE = 512
@@ -80,6 +82,7 @@ def compute_features(rgb: np.ndarray) -> ImageFeatures:
     sharpness = float(np.log((grad99 + 1e-4) / (p99 - p01 + 0.02)))
     blur_effect = _blur_effect(gray)
     highlights = float(hist[250:].sum() / max(1.0, hist.sum()))
+    fine_ratio, coarse_ratio = _band_ratios(g)
     r, gr, b = cv2.split(work)
     spread = cv2.subtract(cv2.max(cv2.max(r, gr), b), cv2.min(cv2.min(r, gr), b))
     color_spread = _uint8_percentile(spread, 99)
@@ -96,6 +99,8 @@ def compute_features(rgb: np.ndarray) -> ImageFeatures:
             blur_effect,
             highlights,
             color_spread,
+            fine_ratio,
+            coarse_ratio,
         ]
     )
     thumb = cv2.resize(gray, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -126,6 +131,30 @@ def _percentile(
     pair = part[[lo, hi]] if transform is None else transform(part[[lo, hi]])
     a, b = float(pair[0]), float(pair[1])
     return a + (b - a) * (pos - lo)
+
+
+def _band_ratios(g: np.ndarray) -> tuple[float, float]:
+    """The shape of the spectrum's top, not its level: log energy of the finest detail
+    (under about half a pixel) over the next band (half a pixel to one), and of that band
+    over a coarse one (two to four pixels).
+
+    Blur removes detail from the finest scale down to its own, whatever the picture: mild
+    blur empties the first ratio, stronger blur the second. A naturally smooth image
+    (out-of-focus background, sky) keeps its sensor noise at every scale and is not taken
+    for a blurred one, which is where edge- and Laplacian-based measures fail on photos
+    (benchmarks/image_defects.py, docs/benchmarks.md).
+    """
+    s05 = cv2.GaussianBlur(g, (0, 0), 0.5)
+    s1 = cv2.GaussianBlur(g, (0, 0), 1.0)
+    eps = 1.5e-7 * g.size  # about the rounding noise of 8-bit pixels, in [0, 1] units
+    finest = cv2.norm(g, s05, cv2.NORM_L2SQR) + eps
+    middle = cv2.norm(s05, s1, cv2.NORM_L2SQR) + eps
+    if min(g.shape) < 32:  # a 2-4 px band needs room: on 16 px digits it is the whole image
+        return float(np.log(finest / middle)), float("nan")
+    s2 = cv2.GaussianBlur(s1, (0, 0), np.sqrt(3.0))  # sigma 2 in all
+    s4 = cv2.GaussianBlur(s2, (0, 0), np.sqrt(12.0))  # sigma 4 in all
+    coarse = cv2.norm(s2, s4, cv2.NORM_L2SQR) + eps
+    return float(np.log(finest / middle)), float(np.log(middle / coarse))
 
 
 def _uint8_percentile(values: np.ndarray, q: float) -> float:
