@@ -162,6 +162,43 @@ def test_defect_margins_accept_a_reference_saved_before_the_band_ratios() -> Non
     assert margins["blurry"][3] < 0 and np.isfinite(margins["blurry"]).all()
 
 
+def test_shifted_copies_of_textured_photos_are_found_but_look_alikes_are_not() -> None:
+    from despina.audit.checks.duplicate import aligned_ncc
+
+    tiles = _photo_tiles()
+    n = len(tiles)
+    shift = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
+    copies, hard = [], 0
+    for i in range(0, n, 9):
+        copy = cv2.warpAffine(tiles[i], shift, (64, 64), borderMode=cv2.BORDER_REFLECT)
+        a, b = (compute_features(x).thumb for x in (tiles[i], copy))
+        soft = [cv2.GaussianBlur(t, (0, 0), 0.7)[None] for t in (a, b)]
+        hard += int(aligned_ncc(*soft)[0] < 0.996)  # what the fixed threshold misses
+        copies.append((i, copy))
+    res = DuplicateCheck().run(
+        context_for([*tiles, *(c for _, c in copies)], np.zeros(n + len(copies), np.int64))
+    )
+    group = res.details["group_of"]
+    found = [group[i] >= 0 and group[i] == group[n + k] for k, (i, _) in enumerate(copies)]
+    assert hard >= 3 and np.mean(found) >= 0.9
+    # Every set holds an injected pair: no distinct tiles were joined.
+    sets = {int(group[n + k]) for k in range(len(copies))}
+    assert set(group[group >= 0].tolist()) <= sets
+    # Distinct handwritten digits, which correlate highly, stay apart.
+    digits, y = digits_images(300, size=32)
+    assert DuplicateCheck().run(context_for(digits, y)).flags.sum() == 0
+
+
+def test_rival_ncc_is_the_best_match_with_anyone_but_the_partner() -> None:
+    from despina.audit.checks.duplicate import _rival_ncc
+
+    pairs = np.array([[0, 1], [0, 2], [1, 3]])
+    ncc = np.array([0.99, 0.5, 0.7], dtype=np.float32)
+    # (0, 1): 0's other match 0.5, 1's other 0.7; (0, 2): 0's other 0.99, 2 has none;
+    # (1, 3): 1's other 0.99, 3 has none.
+    np.testing.assert_allclose(_rival_ncc(pairs, ncc, 4), [0.7, 0.99, 0.99])
+
+
 def test_grayscale_is_flagged_only_in_a_colour_dataset() -> None:
     rng = np.random.default_rng(0)
     colour = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(40)]

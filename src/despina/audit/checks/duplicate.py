@@ -80,6 +80,32 @@ def aligned_ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return best
 
 
+def _rival_ncc(pairs: np.ndarray, ncc: np.ndarray, m: int) -> np.ndarray:
+    """For each candidate pair (a, b), the highest NCC that a or b reaches with any image
+    other than its partner (-1 when none was measured)."""
+    node = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    other = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    value = np.concatenate([ncc, ncc]).astype(np.float64)
+    order = np.lexsort((-value, node))  # by node, best first
+    node, other, value = node[order], other[order], value[order]
+    first = np.ones(len(node), dtype=bool)
+    first[1:] = node[1:] != node[:-1]
+    best = np.full(m, -1.0)
+    best_with = np.full(m, -1, dtype=np.int64)
+    best[node[first]], best_with[node[first]] = value[first], other[first]
+    second_at = np.flatnonzero(first) + 1
+    second_at = second_at[(second_at < len(node))]
+    second_at = second_at[node[second_at] == node[second_at - 1]]
+    second = np.full(m, -1.0)
+    second[node[second_at]] = value[second_at]
+
+    def other_than(x: np.ndarray, partner: np.ndarray) -> np.ndarray:
+        return np.where(best_with[x] == partner, second[x], best[x])
+
+    a, b = pairs[:, 0], pairs[:, 1]
+    return np.maximum(other_than(a, b), other_than(b, a))
+
+
 class _UnionFind:
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
@@ -102,11 +128,18 @@ class DuplicateCheck(Check):
     requires: ClassVar[frozenset[str]] = frozenset({"image_stats"})
 
     def __init__(
-        self, ncc_threshold: float = 0.996, hash_threshold: int = 26, candidates: int = 8
+        self,
+        ncc_threshold: float = 0.996,
+        hash_threshold: int = 26,
+        candidates: int = 8,
+        distinct_floor: float = 0.9,
+        distinct_ratio: float = 0.2,
     ) -> None:
         self.ncc_threshold = ncc_threshold
         self.hash_threshold = hash_threshold
         self.candidates = candidates
+        self.distinct_floor = distinct_floor
+        self.distinct_ratio = distinct_ratio
 
     def run(self, ctx: AuditContext) -> CheckResult:
         stats = ctx.image_stats
@@ -156,6 +189,14 @@ class DuplicateCheck(Check):
                 ga, gb = int(vidx[a]), int(vidx[b])
                 best[ga], best[gb] = max(best[ga], s), max(best[gb], s)
             confirmed = (ncc >= self.ncc_threshold) & (ham <= self.hash_threshold)
+            # A lower correlation also confirms a pair whose hashes agree closely when
+            # neither image comes anywhere near a third one: photos of fine texture lose
+            # more to half-pixel resampling in the thumbnails than 0.996 allows, while
+            # distinct look-alikes (handwritten 1s) always have other look-alikes.
+            rival = _rival_ncc(arr, ncc, m)
+            alone = (1.0 - ncc) <= self.distinct_ratio * (1.0 - rival)
+            close_hash = ham <= self.hash_threshold // 2
+            confirmed |= (ncc >= self.distinct_floor) & close_hash & alone
             for a, b in arr[confirmed]:
                 ga, gb = int(vidx[a]), int(vidx[b])
                 uf.union(ga, gb)
