@@ -406,6 +406,11 @@ def main() -> None:
             # Two processes with one model thread each: Python's per-request work in one
             # process no longer waits for the other's model call.
             ("batching on, 2 workers x 1 thread", ["--threads", "1", "--workers", "2"]),
+            # One process, two model calls at once, one thread each (max batch 8).
+            (
+                "batching on (max 8), 2 model workers x 1 thread",
+                ["--threads", "1", "--model-workers", "2", "--batch", "8"],
+            ),
         )
         for label, extra in big_endpoints:
             argv = [despina_cli, "serve", str(big), "--port", "{port}"]

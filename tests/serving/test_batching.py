@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 import numpy as np
@@ -35,6 +36,38 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows() -> None:
         batcher.close()
     assert results == [[2.0 * i, 2.0 * i + 1.0] for i in range(32)]
     assert sum(calls) == 64 and max(calls) <= 16 and len(calls) < 32
+
+
+def test_two_model_workers_run_batches_at_once_and_answer_every_row() -> None:
+    running, most = 0, 0
+    lock = threading.Lock()
+    both = threading.Barrier(2, timeout=5)  # passes only if two calls overlap
+    overlapped = threading.Event()
+
+    def slow_double(x: np.ndarray) -> list[float]:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        if not overlapped.is_set() and not both.broken:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both.wait()
+                overlapped.set()
+        with lock:
+            running -= 1
+        return list(x[:, 0] * 2)
+
+    batcher: MicroBatcher[float] = MicroBatcher(slow_double, max_batch=4, workers=2)
+
+    async def main() -> list[list[float]]:
+        return await asyncio.gather(*(batcher.submit(np.array([[float(i)]])) for i in range(16)))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert results == [[2.0 * i] for i in range(16)]
+    assert most == 2 and not batcher.busy
 
 
 def test_a_lone_request_does_not_wait_for_company() -> None:

@@ -264,7 +264,10 @@ def serve(
     workers: Annotated[
         int, typer.Option(help="server processes, each with the model and its own batcher")
     ] = 1,
-    threads: Annotated[int, typer.Option(help="ONNX Runtime threads per process")] = 1,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads per model call")] = 1,
+    model_workers: Annotated[
+        int, typer.Option(help="model calls that may run at once in each process")
+    ] = 1,
 ) -> None:
     """Serve one model folder for a quick try (named after the folder); no store needed."""
     import os
@@ -286,6 +289,7 @@ def serve(
         DESPINA_SERVE_EXTRACTOR=extractor,
         DESPINA_MAX_BATCH=str(batch),
         DESPINA_INFERENCE_THREADS=str(threads),
+        DESPINA_MODEL_WORKERS=str(model_workers),
     )
     err.print(
         f"serving {folder} as {name!r} on http://{host}:{port}/v1/deployments/{name}/predict"

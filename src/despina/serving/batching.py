@@ -53,6 +53,7 @@ class MicroBatcher(Generic[R]):
         max_queue: int = 256,
         on_batch: Callable[[int], None] | None = None,
         name: str = "despina-batcher",
+        workers: int = 1,
     ) -> None:
         self.fn = fn
         self.max_batch = max(1, max_batch)
@@ -60,10 +61,14 @@ class MicroBatcher(Generic[R]):
         self.on_batch = on_batch
         self.queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
         self.incoming = 0  # requests being decoded that will submit soon (GIL-safe int ops)
-        self._carry: _Item | None = None
-        self._busy = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._running = 0  # model calls in progress
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for t in self._threads:
+            t.start()
 
     @property
     def depth(self) -> int:
@@ -72,8 +77,8 @@ class MicroBatcher(Generic[R]):
 
     @property
     def busy(self) -> bool:
-        """Whether the worker is running a model call now."""
-        return self._busy
+        """Whether a worker is running a model call now."""
+        return self._running > 0
 
     async def submit(self, rows: np.ndarray, alone: bool = False) -> list[R]:
         """The results for ``rows``; raises OverloadedError when the queue is full.
@@ -84,7 +89,7 @@ class MicroBatcher(Generic[R]):
         prints the per-request cost of the hand-offs). The model runtime must allow
         concurrent calls (ONNX Runtime sessions and FAISS searches do).
         """
-        if alone and not self._busy and self.queue.empty():
+        if alone and not self.busy and self.queue.empty():
             if self.on_batch is not None:
                 self.on_batch(len(rows))
             return self.fn(rows)
@@ -101,20 +106,20 @@ class MicroBatcher(Generic[R]):
         return await fut
 
     def close(self) -> None:
-        self.queue.put(None)
-        self._thread.join(10)
+        for _ in self._threads:
+            self.queue.put(None)
+        for t in self._threads:
+            t.join(10)
 
     def _next(self, timeout: float) -> _Item | None:
         """The next item (``None`` on close); raises queue.Empty when none came in time."""
-        if self._carry is not None:
-            item, self._carry = self._carry, None
-            return item
         return self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
 
     def _run(self) -> None:
+        carry: _Item | None = None  # a request that did not fit this worker's last batch
         while True:
-            first = self._carry or self.queue.get()
-            self._carry = None
+            first = carry or self.queue.get()
+            carry = None
             if first is None:
                 return
             batch, rows = [first], len(first.rows)
@@ -131,7 +136,7 @@ class MicroBatcher(Generic[R]):
                     self.queue.put(None)  # close after this batch
                     break
                 if rows + len(item.rows) > self.max_batch:
-                    self._carry = item
+                    carry = item
                     break
                 batch.append(item)
                 rows += len(item.rows)
@@ -140,7 +145,8 @@ class MicroBatcher(Generic[R]):
     def _execute(self, batch: list[_Item]) -> None:
         if self.on_batch is not None:
             self.on_batch(sum(len(b.rows) for b in batch))
-        self._busy = True
+        with self._lock:
+            self._running += 1
         try:
             x = batch[0].rows if len(batch) == 1 else np.concatenate([b.rows for b in batch])
             results = self.fn(x)
@@ -149,7 +155,8 @@ class MicroBatcher(Generic[R]):
                 b.loop.call_soon_threadsafe(_resolve, b.future, None, exc)
             return
         finally:
-            self._busy = False
+            with self._lock:
+                self._running -= 1
         start = 0
         for b in batch:
             part = results[start : start + len(b.rows)]

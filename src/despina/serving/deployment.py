@@ -37,6 +37,7 @@ class ServingSettings(FrozenModel):
     max_wait_ms: float = Field(2.0, ge=0, description="longest wait to fill a batch")
     max_queue: int = Field(256, ge=1, description="queued requests before 503")
     threads: int = Field(1, ge=1, description="ONNX Runtime threads per model call")
+    model_workers: int = Field(1, ge=1, description="model calls that may run at once")
     top_k: int = Field(3, ge=1, le=100)
     drift_window: int = Field(1000, ge=10)
 
@@ -49,6 +50,7 @@ class ServingSettings(FrozenModel):
             "max_wait_ms": "DESPINA_MAX_WAIT_MS",
             "max_queue": "DESPINA_MAX_QUEUE",
             "threads": "DESPINA_INFERENCE_THREADS",
+            "model_workers": "DESPINA_MODEL_WORKERS",
         }
         values: dict[str, Any] = {k: os.environ[v] for k, v in env.items() if v in os.environ}
         return cls(**{**values, **overrides})
@@ -101,6 +103,7 @@ class Deployment:
             max_queue=self.settings.max_queue,
             on_batch=self._batch_done,
             name=f"despina-batcher-{name}",
+            workers=self.settings.model_workers,
         )
 
     def close(self) -> None:
