@@ -39,6 +39,16 @@ def test_a_complete_folder_loads(digits_model: Path) -> None:
     assert model.reference["onnx_max_difference"] < 1e-4
 
 
+def test_a_lone_session_with_more_threads_gives_the_same_answers(digits_model: Path) -> None:
+    one = ServingModel(digits_model)
+    both = ServingModel(digits_model, threads=1, lone_threads=2)
+    assert one.lone_session is one.session and both.lone_session is not both.session
+    x = np.random.default_rng(0).random((4, *both.session.get_inputs()[0].shape[1:]))
+    a, b = both.infer(x.astype(np.float32)), both.infer(x.astype(np.float32), lone=True)
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+    assert (a.neighbors == b.neighbors).all()
+
+
 @pytest.mark.parametrize("missing", ["model.onnx", "index.faiss", "reference.json"])
 def test_an_incomplete_folder_is_refused(digits_model: Path, tmp_path: Path, missing: str) -> None:
     folder = tmp_path / "model"

@@ -54,8 +54,10 @@ class MicroBatcher(Generic[R]):
         on_batch: Callable[[int], None] | None = None,
         name: str = "despina-batcher",
         workers: int = 1,
+        alone_fn: Callable[[np.ndarray], list[R]] | None = None,
     ) -> None:
         self.fn = fn
+        self.alone_fn = alone_fn or fn  # for a lone request run on the caller's thread
         self.max_batch = max(1, max_batch)
         self.max_wait = max_wait_ms / 1000.0
         self.on_batch = on_batch
@@ -92,7 +94,7 @@ class MicroBatcher(Generic[R]):
         if alone and not self.busy and self.queue.empty():
             if self.on_batch is not None:
                 self.on_batch(len(rows))
-            return self.fn(rows)
+            return self.alone_fn(rows)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[R]] = loop.create_future()
         try:
@@ -147,9 +149,12 @@ class MicroBatcher(Generic[R]):
             self.on_batch(sum(len(b.rows) for b in batch))
         with self._lock:
             self._running += 1
+            alone = self._running == 1 and self.queue.empty() and self.incoming == 0
         try:
             x = batch[0].rows if len(batch) == 1 else np.concatenate([b.rows for b in batch])
-            results = self.fn(x)
+            # Nothing else running, waiting or on its way: the call may use every model
+            # thread (the lone function), as a lone request run inline does.
+            results = (self.alone_fn if alone else self.fn)(x)
         except BaseException as exc:  # the error goes to every waiting request
             for b in batch:
                 b.loop.call_soon_threadsafe(_resolve, b.future, None, exc)

@@ -88,7 +88,8 @@ class Deployment:
     ) -> None:
         self.name = name
         self.settings = settings or ServingSettings()
-        self.model = ServingModel(model_dir, threads=self.settings.threads)
+        workers, threads = self.settings.model_workers, self.settings.threads
+        self.model = ServingModel(model_dir, threads=threads, lone_threads=workers * threads)
         self.extractor_name = extractor
         self.extractor = make_extractor(extractor, self.model.folder)
         self.drift = DriftMonitor(
@@ -98,6 +99,7 @@ class Deployment:
         self.inflight = 0  # requests inside predict(), counted on the event loop
         self.batcher: MicroBatcher[tuple[Any, ...]] = MicroBatcher(
             self._infer_rows,
+            alone_fn=self._infer_lone,
             max_batch=self.settings.max_batch,
             max_wait_ms=self.settings.max_wait_ms,
             max_queue=self.settings.max_queue,
@@ -122,9 +124,12 @@ class Deployment:
             "classes": self.model.class_names,
         }
 
-    def _infer_rows(self, x: np.ndarray) -> list[tuple[Any, ...]]:
-        inf: Inference = self.model.infer(x)
+    def _infer_rows(self, x: np.ndarray, lone: bool = False) -> list[tuple[Any, ...]]:
+        inf: Inference = self.model.infer(x, lone=lone)
         return list(zip(inf.probs, inf.sims, inf.neighbors, inf.ood_z, strict=True))
+
+    def _infer_lone(self, x: np.ndarray) -> list[tuple[Any, ...]]:
+        return self._infer_rows(x, lone=True)
 
     def prepare(self, data: bytes, filename: str = "upload") -> Prepared:
         """Decode, quality flags, extraction and preprocessing (CPU work, off the loop)."""

@@ -53,7 +53,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 class ServingModel:
     """Everything one deployment needs from its model folder, loaded once."""
 
-    def __init__(self, folder: str | Path, *, threads: int = 1) -> None:
+    def __init__(self, folder: str | Path, *, threads: int = 1, lone_threads: int = 0) -> None:
         self.folder, self.meta, self.reference = read_model_folder(folder)
         try:
             self.class_names: list[str] = list(self.meta["class_names"])
@@ -68,9 +68,9 @@ class ServingModel:
         graph = read_artifact(self.folder / ONNX_FILE)
         self.version = hashlib.sha256(graph).hexdigest()[:12]
         self.name = self.folder.name
-        self._load_runtime(threads, graph)
+        self._load_runtime(threads, graph, lone_threads)
 
-    def _load_runtime(self, threads: int, graph: bytes) -> None:
+    def _load_runtime(self, threads: int, graph: bytes, lone_threads: int = 0) -> None:
         import faiss
         import onnxruntime as ort
 
@@ -78,15 +78,28 @@ class ServingModel:
         # on every search and take the CPU the other requests need.
         faiss.omp_set_num_threads(1)
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # Idle ORT threads spin by default; on a server whose other threads decode and
-        # check uploads between model calls, spinning only steals their CPU.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
+        def options(n: int) -> ort.SessionOptions:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = n
+            opts.inter_op_num_threads = 1
+            # Idle ORT threads spin by default; on a server whose other threads decode and
+            # check uploads between model calls, spinning only steals their CPU.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.log_severity_level = 3
+            return opts
+
         try:
-            self.session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                graph, options(threads), providers=["CPUExecutionProvider"]
+            )
+            # A lone request may use every core the concurrent calls would (see infer).
+            self.lone_session = (
+                ort.InferenceSession(
+                    graph, options(lone_threads), providers=["CPUExecutionProvider"]
+                )
+                if lone_threads > threads
+                else self.session
+            )
             index_bytes = np.frombuffer(read_artifact(self.folder / INDEX_FILE), dtype=np.uint8)
             self.index = faiss.deserialize_index(index_bytes)
         except Exception as exc:  # ORT and FAISS raise their own types for broken files
@@ -106,13 +119,19 @@ class ServingModel:
         # Warm up, so the first request does not pay for ORT's lazy initialisation, and
         # time one call: the endpoint runs only cheap calls on its event loop.
         self.infer(np.zeros((1, *expected), np.float32))
+        self.infer(np.zeros((1, *expected), np.float32), lone=True)
         t0 = time.perf_counter()
         self.infer(np.zeros((1, *expected), np.float32))
         self.call_ms = (time.perf_counter() - t0) * 1000
 
-    def infer(self, x: np.ndarray) -> Inference:
-        """Classify preprocessed inputs (n, C, H, W) and place them among the training set."""
-        logits, emb = self.session.run(None, {"x": np.ascontiguousarray(x, np.float32)})
+    def infer(self, x: np.ndarray, lone: bool = False) -> Inference:
+        """Classify preprocessed inputs (n, C, H, W) and place them among the training set.
+
+        ``lone``: no other model call is running, so the call may use the lone session's
+        threads (as many as all concurrent calls together; the same session by default).
+        """
+        session = self.lone_session if lone else self.session
+        logits, emb = session.run(None, {"x": np.ascontiguousarray(x, np.float32)})
         probs = _softmax(logits)
         sims, idx = self.index.search(unit(emb), self.k)
         log_dist, log_unc = ood_statistics(sims, probs)
