@@ -88,15 +88,16 @@ def inject(
     order = iter(rng.permutation(len(tiles)))
     per = max(5, len(tiles) // 30)
     truth: dict[str, list[int]] = {}
-    skipped: list[int] = []  # tiles a blur would not change: they stay clean
+    skipped = 0  # tiles a blur would not change: they stay clean
 
     def take(kind: str, fn, visible: bool = False) -> None:  # type: ignore[no-untyped-def]
+        nonlocal skipped
         truth[kind] = []
         while len(truth[kind]) < per:
             i = int(next(order))
             changed = fn(out[i])
             if visible and psnr(out[i], changed) >= 40.0:
-                skipped.append(i)
+                skipped += 1
                 continue
             out[i] = changed
             truth[kind].append(i)
@@ -130,7 +131,7 @@ def inject(
                 copy = cv2.warpAffine(copy, m, (TILE, TILE), borderMode=cv2.BORDER_REFLECT)
             out.append(copy)
             truth[kind].append(len(out) - 1)
-    return out, truth, len(skipped), sources
+    return out, truth, skipped, sources
 
 
 def write(folder: Path, images: list[np.ndarray]) -> list[str]:

@@ -19,6 +19,20 @@ def digits_images(n: int = 300, size: int = 16) -> tuple[list[np.ndarray], np.nd
     return out, y[:n]
 
 
+def photo_tiles(size: int = 64) -> list[np.ndarray]:
+    """Non-overlapping tiles of four scikit-image photographs, leaving out blank ones."""
+    import skimage.data as d
+
+    tiles = []
+    for photo in (d.astronaut(), d.coffee(), d.chelsea(), d.rocket()):
+        for y0 in range(0, photo.shape[0] - size + 1, size):
+            for x0 in range(0, photo.shape[1] - size + 1, size):
+                t = np.ascontiguousarray(photo[y0 : y0 + size, x0 : x0 + size])
+                if t.std() > 6:
+                    tiles.append(t)
+    return tiles
+
+
 def context_for(
     images: list[np.ndarray | None],
     labels: np.ndarray,

@@ -12,7 +12,7 @@ from despina.audit.checks import (
 )
 from despina.audit.checks.duplicate import shifted_ncc
 from despina.audit.image_stats import compute_features
-from tests.audit.helpers import context_for, digits_images, one_hot_probs
+from tests.audit.helpers import context_for, digits_images, one_hot_probs, photo_tiles
 
 
 def test_label_check_flags_labels_the_model_contradicts() -> None:
@@ -99,21 +99,8 @@ def test_defect_check_finds_dark_blurry_blank_and_corrupt_images() -> None:
     assert res.flags.sum() <= 4 + 6  # few false alarms on clean digits
 
 
-def _photo_tiles(size: int = 64) -> list[np.ndarray]:
-    import skimage.data as d
-
-    tiles = []
-    for photo in (d.astronaut(), d.coffee(), d.chelsea(), d.rocket()):
-        for y0 in range(0, photo.shape[0] - size + 1, size):
-            for x0 in range(0, photo.shape[1] - size + 1, size):
-                t = np.ascontiguousarray(photo[y0 : y0 + size, x0 : x0 + size])
-                if t.std() > 6:
-                    tiles.append(t)
-    return tiles
-
-
 def test_mild_blur_is_found_on_photos_without_flagging_smooth_ones() -> None:
-    tiles = _photo_tiles()
+    tiles = photo_tiles()
     rng = np.random.default_rng(0)
     order = rng.permutation(len(tiles))
     blurred = []
@@ -135,7 +122,7 @@ def test_band_ratios_fall_with_blur_but_not_with_smooth_content() -> None:
     from despina.audit.image_stats import STAT_NAMES
 
     fine, coarse = STAT_NAMES.index("fine_ratio"), STAT_NAMES.index("coarse_ratio")
-    tile = _photo_tiles()[40]
+    tile = photo_tiles()[40]
     sharp = compute_features(tile).stats
     mild = compute_features(cv2.GaussianBlur(tile, (0, 0), 1.0)).stats
     strong = compute_features(cv2.GaussianBlur(tile, (0, 0), 2.5)).stats
@@ -165,7 +152,7 @@ def test_defect_margins_accept_a_reference_saved_before_the_band_ratios() -> Non
 def test_shifted_copies_of_textured_photos_are_found_but_look_alikes_are_not() -> None:
     from despina.audit.checks.duplicate import aligned_ncc
 
-    tiles = _photo_tiles()
+    tiles = photo_tiles()
     n = len(tiles)
     shift = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
     copies, hard = [], 0

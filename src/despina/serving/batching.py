@@ -113,10 +113,6 @@ class MicroBatcher(Generic[R]):
         for t in self._threads:
             t.join(10)
 
-    def _next(self, timeout: float) -> _Item | None:
-        """The next item (``None`` on close); raises queue.Empty when none came in time."""
-        return self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
-
     def _run(self) -> None:
         carry: _Item | None = None  # a request that did not fit this worker's last batch
         while True:
@@ -128,8 +124,11 @@ class MicroBatcher(Generic[R]):
             deadline = time.perf_counter() + self.max_wait
             while rows < self.max_batch:
                 waiting = self.incoming > 0 and time.perf_counter() < deadline
-                try:
-                    item = self._next(max(1e-4, deadline - time.perf_counter()) if waiting else 0)
+                try:  # the next item, None on close
+                    if waiting:
+                        item = self.queue.get(timeout=max(1e-4, deadline - time.perf_counter()))
+                    else:
+                        item = self.queue.get_nowait()
                 except queue.Empty:
                     if waiting:
                         continue

@@ -106,9 +106,8 @@ def defect_margins(
         (detail - 0.012) / 0.004, _both(z("detail") + 4.0, (detail - 0.03) / 0.01)
     )
     # Two blur statistics, each strong where the other is weak (thin strokes vs. photos),
-    # and, apart, the spectrum's shape at two scales: blur on photos that those two miss
-    # (mild blur: 0.08 -> 0.62 of it found in benchmarks/image_defects.py).
-    # (fmin: the coarse ratio is NaN on images too small to have that band).
+    # and, apart, the spectrum's shape at two scales, for blur on photos that those two
+    # miss. fmin: the coarse ratio is NaN on images too small to have that band.
     blur = np.fmin.reduce(
         [
             (z("sharpness") + z("blur_log")) / np.sqrt(2.0) + 3.5,
