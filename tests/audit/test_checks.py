@@ -118,6 +118,34 @@ def test_mild_blur_is_found_on_photos_without_flagging_smooth_ones() -> None:
     assert blurry[clean].mean() <= 0.06  # 0.026 measured (smooth shading, fur)
 
 
+def test_edge_statistics_decide_blur_only_on_images_too_small_for_the_coarse_band() -> None:
+    from despina.audit.checks.defect import defect_margins
+    from despina.audit.image_stats import STAT_NAMES
+
+    edges = [STAT_NAMES.index("sharpness"), STAT_NAMES.index("blur_effect")]
+
+    def edge_blurred_only(images: list[np.ndarray], i: int) -> bool:
+        """Is row i blurry when only its edge statistics say so (those of a strong blur)?"""
+        values = np.stack([compute_features(im).stats for im in images])
+        values[i, edges] = compute_features(cv2.GaussianBlur(images[i], (0, 0), 3.0)).stats[edges]
+        return bool(defect_margins(values)["blurry"][i] < 0)
+
+    # A photo tile keeps its spectrum's shape: the edge statistics' long tail on photos
+    # does not make it blurry. A 16 px digit has no coarse band: its edges decide.
+    assert not edge_blurred_only(photo_tiles()[:80], 40)
+    assert edge_blurred_only(digits_images(80)[0], 5)
+
+
+def test_an_image_whose_brightest_part_is_under_a_quarter_of_full_scale_is_dark() -> None:
+    tiles = photo_tiles()[:80]
+    p95 = [np.percentile(cv2.cvtColor(t, cv2.COLOR_RGB2GRAY), 95) for t in tiles]
+    i = int(np.argmax(p95))
+    assert p95[i] >= 240  # so a quarter of it lies just under a quarter of full scale
+    tiles[i] = (tiles[i] * 0.25).astype(np.uint8)
+    res = DefectCheck().run(context_for(tiles, np.zeros(len(tiles), dtype=np.int64)))
+    assert "dark" in res.details["defects"][i]
+
+
 def test_band_ratios_fall_with_blur_but_not_with_smooth_content() -> None:
     from despina.audit.image_stats import STAT_NAMES
 
