@@ -117,3 +117,47 @@ def test_a_full_queue_refuses_with_retry_after_and_errors_reach_every_request() 
         asyncio.run(main())
     finally:
         batcher.close()
+
+
+def test_jobs_are_prepared_on_the_worker_and_a_failing_one_fails_alone() -> None:
+    prepared_on: set[str] = set()
+
+    def job(i: int):  # type: ignore[no-untyped-def]
+        def run() -> tuple[str, np.ndarray]:
+            prepared_on.add(threading.current_thread().name)
+            if i == 3:
+                raise ValueError("upload 3 is not an image")
+            return f"upload {i}", np.array([[float(i)]])
+
+        return run
+
+    batcher: MicroBatcher[float] = MicroBatcher(lambda x: list(x[:, 0] * 2), name="worker")
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            *(batcher.submit_job(job(i)) for i in range(8)), return_exceptions=True
+        )
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert prepared_on == {"worker-0"}
+    assert isinstance(results[3], ValueError)
+    assert [r for i, r in enumerate(results) if i != 3] == [
+        (f"upload {i}", [2.0 * i]) for i in range(8) if i != 3
+    ]
+
+
+def test_a_lone_job_runs_inline_when_the_worker_is_idle() -> None:
+    batcher: MicroBatcher[float] = MicroBatcher(lambda x: list(x[:, 0]), name="worker")
+
+    async def main() -> tuple[str, list[float]]:
+        return await batcher.submit_job(
+            lambda: (threading.current_thread().name, np.ones((1, 1))), alone=True
+        )
+
+    try:
+        assert asyncio.run(main()) == ("MainThread", [1.0])
+    finally:
+        batcher.close()

@@ -1,11 +1,13 @@
 """Dynamic micro-batching: concurrent requests share one model call.
 
-Requests put their rows on a bounded queue; one worker thread takes what is queued (up
-to ``max_batch`` rows), runs the model once, and hands each request its rows back. The
-worker never waits when nothing else is on its way, so a lone request pays no batching
-delay; it waits up to ``max_wait_ms`` only while other requests are still being decoded
-(``incoming``), which is when waiting fills the batch. A full queue refuses at once with
-:class:`OverloadedError` (HTTP 503 with Retry-After) instead of letting latency grow.
+Requests put their work on a bounded queue; a worker thread takes what is queued (up to
+``max_batch`` rows), runs each request's preparation (``submit_job``: decoding and checks,
+so they cost no second hand-off between threads), runs the model once, and hands each
+request its rows back. The worker never waits when nothing else is on its way, so a lone
+request pays no batching delay; it waits up to ``max_wait_ms`` only while other requests
+are announced (``incoming``), which is when waiting fills the batch. A full queue refuses
+at once with :class:`OverloadedError` (HTTP 503 with Retry-After) instead of letting
+latency grow.
 """
 
 from __future__ import annotations
@@ -23,13 +25,19 @@ import numpy as np
 from despina.core.errors import OverloadedError
 
 R = TypeVar("R")
+P = TypeVar("P")
+
+#: A request's preparation: what the request keeps for its answer, and its model rows.
+Job = Callable[[], tuple[Any, np.ndarray]]
 
 
 @dataclass
 class _Item:
-    rows: np.ndarray
+    job: Job | None  # None once run
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    payload: Any = None
+    rows: np.ndarray | None = None
 
 
 def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -83,22 +91,32 @@ class MicroBatcher(Generic[R]):
         return self._running > 0
 
     async def submit(self, rows: np.ndarray, alone: bool = False) -> list[R]:
-        """The results for ``rows``; raises OverloadedError when the queue is full.
+        """The results for ``rows``: :meth:`submit_job` with nothing to prepare."""
+        _, results = await self.submit_job(lambda: (None, rows), alone=alone)
+        return results
+
+    async def submit_job(
+        self, job: Callable[[], tuple[P, np.ndarray]], alone: bool = False
+    ) -> tuple[P, list[R]]:
+        """Run ``job`` (returning a payload and model rows) on a worker, batch its rows
+        with other requests', and return the payload with the rows' results. Raises
+        OverloadedError when the queue is full, and whatever ``job`` raises.
 
         ``alone`` says no other request is in flight: then, if the worker is idle and
-        nothing is queued, the rows run on the caller's thread, because a hand-off to
-        the worker and back costs more than a small model call (benchmarks/serving.py
-        prints the per-request cost of the hand-offs). The model runtime must allow
-        concurrent calls (ONNX Runtime sessions and FAISS searches do).
+        nothing is queued, the job and the model run on the caller's thread, because a
+        hand-off to the worker and back costs more than a small model call
+        (benchmarks/serving.py prints the per-request cost of the hand-offs). The model
+        runtime must allow concurrent calls (ONNX Runtime sessions and FAISS searches do).
         """
         if alone and not self.busy and self.queue.empty():
+            payload, rows = job()
             if self.on_batch is not None:
                 self.on_batch(len(rows))
-            return self.alone_fn(rows)
+            return payload, self.alone_fn(rows)
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[R]] = loop.create_future()
+        fut: asyncio.Future[tuple[P, list[R]]] = loop.create_future()
         try:
-            self.queue.put_nowait(_Item(rows, fut, loop))
+            self.queue.put_nowait(_Item(job, fut, loop))
         except queue.Full:
             raise OverloadedError(
                 f"the endpoint is at capacity ({self.queue.maxsize} requests queued); "
@@ -113,6 +131,18 @@ class MicroBatcher(Generic[R]):
         for t in self._threads:
             t.join(10)
 
+    @staticmethod
+    def _prepared(item: _Item) -> bool:
+        """Run the item's job once; on failure the error goes to its request alone."""
+        if item.job is not None:
+            job, item.job = item.job, None
+            try:
+                item.payload, item.rows = job()
+            except BaseException as exc:
+                item.loop.call_soon_threadsafe(_resolve, item.future, None, exc)
+                return False
+        return True
+
     def _run(self) -> None:
         carry: _Item | None = None  # a request that did not fit this worker's last batch
         while True:
@@ -120,6 +150,9 @@ class MicroBatcher(Generic[R]):
             carry = None
             if first is None:
                 return
+            if not self._prepared(first):
+                continue
+            assert first.rows is not None
             batch, rows = [first], len(first.rows)
             deadline = time.perf_counter() + self.max_wait
             while rows < self.max_batch:
@@ -136,6 +169,9 @@ class MicroBatcher(Generic[R]):
                 if item is None:
                     self.queue.put(None)  # close after this batch
                     break
+                if not self._prepared(item):
+                    continue
+                assert item.rows is not None
                 if rows + len(item.rows) > self.max_batch:
                     carry = item
                     break
@@ -144,13 +180,14 @@ class MicroBatcher(Generic[R]):
             self._execute(batch)
 
     def _execute(self, batch: list[_Item]) -> None:
+        parts = [b.rows for b in batch if b.rows is not None]
         if self.on_batch is not None:
-            self.on_batch(sum(len(b.rows) for b in batch))
+            self.on_batch(sum(len(r) for r in parts))
         with self._lock:
             self._running += 1
             alone = self._running == 1 and self.queue.empty() and self.incoming == 0
         try:
-            x = batch[0].rows if len(batch) == 1 else np.concatenate([b.rows for b in batch])
+            x = parts[0] if len(parts) == 1 else np.concatenate(parts)
             # Nothing else running, waiting or on its way: the call may use every model
             # thread (the lone function), as a lone request run inline does.
             results = (self.alone_fn if alone else self.fn)(x)
@@ -162,7 +199,7 @@ class MicroBatcher(Generic[R]):
             with self._lock:
                 self._running -= 1
         start = 0
-        for b in batch:
-            part = results[start : start + len(b.rows)]
-            start += len(b.rows)
-            b.loop.call_soon_threadsafe(_resolve, b.future, part, None)
+        for b, r in zip(batch, parts, strict=True):
+            part = results[start : start + len(r)]
+            start += len(r)
+            b.loop.call_soon_threadsafe(_resolve, b.future, (b.payload, part), None)

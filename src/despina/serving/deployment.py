@@ -24,8 +24,10 @@ from despina.serving.model import OOD_THRESHOLD, Inference, ServingModel, ood_sc
 from despina.serving.quality import image_flags
 
 UNKNOWN = "unknown"
-#: Model calls up to this long (measured at load) may run on the event loop.
+#: Model calls up to this long (measured at load) may run on the event loop, with the
+#: upload's preparation when it is at most INLINE_BYTES long.
 INLINE_CALL_MS = 3.0
+INLINE_BYTES = 256 * 2**10
 
 
 class ServingSettings(FrozenModel):
@@ -34,7 +36,9 @@ class ServingSettings(FrozenModel):
     max_upload_bytes: int = Field(20 * 2**20, ge=1, description="larger uploads get 413")
     max_pixels: int = Field(36_000_000, ge=1, description="larger images get 422")
     max_batch: int = Field(32, ge=1, description="rows per model call; 1 turns batching off")
-    max_wait_ms: float = Field(2.0, ge=0, description="longest wait to fill a batch")
+    max_wait_ms: float = Field(
+        2.0, ge=0, description="longest wait to fill a batch with large uploads being decoded"
+    )
     max_queue: int = Field(256, ge=1, description="queued requests before 503")
     threads: int = Field(1, ge=1, description="ONNX Runtime threads per model call")
     model_workers: int = Field(1, ge=1, description="model calls that may run at once")
@@ -69,6 +73,7 @@ class Prepared:
     rows: np.ndarray  # row 0: the whole image; then one row per box that is not all of it
     object_rows: list[int]  # the row of each box
     timings: dict[str, float] = field(default_factory=dict)
+    ready: float = 0.0  # perf_counter() when preparation ended
 
 
 def _ms(t0: float) -> float:
@@ -169,32 +174,47 @@ class Deployment:
             "preprocess": round(quality_ms + _ms(t3), 3),
             "extract": extract_ms,
         }
-        return Prepared(w, h, feats.stats, flags, margins, boxes, rows, object_rows, timings)
+        ready = time.perf_counter()
+        return Prepared(w, h, feats.stats, flags, margins, boxes, rows, object_rows, timings, ready)
 
     async def predict(self, data: bytes, filename: str = "upload") -> dict[str, Any]:
         """The JSON answer for one upload (see the README's endpoint section).
 
-        Decoding and checks run on the thread pool. Running small uploads on the event
-        loop instead (commit fe27b05) was faster at concurrency 1 but, under load,
-        starved the batcher's hand-backs: the slowest 1% waited about 10 times the median
-        at concurrency 32 (benchmarks/serving.py), against under 3 times on the pool.
+        Decoding and checks of a small upload run on the batcher's worker, right before
+        the model call, so it crosses between threads once each way (through the thread
+        pool first as well: 0.9x the throughput at concurrency 32 with a ResNet-18-sized
+        model, benchmarks/serving.py); a large one is prepared on the thread pool, so its
+        decode does not hold up other requests' batches. A lone small upload to a cheap
+        model is answered on the event loop. Preparing every upload on the loop (commit
+        fe27b05) starved the batcher's hand-backs under load: the slowest 1% waited 10x
+        the median.
         """
         t0 = time.perf_counter()
         self.inflight += 1
         try:
-            self.batcher.incoming += 1
-            try:
-                prep = await run_in_threadpool(self.prepare, data, filename)
-            finally:
-                self.batcher.incoming -= 1
-            t1 = time.perf_counter()
             # A lone request runs a cheap model call inline; an expensive one (a large
-            # model) still goes to the batcher's thread, so the loop keeps answering.
-            alone = self.inflight == 1 and self.model.call_ms < INLINE_CALL_MS
-            results = await self.batcher.submit(prep.rows, alone=alone)
+            # model) or a large upload still goes to a worker, so the loop keeps answering.
+            alone = (
+                self.inflight == 1
+                and self.model.call_ms < INLINE_CALL_MS
+                and len(data) <= INLINE_BYTES
+            )
+
+            if len(data) > INLINE_BYTES:  # a long decode would hold up the model worker
+                self.batcher.incoming += 1  # a batch may wait for it (max_wait_ms)
+                try:
+                    early = await run_in_threadpool(self.prepare, data, filename)
+                finally:
+                    self.batcher.incoming -= 1
+
+            def job() -> tuple[Prepared, np.ndarray]:
+                prep = early if len(data) > INLINE_BYTES else self.prepare(data, filename)
+                return prep, prep.rows
+
+            prep, results = await self.batcher.submit_job(job, alone=alone)
         finally:
             self.inflight -= 1
-        classify_ms = _ms(t1)
+        classify_ms = _ms(prep.ready)
         answer = self._answer(prep, results)
         answer["timings_ms"] = {**prep.timings, "classify": classify_ms, "total": _ms(t0)}
         if self.observer is not None:
