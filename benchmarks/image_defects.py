@@ -269,7 +269,8 @@ def main() -> None:
             speed_set = images + [t for v in left_out.values() for t in v]
             with tempfile.TemporaryDirectory() as tmp:
                 write(Path(tmp), speed_set)
-                run_despina(Path(tmp)), run_cleanvision(Path(tmp), len(speed_set))  # warm-up
+                run_despina(Path(tmp))  # warm-up: imports, caches
+                run_cleanvision(Path(tmp), len(speed_set))
                 d_s = float(np.median([run_despina(Path(tmp))[1] for _ in range(3)]))
                 c_s = float(
                     np.median([run_cleanvision(Path(tmp), len(speed_set))[1] for _ in range(3)])
@@ -285,7 +286,7 @@ def main() -> None:
         if k == 0:
             for i in base:
                 for name in sorted(d_found[i]):
-                    by_defect.setdefault(f"flagged: {name}", []).append(images[i])
+                    by_defect.setdefault(name, []).append(images[i])
     rows = [[kind, len(h), *np.mean(np.array(h, dtype=float), axis=0)] for kind, h in hits.items()]
     fp = np.mean(np.array(clean_hits, dtype=float), axis=0)
     rows.append(["clean tiles flagged (lower is better)", len(clean_hits), *fp])
@@ -297,11 +298,11 @@ def main() -> None:
         f"({', '.join(f'{len(v)} {k}' for k, v in left_out.items())}). Over all seeds, "
         f"{skipped} tiles a blur would not visibly change (PSNR >= 40 dB) were left clean."
     )
-    counts = {k.split(": ")[1]: len(v) for k, v in sorted(by_defect.items())}
+    counts = {k: len(v) for k, v in sorted(by_defect.items())}
     print(f"Despina's flags on clean tiles at seed {seeds[0]}, by defect: {counts}")
     if args.sheet:
-        named = {f"left out: {k}": v for k, v in left_out.items()}
-        contact_sheet(args.sheet, {**named, **dict(sorted(by_defect.items()))})
+        flagged = {f"flagged: {k}": v for k, v in sorted(by_defect.items())}
+        contact_sheet(args.sheet, {**{f"left out: {k}": v for k, v in left_out.items()}, **flagged})
         print(f"Those tiles: {args.sheet}")
     print()
     print(table(["injected", "count", "despina recall", "cleanvision recall"], rows))

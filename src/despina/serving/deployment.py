@@ -182,25 +182,19 @@ class Deployment:
 
         Decoding and checks of a small upload run on the batcher's worker, right before
         the model call, so it crosses between threads once each way (through the thread
-        pool first as well: 0.9x the throughput at concurrency 32 with a ResNet-18-sized
-        model, benchmarks/serving.py); a large one is prepared on the thread pool, so its
-        decode does not hold up other requests' batches. A lone small upload to a cheap
-        model is answered on the event loop. Preparing every upload on the loop (commit
-        fe27b05) starved the batcher's hand-backs under load: the slowest 1% waited 10x
-        the median.
+        pool first as well, a ResNet-18-sized model served about 6% fewer requests per
+        second at concurrency 32: a development measurement, alternating runs of both
+        versions); a large one is prepared on the thread pool, so its decode does not
+        hold up other requests' batches. A lone small upload to a cheap model is answered
+        on the event loop. Preparing every upload on the loop (commit fe27b05) starved the
+        batcher's hand-backs under load: the slowest 1% waited 10x the median.
         """
         t0 = time.perf_counter()
         self.inflight += 1
         try:
-            # A lone request runs a cheap model call inline; an expensive one (a large
-            # model) or a large upload still goes to a worker, so the loop keeps answering.
-            alone = (
-                self.inflight == 1
-                and self.model.call_ms < INLINE_CALL_MS
-                and len(data) <= INLINE_BYTES
-            )
-
-            if len(data) > INLINE_BYTES:  # a long decode would hold up the model worker
+            small = len(data) <= INLINE_BYTES
+            early: Prepared | None = None
+            if not small:  # a long decode would hold up the model worker
                 self.batcher.incoming += 1  # a batch may wait for it (max_wait_ms)
                 try:
                     early = await run_in_threadpool(self.prepare, data, filename)
@@ -208,9 +202,12 @@ class Deployment:
                     self.batcher.incoming -= 1
 
             def job() -> tuple[Prepared, np.ndarray]:
-                prep = early if len(data) > INLINE_BYTES else self.prepare(data, filename)
+                prep = early or self.prepare(data, filename)
                 return prep, prep.rows
 
+            # A lone small request to a cheap model runs inline; an expensive model call
+            # or a large upload goes to a worker, so the loop keeps answering.
+            alone = self.inflight == 1 and small and self.model.call_ms < INLINE_CALL_MS
             prep, results = await self.batcher.submit_job(job, alone=alone)
         finally:
             self.inflight -= 1
