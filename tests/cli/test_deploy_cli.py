@@ -159,3 +159,24 @@ def test_despina_serve_refuses_a_broken_folder_before_starting(
     (broken / "model.onnx").unlink()
     _, err = run(5, "serve", str(broken))
     assert "missing model.onnx" in err
+
+
+def test_both_servers_run_on_the_standard_event_loop(
+    digits_model: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under uvloop some requests waited over a second at load (see SERVER_LOOP)."""
+    import uvicorn
+
+    import despina.security.process
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **kw: calls.append(kw))
+    # Keep this test process as it is: no hardening, and `serve`'s environment undone.
+    monkeypatch.setattr(despina.security.process, "harden_process", lambda: None)
+    for key in ("MODEL", "NAME", "EXTRACTOR"):
+        monkeypatch.setenv(f"DESPINA_SERVE_{key}", "")
+    for key in ("MAX_BATCH", "INFERENCE_THREADS", "MODEL_WORKERS"):
+        monkeypatch.setenv(f"DESPINA_{key}", "1")
+    run(0, "serve", str(digits_model))
+    run(0, "server", "start")
+    assert [c["loop"] for c in calls] == ["asyncio", "asyncio"]

@@ -54,6 +54,13 @@ Server = Annotated[
     typer.Option("--server", envvar="DESPINA_SERVER", help="server URL (default: local store)"),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+#: The event loop both servers run on: the standard library's, not uvloop. Under uvloop,
+#: `despina serve` on a cheap model at concurrency 32 left some requests unanswered for
+#: over a second although the app had answered them within 0.25 s (p99 10x p50 in
+#: benchmarks/serving.py); on the asyncio loop the slowest stayed under 0.41 s at the same
+#: throughput, and a ResNet-18-sized model served as many requests (2026-12-02, a
+#: development script alternating the two loops).
+SERVER_LOOP = "asyncio"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -134,6 +141,7 @@ def server_start(
         port=port,
         log_level="warning",
         access_log=False,
+        loop=SERVER_LOOP,
         ssl_certfile=tls.get("ssl_certfile"),
         ssl_keyfile=tls.get("ssl_keyfile"),
         timeout_graceful_shutdown=10,
@@ -304,6 +312,7 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
+        loop=SERVER_LOOP,
     )
 
 
