@@ -284,6 +284,7 @@ def serve(
 
     from despina.jobs.model_folder import check_extractor, check_model_folder
     from despina.serving.access_log import configure_json_logging
+    from despina.serving.workers import run_workers
 
     folder = check_model_folder(model_dir)
     check_extractor(extractor, folder)
@@ -304,16 +305,17 @@ def serve(
         f" ({workers} process{'es' if workers > 1 else ''})"
     )
     configure_json_logging()
-    uvicorn.run(
-        "despina.serving.api:serve_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-        loop=SERVER_LOOP,
-    )
+    options: dict[str, Any] = {
+        "app": "despina.serving.api:serve_from_env",
+        "factory": True,
+        "log_level": "warning",
+        "access_log": False,
+        "loop": SERVER_LOOP,
+    }
+    if workers > 1:  # a listening socket per process: connections spread evenly
+        run_workers(workers, host, port, **options)
+    else:
+        uvicorn.run(host=host, port=port, **options)
 
 
 # ---- clusters -------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""Several server processes on one port, each listening on a socket of its own.
+
+uvicorn's ``--workers`` shares one listening socket, and whichever process wakes first
+accepts every connection then waiting: ``wrk -c32`` against ``despina serve --workers 2``
+put all 32 connections on one process in four of six runs (2026-12-02, either event
+loop), so the second process and its model sat idle. With ``SO_REUSEPORT`` each process
+has its own socket and the kernel spreads new connections across them by hash.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from despina.core.errors import ConfigError
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc}); choose another --port") from exc
+    sock.listen(2048)
+    return sock
+
+
+def _serve(host: str, port: int, options: dict[str, Any]) -> None:
+    """One worker process: its own socket, one uvicorn server."""
+    import uvicorn
+
+    sock = _listen(host, port)
+    uvicorn.Server(uvicorn.Config(**options)).run(sockets=[sock])
+
+
+def run_workers(workers: int, host: str, port: int, **options: Any) -> None:
+    """Run ``workers`` uvicorn servers with ``options`` (``uvicorn.Config`` keywords) on
+    ``host:port`` until SIGTERM or SIGINT; a worker that dies is started again."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError("this platform has no SO_REUSEPORT; run one process (--workers 1)")
+    _listen(host, port).close()  # a port taken by another program: say so before forking
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    started: dict[int, float] = {}
+
+    def start() -> BaseProcess:
+        proc = ctx.Process(target=_serve, args=(host, port, options), daemon=False)
+        proc.start()
+        started[id(proc)] = time.monotonic()
+        return proc
+
+    procs = [start() for _ in range(workers)]
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            for i, proc in enumerate(procs):
+                if proc.is_alive() or stopping:
+                    continue
+                if time.monotonic() - started.pop(id(proc)) < 10:  # it cannot start at all
+                    raise ConfigError(
+                        f"a server process exited while starting (exit code {proc.exitcode}); "
+                        "its error is above"
+                    )
+                procs[i] = start()
+    finally:
+        for proc in procs:
+            proc.terminate()  # SIGTERM: uvicorn finishes the requests in progress
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
