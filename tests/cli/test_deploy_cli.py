@@ -168,11 +168,14 @@ def test_both_servers_run_on_the_standard_event_loop(
     import uvicorn
 
     import despina.security.process
+    import despina.serving.access_log
 
     calls: list[dict[str, object]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *_, **kw: calls.append(kw))
-    # Keep this test process as it is: no hardening, and `serve`'s environment undone.
+    # Keep this test process as it is: no hardening, its logging left alone (a handler
+    # on the runner's captured stderr would outlive it), `serve`'s environment undone.
     monkeypatch.setattr(despina.security.process, "harden_process", lambda: None)
+    monkeypatch.setattr(despina.serving.access_log, "configure_json_logging", lambda: None)
     for key in ("MODEL", "NAME", "EXTRACTOR"):
         monkeypatch.setenv(f"DESPINA_SERVE_{key}", "")
     for key in ("MAX_BATCH", "INFERENCE_THREADS", "MODEL_WORKERS"):
