@@ -58,31 +58,28 @@ def run_workers(workers: int, host: str, port: int, **options: Any) -> None:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
 
-    started: dict[int, float] = {}
-
-    def start() -> BaseProcess:
+    def start() -> tuple[BaseProcess, float]:
         proc = ctx.Process(target=_serve, args=(host, port, options), daemon=False)
         proc.start()
-        started[id(proc)] = time.monotonic()
-        return proc
+        return proc, time.monotonic()
 
-    procs = [start() for _ in range(workers)]
+    procs = [start() for _ in range(workers)]  # each with when it started
     try:
         while not stopping:
             time.sleep(0.5)
-            for i, proc in enumerate(procs):
+            for i, (proc, since) in enumerate(procs):
                 if proc.is_alive() or stopping:
                     continue
-                if time.monotonic() - started.pop(id(proc)) < 10:  # it cannot start at all
+                if time.monotonic() - since < 10:  # it cannot start at all
                     raise ConfigError(
                         f"a server process exited while starting (exit code {proc.exitcode}); "
                         "its error is above"
                     )
                 procs[i] = start()
     finally:
-        for proc in procs:
+        for proc, _ in procs:
             proc.terminate()  # SIGTERM: uvicorn finishes the requests in progress
-        for proc in procs:
+        for proc, _ in procs:
             proc.join(30)
             if proc.is_alive():
                 proc.kill()
