@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,28 @@ def test_a_lone_session_with_more_threads_gives_the_same_answers(digits_model: P
     a, b = both.infer(x.astype(np.float32)), both.infer(x.astype(np.float32), lone=True)
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
     assert (a.neighbors == b.neighbors).all()
+
+
+def test_searches_use_one_openmp_thread_on_whichever_thread_runs_them(
+    digits_model: Path,
+) -> None:
+    """OpenMP's thread count belongs to the calling thread: a batcher thread searching on
+    every core spent 10% of a serving process's CPU in FAISS's spinning threads."""
+    import faiss
+
+    model = ServingModel(digits_model)
+    x = np.zeros((2, *model.session.get_inputs()[0].shape[1:]), np.float32)
+    seen: list[int] = []
+
+    def search_on_a_new_thread() -> None:
+        faiss.omp_set_num_threads(2)  # what a fresh thread gets on a two-core machine
+        model.infer(x)
+        seen.append(faiss.omp_get_max_threads())
+
+    thread = threading.Thread(target=search_on_a_new_thread)
+    thread.start()
+    thread.join()
+    assert seen == [1]
 
 
 @pytest.mark.parametrize("missing", ["model.onnx", "index.faiss", "reference.json"])

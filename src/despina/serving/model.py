@@ -74,10 +74,6 @@ class ServingModel:
         import faiss
         import onnxruntime as ort
 
-        # One query at a time is cheap single-threaded; FAISS's OpenMP threads would spin
-        # on every search and take the CPU the other requests need.
-        faiss.omp_set_num_threads(1)
-
         def options(n: int) -> ort.SessionOptions:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = n
@@ -102,6 +98,7 @@ class ServingModel:
             )
             index_bytes = np.frombuffer(read_artifact(self.folder / INDEX_FILE), dtype=np.uint8)
             self.index = faiss.deserialize_index(index_bytes)
+            self._faiss = faiss
         except Exception as exc:  # ORT and FAISS raise their own types for broken files
             raise ModelError(f"cannot load {self.folder}: {exc}") from exc
         if self.index.ntotal != len(self.ids):
@@ -134,6 +131,12 @@ class ServingModel:
         session = self.lone_session if lone else self.session
         logits, emb = session.run(None, {"x": np.ascontiguousarray(x, np.float32)})
         probs = _softmax(logits)
+        # A few queries are cheap on one thread; OpenMP's threads would spin after every
+        # search and take the CPU the other requests need. OpenMP's thread count is a
+        # setting of the calling thread, so it is set here, on the thread that searches:
+        # set once at load, the batcher's threads searched on every core (a ResNet-18-sized
+        # endpoint spent 10% of its process's CPU in FAISS; benchmarks/serving.py).
+        self._faiss.omp_set_num_threads(1)
         sims, idx = self.index.search(unit(emb), self.k)
         log_dist, log_unc = ood_statistics(sims, probs)
         d_med, d_mad, u_med, u_mad = self._ood
