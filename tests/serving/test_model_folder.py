@@ -6,6 +6,7 @@ import json
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from despina.core.errors import ModelError, NotFoundError
 from despina.jobs.model_folder import check_extractor, check_model_folder
 from despina.models.cnn import SmallCNN
 from despina.models.export import export_classifier
+from despina.serving.deployment import ServingSettings
 from despina.serving.model import ServingModel
 
 
@@ -48,6 +50,27 @@ def test_a_lone_session_with_more_threads_gives_the_same_answers(digits_model: P
     a, b = both.infer(x.astype(np.float32)), both.infer(x.astype(np.float32), lone=True)
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
     assert (a.neighbors == b.neighbors).all()
+
+
+def test_a_lone_call_may_use_every_core_unless_told_otherwise(
+    digits_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import despina.serving.deployment as deployment
+
+    def threads(session: Any) -> int:
+        return int(session.get_session_options().intra_op_num_threads)
+
+    monkeypatch.setattr(deployment, "usable_cores", lambda: 3)
+    auto = deployment.Deployment("d", digits_model, settings=ServingSettings(threads=1))
+    told = deployment.Deployment(
+        "d", digits_model, settings=ServingSettings(threads=1, lone_threads=1)
+    )
+    try:
+        assert (threads(auto.model.session), threads(auto.model.lone_session)) == (1, 3)
+        assert told.model.lone_session is told.model.session
+    finally:
+        auto.close()
+        told.close()
 
 
 def test_searches_use_one_openmp_thread_on_whichever_thread_runs_them(

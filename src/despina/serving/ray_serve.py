@@ -86,9 +86,12 @@ class RayServed:
         self.app_name = f"despina-{record.name}"
         serve.start(proxy_location="Disabled")
         replica = _replica_class().options(num_replicas=record.replicas)
+        # Replicas share their node's cores: a lone call keeps to its own threads there.
+        replica_settings = settings.model_dump()
+        replica_settings["lone_threads"] = settings.lone_threads or settings.threads
         try:
             self.handle = serve.run(
-                replica.bind(record.name, record.model, record.extractor, settings.model_dump()),
+                replica.bind(record.name, record.model, record.extractor, replica_settings),
                 name=self.app_name,
                 route_prefix=None,
             )
