@@ -5,16 +5,23 @@ accepts every connection then waiting: ``wrk -c32`` against ``despina serve --wo
 put all 32 connections on one process in four of six runs (2026-12-02, either event
 loop), so the second process and its model sat idle. With ``SO_REUSEPORT`` each process
 has its own socket and the kernel spreads new connections across them by hash.
+
+``SO_REUSEPORT`` would also let a second ``despina serve --workers N`` on the same port
+share it silently, each answering part of the traffic; a lock file per address, held by
+the parent process while it runs, refuses the second one instead.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import re
 import signal
 import socket
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from despina.core.errors import ConfigError
 
@@ -35,6 +42,24 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def claim_address(host: str, port: int) -> IO[bytes]:
+    """Lock ``host:port`` for this process's servers (released when the file is closed or
+    the process ends, however it ends); ConfigError if another server holds it."""
+    import fcntl
+
+    name = re.sub(r"[^A-Za-z0-9.]", "_", f"{host}_{port}")
+    handle = (Path(tempfile.gettempdir()) / f"despina-serve-{name}.lock").open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            f"another despina serve --workers already listens on {host}:{port}; stop it or "
+            "choose another --port"
+        ) from None
+    return handle
+
+
 def _serve(host: str, port: int, options: dict[str, Any]) -> None:
     """One worker process: its own socket, one uvicorn server."""
     import uvicorn
@@ -48,7 +73,15 @@ def run_workers(workers: int, host: str, port: int, **options: Any) -> None:
     ``host:port`` until SIGTERM or SIGINT; a worker that dies is started again."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ConfigError("this platform has no SO_REUSEPORT; run one process (--workers 1)")
-    _listen(host, port).close()  # a port taken by another program: say so before forking
+    claim = claim_address(host, port)
+    try:
+        _listen(host, port).close()  # a port taken by another program: say so before forking
+        _supervise(workers, host, port, options)
+    finally:
+        claim.close()
+
+
+def _supervise(workers: int, host: str, port: int, options: dict[str, Any]) -> None:
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
