@@ -162,37 +162,41 @@ def test_despina_serve_refuses_a_broken_folder_before_starting(
     assert "missing model.onnx" in err
 
 
-def test_both_servers_run_on_the_standard_event_loop(
-    digits_model: Path, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Under uvloop some requests waited over a second at load (see SERVER_LOOP)."""
-    import uvicorn
-
+@pytest.fixture
+def serve_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let `serve` run in this test process and leave it as it was: no hardening, its
+    logging left alone (a handler on the runner's captured stderr would outlive it), and
+    the environment `serve` sets undone."""
     import despina.security.process
     import despina.serving.access_log
 
-    calls: list[dict[str, object]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *_, **kw: calls.append(kw))
-    # Keep this test process as it is: no hardening, its logging left alone (a handler
-    # on the runner's captured stderr would outlive it), `serve`'s environment undone.
     monkeypatch.setattr(despina.security.process, "harden_process", lambda: None)
     monkeypatch.setattr(despina.serving.access_log, "configure_json_logging", lambda: None)
     for key in ("MODEL", "NAME", "EXTRACTOR"):
         monkeypatch.setenv(f"DESPINA_SERVE_{key}", "")
-    for key in ("MAX_BATCH", "INFERENCE_THREADS", "MODEL_WORKERS"):
+    for key in ("MAX_BATCH", "INFERENCE_THREADS", "MODEL_WORKERS", "LONE_THREADS"):
         monkeypatch.setenv(f"DESPINA_{key}", "1")
+    monkeypatch.delenv("DESPINA_LONE_THREADS")  # unset, and unset again afterwards
+
+
+def test_both_servers_run_on_the_standard_event_loop(
+    digits_model: Path, home: Path, monkeypatch: pytest.MonkeyPatch, serve_in_this_process: None
+) -> None:
+    """Under uvloop some requests waited over a second at load (see SERVER_LOOP)."""
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **kw: calls.append(kw))
     run(0, "serve", str(digits_model))
     run(0, "server", "start")
     assert [c["loop"] for c in calls] == ["asyncio", "asyncio"]
 
 
 def test_serve_with_several_processes_shares_the_cores_among_their_lone_calls(
-    digits_model: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+    digits_model: Path, home: Path, monkeypatch: pytest.MonkeyPatch, serve_in_this_process: None
 ) -> None:
     """Two processes each calling on both cores served 15% fewer requests at
     concurrency 8 than with a core each."""
-    import despina.security.process
-    import despina.serving.access_log
     import despina.serving.deployment
     import despina.serving.workers
 
@@ -201,14 +205,6 @@ def test_serve_with_several_processes_shares_the_cores_among_their_lone_calls(
         despina.serving.workers, "run_workers", lambda n, *_, **kw: started.append(n)
     )
     monkeypatch.setattr(despina.serving.deployment, "usable_cores", lambda: 8)
-    monkeypatch.setattr(despina.security.process, "harden_process", lambda: None)
-    monkeypatch.setattr(despina.serving.access_log, "configure_json_logging", lambda: None)
-    for key in ("MODEL", "NAME", "EXTRACTOR"):
-        monkeypatch.setenv(f"DESPINA_SERVE_{key}", "")
-    for key in ("MAX_BATCH", "INFERENCE_THREADS", "MODEL_WORKERS"):
-        monkeypatch.setenv(f"DESPINA_{key}", "1")
-    monkeypatch.delenv("DESPINA_LONE_THREADS", raising=False)
     run(0, "serve", str(digits_model), "--workers", "4")
     assert started == [4]
     assert os.environ["DESPINA_LONE_THREADS"] == "2"
-    monkeypatch.delenv("DESPINA_LONE_THREADS")  # undo what serve set
