@@ -14,6 +14,7 @@ the parent process while it runs, refuses the second one instead.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import signal
 import socket
@@ -47,8 +48,13 @@ def claim_address(host: str, port: int) -> IO[bytes]:
     the process ends, however it ends); ConfigError if another server holds it."""
     import fcntl
 
-    name = re.sub(r"[^A-Za-z0-9.]", "_", f"{host}_{port}")
-    handle = (Path(tempfile.gettempdir()) / f"despina-serve-{name}.lock").open("ab")
+    # Per user: SO_REUSEPORT shares a port only among sockets of one user anyway.
+    name = re.sub(r"[^A-Za-z0-9.]", "_", f"{os.getuid()}-{host}_{port}")
+    path = Path(tempfile.gettempdir()) / f"despina-serve-{name}.lock"
+    try:
+        handle = path.open("ab")
+    except OSError as exc:
+        raise ConfigError(f"cannot open the port's lock file {path} ({exc})") from exc
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
