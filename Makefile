@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# The CPU build of torch first, pinned, so nothing pulls the multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# The pin again: without it pip's resolver replaced 2.13.0+cpu with the 2.14 CUDA build.
+	$(BIN)/pip install --quiet -e '.[dev]' torch==2.13.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -7,7 +7,7 @@ Datalab's ``near_duplicate`` check on the same embeddings and cleanvision's exac
 near duplicates at their defaults: recall per kind, precision of the flagged rows, and
 the share of an untouched copy of the dataset each flags.
 
-    pip install -e '.[bench]' && python benchmarks/duplicates.py
+    pip install -e '.[bench]' torch==2.13.0 && python benchmarks/duplicates.py
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ the next one in the seeded order takes the blur; blown highlights raise the expo
 until a quarter of the tile clips to white, whatever its brightness (a fixed gain left
 dark tiles merely brighter, with nothing clipped).
 
-    pip install -e '.[bench]' && python benchmarks/image_defects.py [--sheet sheet.jpg]
+    pip install -e '.[bench]' torch==2.13.0
+    python benchmarks/image_defects.py [--sheet sheet.jpg]
 
 ``--sheet`` draws the tiles left out of the pool and the clean tiles Despina flags at
 the first seed, one row per reason, to see what they are.

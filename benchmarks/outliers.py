@@ -6,7 +6,8 @@ random labels of the other classes. Despina's outlier check and cleanlab Datalab
 ``outlier`` issue manager score the same out-of-fold CNN embeddings in the same run:
 AUROC of the score, precision and recall of the flags.
 
-    pip install -e '.[bench]' && python benchmarks/outliers.py [--dataset digits|fashion]
+    pip install -e '.[bench]' torch==2.13.0
+    python benchmarks/outliers.py [--dataset digits|fashion]
         [--limit 3000] [--classes 0,1,...]
 """
 

@@ -9,7 +9,7 @@ class folders (``--cache``). Engine start-up (``ray.init``, a SparkSession, a
 ``multiprocessing.Pool``, the task group's worker processes) is outside the timings: a
 task-group scheduler keeps its workers between groups, as a server does.
 
-    pip install -e '.[bench]'
+    pip install -e '.[bench]' torch==2.13.0
     python benchmarks/scaling.py [--limit N] [--spark-python .venv-spark/bin/python]
 
 PySpark 4.3 needs pandas<3, which this project's environment does not have: give it its
