@@ -189,7 +189,7 @@ def main() -> None:
         "--keep", type=Path, help="train into this folder, or reuse what an earlier run left"
     )
     ap.add_argument("--canvases", type=int, default=200)
-    ap.add_argument("--train-images", type=int, default=20000)
+    ap.add_argument("--train-images", type=int, default=60000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--detector-steps", type=int, default=2000)
     ap.add_argument(
