@@ -5,10 +5,12 @@ batching, in one run.
 
     python benchmarks/serving.py --data ../shared/data/fashion-mnist
 
-Two models: the small CNN a Fashion-MNIST ``train`` job writes (28 px, the default
-model size), and a ResNet-18-sized CNN (widths 64-512, 8 conv layers, 32 px RGB as
-for CIFAR; untrained, its speed is what is measured) whose per-image cost falls with batch
-size, for dynamic batching on versus off. Needs ``wrk`` (Debian: apt install wrk).
+Three models: the small CNN a Fashion-MNIST ``train`` job writes (28 px, the default
+model size); a ResNet-18-sized CNN (widths 64-512, 8 conv layers, 32 px RGB as for
+CIFAR; untrained, its speed is what is measured) whose per-image cost falls with batch
+size, for dynamic batching on versus off; and the same CNN at widths 40-320, whose bare
+cost is about the issue's reference small CNN's (2.4 ms per image). Needs ``wrk``
+(Debian: apt install wrk).
 """
 
 from __future__ import annotations
@@ -258,8 +260,9 @@ def batch_curve(model: Path, sizes: tuple[int, ...] = (1, 4, 8, 16, 32)) -> dict
     return out
 
 
-def resnet18_sized(folder: Path) -> Path:
-    """A model folder with a ResNet-18-sized CNN (untrained), built by Despina's own code."""
+def sized_cnn(folder: Path, width: int = 64) -> Path:
+    """A model folder with an untrained 8-conv CNN of widths ``width`` to ``8 * width``
+    (64: ResNet-18-sized) on 32 px RGB, built by Despina's own code."""
     import torch
     from skimage import data as photos
 
@@ -278,10 +281,11 @@ def resnet18_sized(folder: Path) -> Path:
         src = sources[int(rng.integers(len(sources)))]
         y, x = rng.integers(0, src.shape[0] - BIG), rng.integers(0, src.shape[1] - BIG)
         crops.append(np.ascontiguousarray(src[y : y + BIG, x : x + BIG]))
-    model = SmallCNN(3, 10, width=64, depth=4, dropout=0.0).eval()
+    model = SmallCNN(3, 10, width=width, depth=4, dropout=0.0).eval()
     pipeline = ImagePipeline(BIG, "resize", "rgb").fit(np.stack(crops))
     names = [f"class{i}" for i in range(10)]
-    save_model(model, folder, names, {"in_channels": 3, "width": 64, "depth": 4, "dropout": 0.0})
+    config = {"in_channels": 3, "width": width, "depth": 4, "dropout": 0.0}
+    save_model(model, folder, names, config)
     pipeline.save(folder / "preprocessing.json")
     write_serving_artifacts(
         model,
@@ -301,9 +305,15 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="the Fashion-MNIST IDX folder")
     ap.add_argument("--model", type=Path, help="a small-CNN model folder (default: train one)")
     ap.add_argument("--seconds", type=int, default=8, help="wrk duration per cell")
-    ap.add_argument("--skip-big", action="store_true", help="skip the ResNet-18-sized model")
+    ap.add_argument("--skip-big", action="store_true", help="skip the sized models")
     ap.add_argument("--endpoints", default="", help="only small-model endpoints matching")
-    ap.add_argument("--skip-small", action="store_true", help="only the ResNet-18-sized model")
+    ap.add_argument("--skip-small", action="store_true", help="only the sized models")
+    ap.add_argument(
+        "--reference-width",
+        type=int,
+        default=40,
+        help="first-block width of the model of the issue's reference cost (bare ~2.4 ms)",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt install wrk")
@@ -391,52 +401,60 @@ def main() -> None:
         print(table(["endpoint", *COLUMNS], rows))
         if args.skip_big:
             return
-        big = resnet18_sized(tmp / "resnet18-sized" / "model")
-        photo = cv2.imencode(
-            ".png", np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
-        )[1]
-        big_script = lua(multipart(photo.tobytes(), tmp / "big.bin"), tmp / "big.lua")
-        t_big = bare(big, photo.tobytes(), 6.0)
-        print(f"\nResNet-18-sized CNN, {BIG} px: bare {t_big * 1000:.1f} ms/image on one core")
-        print("ONNX Runtime alone, 2 threads, ms per image by batch size:", batch_curve(big))
-        rows = []
-        big_endpoints = (
-            ("batching on (max 32)", ["--threads", "2"]),
-            ("batching off", ["--threads", "2", "--batch", "1"]),
-            # Two processes with one model thread each: Python's per-request work in one
-            # process no longer waits for the other's model call.
-            ("batching on, 2 workers x 1 thread", ["--threads", "1", "--workers", "2"]),
-            # One process, two model calls at once, one thread each (max batch 8).
-            (
-                "batching on (max 8), 2 model workers x 1 thread",
-                ["--threads", "1", "--model-workers", "2", "--batch", "8"],
-            ),
-        )
-        for label, extra in big_endpoints:
-            argv = [despina_cli, "serve", str(big), "--port", "{port}"]
-            with Server([*argv, *extra]) as server:
-                url = f"http://127.0.0.1:{server.port}/v1/deployments/resnet18-sized/predict"
-                for c in (1, 32):
-                    r = wrk(url, big_script, c, args.seconds + 4)
-                    rows.append(
-                        [
-                            label,
-                            c,
-                            round(r["rps"], 1),
-                            round(r["p50"], 1),
-                            round(r["p99"], 1),
-                            round(r["p50"] / (t_big * 1000), 2),
-                            round(r["rps"] * t_big / 2, 2),
-                            round(r["p99"] / r["p50"], 2),
-                            r["errors"],
-                        ]
-                    )
-                    print(rows[-1], flush=True)
-        on = next(r[2] for r in rows if r[0].startswith("batching on") and r[1] == 32)
-        off = next(r[2] for r in rows if r[0] == "batching off" and r[1] == 32)
-        print()
-        print(table(["ResNet-18-sized endpoint", *COLUMNS], rows))
-        print(f"\ndynamic batching at concurrency 32: {on / off:.2f}x the same endpoint without")
+        for label, width in (("ResNet-18-sized", 64), ("reference-cost", args.reference_width)):
+            sized_section(label, width, tmp, despina_cli, args.seconds)
+
+
+def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: int) -> None:
+    """Batching on and off, one and two processes, at concurrency 1 and 32, for an
+    untrained CNN of the given width (its speed is what is measured)."""
+    folder = label.lower()
+    big = sized_cnn(tmp / folder / "model", width)
+    photo = cv2.imencode(
+        ".png", np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
+    )[1]
+    big_script = lua(multipart(photo.tobytes(), tmp / f"{folder}.bin"), tmp / f"{folder}.lua")
+    t_big = bare(big, photo.tobytes(), 6.0)
+    print(f"\n{label} CNN (width {width}), {BIG} px: bare {t_big * 1000:.2f} ms/image on one core")
+    print("ONNX Runtime alone, 2 threads, ms per image by batch size:", batch_curve(big))
+    rows = []
+    big_endpoints = (
+        ("batching on (max 32)", ["--threads", "2"]),
+        ("batching off", ["--threads", "2", "--batch", "1"]),
+        # Two processes with one model thread each: Python's per-request work in one
+        # process no longer waits for the other's model call.
+        ("batching on, 2 workers x 1 thread", ["--threads", "1", "--workers", "2"]),
+        # One process, two model calls at once, one thread each (max batch 8).
+        (
+            "batching on (max 8), 2 model workers x 1 thread",
+            ["--threads", "1", "--model-workers", "2", "--batch", "8"],
+        ),
+    )
+    for name, extra in big_endpoints:
+        argv = [despina_cli, "serve", str(big), "--port", "{port}"]
+        with Server([*argv, *extra]) as server:
+            url = f"http://127.0.0.1:{server.port}/v1/deployments/{folder}/predict"
+            for c in (1, 32):
+                r = wrk(url, big_script, c, seconds + 4)
+                rows.append(
+                    [
+                        name,
+                        c,
+                        round(r["rps"], 1),
+                        round(r["p50"], 2),
+                        round(r["p99"], 1),
+                        round(r["p50"] / (t_big * 1000), 2),
+                        round(r["rps"] * t_big / 2, 2),
+                        round(r["p99"] / r["p50"], 2),
+                        r["errors"],
+                    ]
+                )
+                print(rows[-1], flush=True)
+    on = next(r[2] for r in rows if r[0].startswith("batching on") and r[1] == 32)
+    off = next(r[2] for r in rows if r[0] == "batching off" and r[1] == 32)
+    print()
+    print(table([f"{label} endpoint", *COLUMNS], rows))
+    print(f"\ndynamic batching at concurrency 32: {on / off:.2f}x the same endpoint without")
 
 
 if __name__ == "__main__":

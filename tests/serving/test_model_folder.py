@@ -118,3 +118,34 @@ def test_a_missing_folder_and_detector(tmp_path: Path, digits_model: Path) -> No
         check_model_folder(tmp_path / "nope")
     with pytest.raises(NotFoundError, match="train-detector"):
         check_extractor("learned", digits_model)
+
+
+def test_only_a_model_call_under_a_millisecond_runs_on_the_event_loop(
+    digits_model: Path,
+) -> None:
+    """While the loop runs one request's model call, the requests behind it are not yet
+    in flight, so they too would run inline and never be batched: a 2 ms call through the
+    batcher served 1.35-1.5x the requests per second at concurrency 32."""
+    import asyncio
+
+    import cv2
+    from sklearn.datasets import load_digits
+
+    from despina.serving.deployment import Deployment
+
+    image = (load_digits().images[3] * 16).astype(np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    dep = Deployment("d", digits_model)
+    try:
+        assert 0 < dep.model.call_ms < 1000
+        answers = []
+        for call_ms, inline in ((0.3, True), (2.0, False)):
+            dep.model.call_ms = call_ms
+            dep.inflight = 1
+            assert dep.runs_inline(small=True) is inline
+            assert not dep.runs_inline(small=False)
+            dep.inflight = 0
+            answers.append(asyncio.run(dep.predict(png))["objects"][0]["top_k"])
+        assert answers[0] == answers[1]
+    finally:
+        dep.close()

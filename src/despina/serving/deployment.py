@@ -25,8 +25,14 @@ from despina.serving.quality import image_flags
 
 UNKNOWN = "unknown"
 #: Model calls up to this long (measured at load) may run on the event loop, with the
-#: upload's preparation when it is at most INLINE_BYTES long.
-INLINE_CALL_MS = 3.0
+#: upload's preparation when it is at most INLINE_BYTES long. While the loop runs a call,
+#: the requests behind it are not yet counted in flight, so each of them also runs
+#: inline and none is ever batched: at 3 ms, a CNN of 2.4 ms bare (about 2 ms a call on
+#: two threads) served 276-304 req/s at concurrency 32, and 408-411 through the batcher
+#: (development runs with wrk, one process, --threads 2; the model of benchmarks/
+#: serving.py's reference-cost rows). A call well under 1 ms costs about what the
+#: hand-offs to the batcher's thread and back cost.
+INLINE_CALL_MS = 1.0
 INLINE_BYTES = 256 * 2**10
 
 
@@ -226,7 +232,7 @@ class Deployment:
 
             # A lone small request to a cheap model runs inline; an expensive model call
             # or a large upload goes to a worker, so the loop keeps answering.
-            alone = self.inflight == 1 and small and self.model.call_ms < INLINE_CALL_MS
+            alone = self.runs_inline(small)
             prep, results = await self.batcher.submit_job(job, alone=alone)
         finally:
             self.inflight -= 1
@@ -236,6 +242,11 @@ class Deployment:
         if self.observer is not None:
             self.observer.prediction(self.name, answer)
         return answer
+
+    def runs_inline(self, small: bool) -> bool:
+        """Whether the request now in ``predict`` is answered on the event loop: it is the
+        only one in flight, its upload is small and the model call is cheap."""
+        return self.inflight == 1 and small and self.model.call_ms < INLINE_CALL_MS
 
     def _object(self, box: Box, row: tuple[Any, ...]) -> dict[str, Any]:
         probs, _, _, z = row
