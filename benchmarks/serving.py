@@ -409,16 +409,23 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
     """Batching on and off, one and two processes, at concurrency 1 and 32, for an
     untrained CNN of the given width (its speed is what is measured)."""
     folder = label.lower()
-    big = sized_cnn(tmp / folder / "model", width)
+    model = sized_cnn(tmp / folder / "model", width)
     photo = cv2.imencode(
         ".png", np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
     )[1]
-    big_script = lua(multipart(photo.tobytes(), tmp / f"{folder}.bin"), tmp / f"{folder}.lua")
-    t_big = bare(big, photo.tobytes(), 6.0)
-    print(f"\n{label} CNN (width {width}), {BIG} px: bare {t_big * 1000:.2f} ms/image on one core")
-    print("ONNX Runtime alone, 2 threads, ms per image by batch size:", batch_curve(big))
+    script = lua(multipart(photo.tobytes(), tmp / f"{folder}.bin"), tmp / f"{folder}.lua")
+    t_model = bare(model, photo.tobytes(), 6.0)
+    print(
+        f"\n{label} CNN (width {width}), {BIG} px: bare {t_model * 1000:.2f} ms/image on one core"
+    )
+    t_full, t_predict = despina_in_process(model, photo.tobytes())
+    print(
+        f"Despina's whole pipeline in-process {t_full * 1000:.2f} ms/image, through "
+        f"Deployment.predict (thread hand-offs) {t_predict * 1000:.2f} ms/image"
+    )
+    print("ONNX Runtime alone, 2 threads, ms per image by batch size:", batch_curve(model))
     rows = []
-    big_endpoints = (
+    endpoints = (
         ("batching on (max 32)", ["--threads", "2"]),
         ("batching off", ["--threads", "2", "--batch", "1"]),
         # Two processes with one model thread each: Python's per-request work in one
@@ -430,12 +437,12 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
             ["--threads", "1", "--model-workers", "2", "--batch", "8"],
         ),
     )
-    for name, extra in big_endpoints:
-        argv = [despina_cli, "serve", str(big), "--port", "{port}"]
+    for name, extra in endpoints:
+        argv = [despina_cli, "serve", str(model), "--port", "{port}"]
         with Server([*argv, *extra]) as server:
             url = f"http://127.0.0.1:{server.port}/v1/deployments/{folder}/predict"
             for c in (1, 32):
-                r = wrk(url, big_script, c, seconds + 4)
+                r = wrk(url, script, c, seconds + 4)
                 rows.append(
                     [
                         name,
@@ -443,8 +450,8 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
                         round(r["rps"], 1),
                         round(r["p50"], 2),
                         round(r["p99"], 1),
-                        round(r["p50"] / (t_big * 1000), 2),
-                        round(r["rps"] * t_big / 2, 2),
+                        round(r["p50"] / (t_model * 1000), 2),
+                        round(r["rps"] * t_model / 2, 2),
                         round(r["p99"] / r["p50"], 2),
                         r["errors"],
                     ]

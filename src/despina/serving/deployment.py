@@ -27,11 +27,10 @@ UNKNOWN = "unknown"
 #: Model calls up to this long (measured at load) may run on the event loop, with the
 #: upload's preparation when it is at most INLINE_BYTES long. While the loop runs a call,
 #: the requests behind it are not yet counted in flight, so each of them also runs
-#: inline and none is ever batched: at 3 ms, a CNN of 2.4 ms bare (about 2 ms a call on
-#: two threads) served 276-304 req/s at concurrency 32, and 408-411 through the batcher
-#: (development runs with wrk, one process, --threads 2; the model of benchmarks/
-#: serving.py's reference-cost rows). A call well under 1 ms costs about what the
-#: hand-offs to the batcher's thread and back cost.
+#: inline and none is ever batched: at 3 ms, a CNN of 2.3 ms bare (about 2 ms a call on
+#: two threads) served 240 req/s at concurrency 32 with batching on, 424 at 1 ms
+#: (benchmarks/serving.py, reference-cost rows). A call well under 1 ms costs about what
+#: the hand-offs to the batcher's thread and back cost.
 INLINE_CALL_MS = 1.0
 INLINE_BYTES = 256 * 2**10
 
