@@ -260,6 +260,39 @@ def batch_curve(model: Path, sizes: tuple[int, ...] = (1, 4, 8, 16, 32)) -> dict
     return out
 
 
+def lone_call(model: Path, rounds: int = 5) -> dict[str, float]:
+    """Milliseconds per one-image call on one thread, and on two threads whose idle
+    thread sleeps or spins (the median of alternating rounds): what a lone request's
+    session (``lone_spinning``) is chosen by."""
+    import onnxruntime as ort
+
+    def session(threads: int, spinning: bool) -> ort.InferenceSession:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
+        return ort.InferenceSession(
+            str(model / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+        )
+
+    sessions = {
+        "1 thread": session(1, False),
+        "2 threads, sleeping": session(2, False),
+        "2 threads, spinning": session(2, True),
+    }
+    x = np.zeros((1, *sessions["1 thread"].get_inputs()[0].shape[1:]), np.float32)
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for key, s in sessions.items():
+            for _ in range(20):
+                s.run(None, {"x": x})
+            t0 = time.perf_counter()
+            for _ in range(200):
+                s.run(None, {"x": x})
+            times[key].append((time.perf_counter() - t0) / 200 * 1000)
+    return {k: round(float(np.median(v)), 2) for k, v in times.items()}
+
+
 def sized_cnn(folder: Path, width: int = 64) -> Path:
     """A model folder with an untrained 8-conv CNN of widths ``width`` to ``8 * width``
     (64: ResNet-18-sized) on 32 px RGB, built by Despina's own code."""
@@ -308,6 +341,7 @@ def main() -> None:
     ap.add_argument("--skip-big", action="store_true", help="skip the sized models")
     ap.add_argument("--endpoints", default="", help="only small-model endpoints matching")
     ap.add_argument("--skip-small", action="store_true", help="only the sized models")
+    ap.add_argument("--sized", default="", help="only sized models whose label matches")
     ap.add_argument(
         "--reference-width",
         type=int,
@@ -402,7 +436,8 @@ def main() -> None:
         if args.skip_big:
             return
         for label, width in (("ResNet-18-sized", 64), ("reference-cost", args.reference_width)):
-            sized_section(label, width, tmp, despina_cli, args.seconds)
+            if re.search(args.sized, label):
+                sized_section(label, width, tmp, despina_cli, args.seconds)
 
 
 def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: int) -> None:
@@ -424,6 +459,7 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
         f"Deployment.predict (thread hand-offs) {t_predict * 1000:.2f} ms/image"
     )
     print("ONNX Runtime alone, 2 threads, ms per image by batch size:", batch_curve(model))
+    print("ONNX Runtime alone, one image, ms per call:", lone_call(model))
     rows = []
     endpoints = (
         ("batching on (max 32)", ["--threads", "2"]),

@@ -73,6 +73,24 @@ def test_a_lone_call_may_use_every_core_unless_told_otherwise(
         told.close()
 
 
+def test_only_the_lone_session_spins_and_the_environment_can_turn_it_off(
+    digits_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def spins(session: Any) -> str:
+        options = session.get_session_options()
+        return str(options.get_session_config_entry("session.intra_op.allow_spinning"))
+
+    default = ServingModel(digits_model, threads=1, lone_threads=2)
+    assert (spins(default.session), spins(default.lone_session)) == ("0", "1")
+    monkeypatch.setenv("DESPINA_LONE_SPINNING", "0")
+    settings = ServingSettings.from_env(threads=1, lone_threads=2)
+    assert settings.lone_spinning is False
+    told = ServingModel(
+        digits_model, threads=1, lone_threads=2, lone_spinning=settings.lone_spinning
+    )
+    assert (spins(told.session), spins(told.lone_session)) == ("0", "0")
+
+
 def test_searches_use_one_openmp_thread_on_whichever_thread_runs_them(
     digits_model: Path,
 ) -> None:
@@ -138,14 +156,60 @@ def test_only_a_model_call_under_a_millisecond_runs_on_the_event_loop(
     dep = Deployment("d", digits_model)
     try:
         assert 0 < dep.model.call_ms < 1000
+
+        async def decisions() -> tuple[bool, bool]:
+            dep.inflight = 1
+            try:
+                assert not dep.runs_inline(small=False)
+                return dep.runs_inline(small=True), dep.runs_inline(small=True)
+            finally:
+                dep.inflight = 0
+
         answers = []
         for call_ms, inline in ((0.3, True), (2.0, False)):
             dep.model.call_ms = call_ms
-            dep.inflight = 1
-            assert dep.runs_inline(small=True) is inline
-            assert not dep.runs_inline(small=False)
-            dep.inflight = 0
+            assert asyncio.run(decisions()) == (inline, inline)
             answers.append(asyncio.run(dep.predict(png))["objects"][0]["top_k"])
         assert answers[0] == answers[1]
+    finally:
+        dep.close()
+
+
+def test_requests_waiting_on_the_loop_go_to_the_batcher_even_for_a_cheap_model(
+    digits_model: Path,
+) -> None:
+    """A request answered inline never yields, so the requests behind it never count as
+    in flight: without looking at the loop's ready callbacks, every request of a loaded
+    cheap-model endpoint ran inline, one at a time, and none was batched."""
+    import asyncio
+
+    import cv2
+    from sklearn.datasets import load_digits
+
+    from despina.serving.deployment import Deployment
+
+    png = cv2.imencode(".png", (load_digits().images[5] * 16).astype(np.uint8))[1].tobytes()
+    dep = Deployment("d", digits_model)
+    calls: list[tuple[str, int]] = []
+
+    def watched(fn: Any) -> Any:
+        def call(x: np.ndarray) -> Any:
+            calls.append((threading.current_thread().name, len(x)))
+            return fn(x)
+
+        return call
+
+    dep.batcher.fn, dep.batcher.alone_fn = watched(dep.batcher.fn), watched(dep.batcher.alone_fn)
+
+    async def together(n: int) -> list[dict[str, Any]]:
+        return await asyncio.gather(*(dep.predict(png) for _ in range(n)))
+
+    try:
+        dep.model.call_ms = 0.3  # cheap: a lone request would run inline
+        answers = asyncio.run(together(8))
+        assert len({json.dumps(a["objects"]) for a in answers}) == 1
+        inline = sum(rows for thread, rows in calls if thread == "MainThread")
+        batched = sum(rows for thread, rows in calls if thread != "MainThread")
+        assert inline <= 1 and batched >= 7, calls
     finally:
         dep.close()

@@ -53,7 +53,14 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 class ServingModel:
     """Everything one deployment needs from its model folder, loaded once."""
 
-    def __init__(self, folder: str | Path, *, threads: int = 1, lone_threads: int = 0) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        threads: int = 1,
+        lone_threads: int = 0,
+        lone_spinning: bool = True,
+    ) -> None:
         self.folder, self.meta, self.reference = read_model_folder(folder)
         try:
             self.class_names: list[str] = list(self.meta["class_names"])
@@ -68,19 +75,27 @@ class ServingModel:
         graph = read_artifact(self.folder / ONNX_FILE)
         self.version = hashlib.sha256(graph).hexdigest()[:12]
         self.name = self.folder.name
-        self._load_runtime(threads, graph, lone_threads)
+        self._load_runtime(threads, graph, lone_threads, lone_spinning)
 
-    def _load_runtime(self, threads: int, graph: bytes, lone_threads: int = 0) -> None:
+    def _load_runtime(
+        self, threads: int, graph: bytes, lone_threads: int = 0, lone_spinning: bool = True
+    ) -> None:
         import faiss
         import onnxruntime as ort
 
-        def options(n: int) -> ort.SessionOptions:
+        def options(n: int, spinning: bool = False) -> ort.SessionOptions:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = n
             opts.inter_op_num_threads = 1
             # Idle ORT threads spin by default; on a server whose other threads decode and
-            # check uploads between model calls, spinning only steals their CPU.
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            # check uploads between model calls, spinning only steals their CPU. A lone
+            # call's do not: nothing else waits for a core, and a sleeping second thread
+            # wakes late for every operator. A 2.2 ms CNN at concurrency 1 answered in a
+            # p50 of 4.8-4.9 ms spinning, 6.1-6.7 ms not (development A/B with
+            # DESPINA_LONE_SPINNING, alternating servers; benchmarks/serving.py).
+            opts.add_session_config_entry(
+                "session.intra_op.allow_spinning", "1" if spinning else "0"
+            )
             opts.log_severity_level = 3
             return opts
 
@@ -91,7 +106,9 @@ class ServingModel:
             # A lone request may use every core the concurrent calls would (see infer).
             self.lone_session = (
                 ort.InferenceSession(
-                    graph, options(lone_threads), providers=["CPUExecutionProvider"]
+                    graph,
+                    options(lone_threads, lone_spinning),
+                    providers=["CPUExecutionProvider"],
                 )
                 if lone_threads > threads
                 else self.session
