@@ -89,6 +89,11 @@ def test_only_the_lone_session_spins_and_the_environment_can_turn_it_off(
         digits_model, threads=1, lone_threads=2, lone_spinning=settings.lone_spinning
     )
     assert (spins(told.session), spins(told.lone_session)) == ("0", "0")
+    # Two threads for every call: a lone one still gets a spinning session of its own.
+    two = ServingModel(digits_model, threads=2, lone_threads=2)
+    assert (spins(two.session), spins(two.lone_session)) == ("0", "1")
+    single = ServingModel(digits_model, threads=1, lone_threads=1)  # no thread to spin
+    assert single.lone_session is single.session
 
 
 def test_searches_use_one_openmp_thread_on_whichever_thread_runs_them(

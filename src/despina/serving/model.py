@@ -103,14 +103,16 @@ class ServingModel:
             self.session = ort.InferenceSession(
                 graph, options(threads), providers=["CPUExecutionProvider"]
             )
-            # A lone request may use every core the concurrent calls would (see infer).
+            # A lone request may use every core the concurrent calls would (see infer),
+            # and its threads spin: a session of its own whenever it differs.
+            lone_differs = lone_threads > threads or (lone_spinning and lone_threads > 1)
             self.lone_session = (
                 ort.InferenceSession(
                     graph,
                     options(lone_threads, lone_spinning),
                     providers=["CPUExecutionProvider"],
                 )
-                if lone_threads > threads
+                if lone_differs
                 else self.session
             )
             index_bytes = np.frombuffer(read_artifact(self.folder / INDEX_FILE), dtype=np.uint8)

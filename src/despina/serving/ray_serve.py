@@ -86,9 +86,11 @@ class RayServed:
         self.app_name = f"despina-{record.name}"
         serve.start(proxy_location="Disabled")
         replica = _replica_class().options(num_replicas=record.replicas)
-        # Replicas share their node's cores: a lone call keeps to its own threads there.
+        # Replicas share their node's cores: a lone call keeps to its own threads there,
+        # and they sleep when idle.
         replica_settings = settings.model_dump()
         replica_settings["lone_threads"] = settings.lone_threads or settings.threads
+        replica_settings["lone_spinning"] = False
         try:
             self.handle = serve.run(
                 replica.bind(record.name, record.model, record.extractor, replica_settings),
