@@ -96,6 +96,22 @@ def test_only_the_lone_session_spins_and_the_environment_can_turn_it_off(
     assert single.lone_session is single.session
 
 
+def test_a_serving_process_keeps_opencv_to_the_threads_it_is_told(digits_model: Path) -> None:
+    import cv2
+
+    from despina.serving.deployment import Deployment
+
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        Deployment("d", digits_model, settings=ServingSettings(opencv_threads=0)).close()
+        assert cv2.getNumThreads() == 2  # 0: left as it was
+        Deployment("d", digits_model).close()
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_searches_use_one_openmp_thread_on_whichever_thread_runs_them(
     digits_model: Path,
 ) -> None:
