@@ -177,6 +177,8 @@ def serve_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("MAX_BATCH", "INFERENCE_THREADS", "MODEL_WORKERS", "LONE_THREADS"):
         monkeypatch.setenv(f"DESPINA_{key}", "1")
     monkeypatch.delenv("DESPINA_LONE_THREADS")  # unset, and unset again afterwards
+    monkeypatch.setenv("DESPINA_LONE_SPINNING", "1")
+    monkeypatch.delenv("DESPINA_LONE_SPINNING")
 
 
 def test_both_servers_run_on_the_standard_event_loop(
@@ -208,3 +210,4 @@ def test_serve_with_several_processes_shares_the_cores_among_their_lone_calls(
     run(0, "serve", str(digits_model), "--workers", "4")
     assert started == [4]
     assert os.environ["DESPINA_LONE_THREADS"] == "2"
+    assert os.environ["DESPINA_LONE_SPINNING"] == "0"  # the other processes need the cores

@@ -306,6 +306,10 @@ def serve(
         # all of them: with two processes each calling on both cores, a ResNet-18-sized
         # endpoint at concurrency 8 served 240-257 req/s instead of 293-297.
         os.environ["DESPINA_LONE_THREADS"] = str(max(1, usable_cores() // workers))
+    if workers > 1:
+        # "Lone" means alone in its process; the other processes may be busy, and a
+        # spinning thread would take their cores.
+        os.environ.setdefault("DESPINA_LONE_SPINNING", "0")
     err.print(
         f"serving {folder} as {name!r} on http://{host}:{port}/v1/deployments/{name}/predict"
         f" ({workers} process{'es' if workers > 1 else ''})"
