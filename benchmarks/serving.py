@@ -28,6 +28,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -177,17 +178,24 @@ class Server:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def bare(model: Path, image: bytes, seconds: float = 4.0) -> float:
-    """Seconds per image for decode + preprocess + ONNX Runtime on one thread."""
+def ort_session(model: Path, threads: int, spinning: bool | None = None) -> Any:
+    """An ONNX Runtime session of the folder's model on ``threads`` threads; ``spinning``
+    None keeps ONNX Runtime's default (idle threads spin)."""
     import onnxruntime as ort
 
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    if spinning is not None:
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
+    return ort.InferenceSession(str(model / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+
+
+def bare(model: Path, image: bytes, seconds: float = 4.0) -> float:
+    """Seconds per image for decode + preprocess + ONNX Runtime on one thread."""
     from despina.preprocessing.image import ImagePipeline
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(
-        str(model / "model.onnx"), opts, providers=["CPUExecutionProvider"]
-    )
+    session = ort_session(model, 1)
     pipeline = ImagePipeline.load(model / "preprocessing.json")
     buf = np.frombuffer(image, np.uint8)
 
@@ -240,13 +248,7 @@ def despina_in_process(model: Path, image: bytes, seconds: float = 4.0) -> tuple
 
 def batch_curve(model: Path, sizes: tuple[int, ...] = (1, 4, 8, 16, 32)) -> dict[int, float]:
     """Milliseconds per image of the bare model call at each batch size (2 threads)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    session = ort.InferenceSession(
-        str(model / "model.onnx"), opts, providers=["CPUExecutionProvider"]
-    )
+    session = ort_session(model, 2)
     shape = session.get_inputs()[0].shape[1:]
     out = {}
     for b in sizes:
@@ -264,21 +266,10 @@ def lone_call(model: Path, rounds: int = 5) -> dict[str, float]:
     """Milliseconds per one-image call on one thread, and on two threads whose idle
     thread sleeps or spins (the median of alternating rounds): what a lone request's
     session (``lone_spinning``) is chosen by."""
-    import onnxruntime as ort
-
-    def session(threads: int, spinning: bool) -> ort.InferenceSession:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
-        return ort.InferenceSession(
-            str(model / "model.onnx"), opts, providers=["CPUExecutionProvider"]
-        )
-
     sessions = {
-        "1 thread": session(1, False),
-        "2 threads, sleeping": session(2, False),
-        "2 threads, spinning": session(2, True),
+        "1 thread": ort_session(model, 1, spinning=False),
+        "2 threads, sleeping": ort_session(model, 2, spinning=False),
+        "2 threads, spinning": ort_session(model, 2, spinning=True),
     }
     x = np.zeros((1, *sessions["1 thread"].get_inputs()[0].shape[1:]), np.float32)
     times: dict[str, list[float]] = {k: [] for k in sessions}

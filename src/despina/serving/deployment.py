@@ -137,7 +137,8 @@ class Deployment:
             # A server's parallelism is its concurrent requests; on an upload's small
             # images OpenCV's own threads cost more to wake than they save: preparing a
             # 32 px upload took 0.93-1.07 ms on one OpenCV thread, 1.22-1.39 ms on two
-            # (development A/B, alternating rounds). The setting is process-wide.
+            # (development A/B, alternating rounds; benchmarks/serving_ab.py reruns it
+            # through HTTP). The setting is process-wide.
             cv2.setNumThreads(self.settings.opencv_threads)
         workers, threads = self.settings.model_workers, self.settings.threads
         # A call with nothing else running, waiting or on its way may use every core: a

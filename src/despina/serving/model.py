@@ -92,8 +92,8 @@ class ServingModel:
             # call's spinning steals nothing (nothing else waits for a core), and a
             # sleeping second thread wakes late for every operator. A 2.2 ms CNN at
             # concurrency 1 answered in a p50 of 4.8-4.9 ms spinning, 6.1-6.7 ms not
-            # (development A/B, alternating servers with DESPINA_LONE_SPINNING 1 and 0;
-            # docs/benchmarks.md).
+            # (alternating servers with DESPINA_LONE_SPINNING 1 and 0; a development run of
+            # what benchmarks/serving_ab.py does).
             opts.add_session_config_entry(
                 "session.intra_op.allow_spinning", "1" if spinning else "0"
             )

@@ -1,0 +1,67 @@
+"""One serving setting off and on, alternating servers: p50 at concurrency 1 over the
+bare cost, and requests per second at concurrency 32, for the sized CNN of
+``benchmarks/serving.py`` at a given width (40: the issue's reference cost, 8: a 0.3 ms
+model that is answered on the event loop).
+
+    python benchmarks/serving_ab.py DESPINA_LONE_SPINNING --values 0 1 --width 40
+
+Alternating rounds, because this machine's speed drifts by tens of percent within
+minutes; compare the two columns of one run only. Needs ``wrk``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import table
+from serving import BIG, Server, bare, lua, multipart, sized_cnn, wrk
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("variable", help="the DESPINA_ environment variable to vary")
+    ap.add_argument("--values", nargs=2, default=["0", "1"], help="its two values")
+    ap.add_argument("--width", type=int, default=40, help="first-block width of the CNN")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=6, help="wrk duration per cell")
+    args = ap.parse_args()
+    cli = str(Path(sys.executable).parent / "despina")
+    with tempfile.TemporaryDirectory() as tmp_text:
+        tmp = Path(tmp_text)
+        model = sized_cnn(tmp / "ab" / "model", args.width)
+        photo = cv2.imencode(
+            ".png", np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
+        )[1].tobytes()
+        script = lua(multipart(photo, tmp / "body.bin"), tmp / "post.lua")
+        t_bare = bare(model, photo) * 1000
+        rows = []
+        argv = [cli, "serve", str(model), "--port", "{port}"]
+        for rnd in range(args.rounds):
+            for value in args.values:
+                with Server(argv, {args.variable: value}) as srv:
+                    url = f"http://127.0.0.1:{srv.port}/v1/deployments/ab/predict"
+                    one, many = (wrk(url, script, c, args.seconds) for c in (1, 32))
+                rows.append(
+                    [
+                        rnd,
+                        value,
+                        round(one["p50"], 2),
+                        round(one["p50"] / t_bare, 2),
+                        round(many["rps"]),
+                        one["errors"] + many["errors"],
+                    ]
+                )
+                print(rows[-1], flush=True)
+    print(f"\nwidth {args.width}: bare {t_bare:.2f} ms/image on one core; {args.variable}")
+    print(table(["round", "value", "p50 c=1 ms", "p50 / bare", "req/s c=32", "non-2xx"], rows))
+
+
+if __name__ == "__main__":
+    main()
