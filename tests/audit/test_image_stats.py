@@ -62,3 +62,20 @@ def test_features_are_scale_free_for_brightness_statistics() -> None:
     i = STAT_NAMES.index("brightness")
     assert darker.stats[i] < f.stats[i]
     assert f.pixel_hash != darker.pixel_hash and f.thumb.shape == (32, 32)
+
+
+def test_histogram_statistics_equal_the_same_statistics_over_pixels() -> None:
+    rng = np.random.default_rng(3)
+    for shape in ((1, 1, 3), (7, 5, 3), (32, 32, 3), (64, 48, 3)):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        stats = dict(zip(STAT_NAMES, compute_features(image).stats, strict=True))
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64) / 255.0
+        assert abs(stats["brightness"] - gray.mean()) < 1e-9
+        assert abs(stats["contrast"] - gray.std()) < 1e-9
+        assert abs(stats["highlights"] - (gray >= 250 / 255).mean()) < 1e-12
+        # p05 and p95: the smallest grey level at or below which that share of pixels lies.
+        levels = np.sort(gray.ravel())
+        for name, q in (("p05", 0.05), ("p95", 0.95)):
+            at_or_below = (levels[None, :] <= np.arange(256)[:, None] / 255 + 1e-12).mean(1)
+            assert abs(stats[name] - int(np.argmax(at_or_below >= q - 1e-12)) / 255) < 1e-9
+        assert (stats["width"], stats["height"]) == (shape[1], shape[0])

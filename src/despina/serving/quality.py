@@ -3,8 +3,6 @@ statistics, from the same one-pass image features."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from despina.audit.checks.defect import defect_margins
 from despina.audit.image_stats import ImageFeatures
 
@@ -18,5 +16,6 @@ def image_flags(
     """``{flag: bool}`` for each of :data:`FLAGS`, and each flag's margin (negative =
     defective, clipped to ±99 for JSON)."""
     margins = defect_margins(features.stats[None, :], reference)
-    values = {name: float(np.clip(margins[name][0], -99, 99)) for name in FLAGS}
+    # Python's min and max on one float: np.clip costs about 10 us a call here.
+    values = {name: min(max(float(margins[name][0]), -99.0), 99.0) for name in FLAGS}
     return {k: v < 0 for k, v in values.items()}, {k: round(v, 3) for k, v in values.items()}
