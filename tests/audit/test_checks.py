@@ -272,3 +272,27 @@ def test_robust_z_with_a_tail_widens_the_scale_only_for_a_long_tail() -> None:
     skewed = np.r_[rng.normal(size=4500), rng.exponential(5.0, size=500) + 1]
     assert (robust_z(skewed, 0.01) > 3.5).mean() > 0.05
     assert (robust_z(skewed, 0.01, tail=0.9) > 3.5).mean() < 0.05
+
+
+def test_outlier_check_flags_a_foreign_cluster_the_model_half_maps_to_a_known_class() -> None:
+    """Unknown images that resemble a known class (T-shirts among shirts): the model leans
+    to that class without conviction. Its neighbourhood is not theirs, so they are
+    outliers; only a class the model recognizes (over half the probability) stands in
+    for the given label."""
+    rng = np.random.default_rng(2)
+    n_in, n_out, k = 400, 20, 8
+    y = rng.integers(0, k, n_in + n_out)
+    centers = rng.normal(size=(k, 32)) * 3
+    emb = centers[y] + rng.normal(scale=0.5, size=(n_in + n_out, 32))
+    # Beside class 0, nearer to it than to any other class, not quite among its members.
+    emb[n_in:] = centers[0] + rng.normal(size=32) * 0.3 + rng.normal(scale=0.5, size=(n_out, 32))
+    predicted = y.copy()
+    predicted[n_in:] = 0
+    confidence = rng.uniform(0.3, 0.99, n_in + n_out)  # known images: sure and unsure
+    confidence[n_in:] = rng.uniform(0.3, 0.5, n_out)  # the unknown ones: leaning to 0
+    probs = np.repeat(((1 - confidence) / (k - 1))[:, None], k, axis=1)
+    probs[np.arange(n_in + n_out), predicted] = confidence
+    images, _ = digits_images(n_in + n_out)
+    res = OutlierCheck().run(context_for(list(images), y, probs, emb))
+    assert res.flags[n_in:].mean() >= 0.8
+    assert res.flags[:n_in].sum() <= 4
