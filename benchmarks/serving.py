@@ -347,6 +347,9 @@ def main() -> None:
     despina_cli = str(Path(sys.executable).parent / "despina")
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
+        if args.skip_small:  # nothing of the small model: no training, no bare timing
+            sized_sections(args, tmp, despina_cli)
+            return
         model = args.model
         if model is None:
             from despina.core.config import TrainConfig
@@ -399,8 +402,6 @@ def main() -> None:
         }
         name = model.resolve().parent.name if model.name == "model" else model.name
         name = re.sub(r"[^a-z0-9_.-]", "-", name.lower()).lstrip("-._") or "model"
-        if args.skip_small:
-            endpoints = {}
         endpoints = {k: v for k, v in endpoints.items() if re.search(args.endpoints, k)}
         rows = []
         for label, (argv, path, env) in endpoints.items():
@@ -424,11 +425,15 @@ def main() -> None:
                     print(rows[-1], flush=True)
         print()
         print(table(["endpoint", *COLUMNS], rows))
-        if args.skip_big:
-            return
-        for label, width in (("ResNet-18-sized", 64), ("reference-cost", args.reference_width)):
-            if re.search(args.sized, label):
-                sized_section(label, width, tmp, despina_cli, args.seconds)
+        if not args.skip_big:
+            sized_sections(args, tmp, despina_cli)
+
+
+def sized_sections(args: argparse.Namespace, tmp: Path, despina_cli: str) -> None:
+    """The sized models whose label matches ``--sized``."""
+    for label, width in (("ResNet-18-sized", 64), ("reference-cost", args.reference_width)):
+        if re.search(args.sized, label):
+            sized_section(label, width, tmp, despina_cli, args.seconds)
 
 
 def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: int) -> None:
