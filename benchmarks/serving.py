@@ -326,7 +326,7 @@ def sized_cnn(folder: Path, width: int = 64) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="the Fashion-MNIST IDX folder")
+    ap.add_argument("--data", type=Path, help="the Fashion-MNIST IDX folder (the small model)")
     ap.add_argument("--model", type=Path, help="a small-CNN model folder (default: train one)")
     ap.add_argument("--seconds", type=int, default=8, help="wrk duration per cell")
     ap.add_argument("--skip-big", action="store_true", help="skip the sized models")
@@ -340,6 +340,8 @@ def main() -> None:
         help="first-block width of the model of the issue's reference cost (bare ~2.4 ms)",
     )
     args = ap.parse_args()
+    if args.data is None and not args.skip_small:
+        ap.error("--data is required for the small model (or pass --skip-small)")
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt install wrk")
     from despina.data.sources import fashion_mnist_arrays

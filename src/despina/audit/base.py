@@ -17,6 +17,7 @@ import numpy as np
 
 from despina.audit.image_stats import ImageStats
 from despina.core.errors import CheckError
+from despina.core.vectors import unit_rows
 
 #: Inputs a check may require; a check whose inputs are absent is skipped with a reason.
 INPUTS = frozenset({"labels", "pred_probs", "embeddings", "image_stats"})
@@ -96,8 +97,7 @@ class AuditContext:
         """L2-normalized float32 embeddings (cosine similarity = dot product)."""
         if self.embeddings is None:
             raise CheckError("embeddings are required")
-        e = np.ascontiguousarray(self.embeddings, dtype=np.float32)
-        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        return unit_rows(self.embeddings)
 
     @property
     def neighbors(self) -> tuple[np.ndarray, np.ndarray]:

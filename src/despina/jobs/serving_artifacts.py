@@ -17,6 +17,7 @@ import numpy as np
 from despina.audit.checks.defect import defect_reference
 from despina.audit.image_stats import STAT_NAMES
 from despina.core.artifacts import FORMAT_VERSION, INDEX_FILE, ONNX_FILE, REFERENCE_FILE
+from despina.core.vectors import unit_rows
 
 if TYPE_CHECKING:
     from despina.models.cnn import SmallCNN
@@ -25,12 +26,6 @@ NEIGHBORS = 5
 #: Statistics whose input distribution the drift monitor follows.
 DRIFT_FEATURES = ("brightness", "contrast", "detail", "sharpness", "color_spread")
 DRIFT_BINS = 10
-
-
-def unit(e: np.ndarray) -> np.ndarray:
-    e = np.ascontiguousarray(e, dtype=np.float32)
-    # What np.linalg.norm(e, axis=1) computes, without its checks (a serving request's cost).
-    return e / np.maximum(np.sqrt(np.add.reduce(e * e, axis=1, keepdims=True)), 1e-12)
 
 
 def _robust(v: np.ndarray) -> list[float]:
@@ -90,7 +85,7 @@ def write_serving_artifacts(
     faiss.omp_set_num_threads(1)
     diff = export_classifier(model, folder / ONNX_FILE, x[: min(8, len(x))])
     probs, emb = predict(model, x)
-    emb = unit(emb)
+    emb = unit_rows(emb)
     index = faiss.IndexFlatIP(emb.shape[1])
     index.add(emb)
     faiss.write_index(index, str(folder / INDEX_FILE))

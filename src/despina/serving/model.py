@@ -21,8 +21,9 @@ from despina.core.artifacts import (
     PREPROCESSING,
 )
 from despina.core.errors import ModelError
+from despina.core.vectors import unit_rows
 from despina.jobs.model_folder import read_model_folder
-from despina.jobs.serving_artifacts import ood_statistics, unit
+from despina.jobs.serving_artifacts import ood_statistics
 from despina.preprocessing.image import ImagePipeline
 from despina.security.envelope import read_artifact
 
@@ -161,7 +162,7 @@ class ServingModel:
         # set once at load, the batcher's threads searched on every core (a ResNet-18-sized
         # endpoint spent 10% of its process's CPU in FAISS; benchmarks/serving.py).
         self._faiss.omp_set_num_threads(1)
-        sims, idx = self.index.search(unit(emb), self.k)
+        sims, idx = self.index.search(unit_rows(emb), self.k)
         log_dist, log_unc = ood_statistics(sims, probs)
         d_med, d_mad, u_med, u_mad = self._ood
         z = ((log_dist - d_med) / max(d_mad, 0.05) + (log_unc - u_med) / max(u_mad, 0.1)) / np.sqrt(

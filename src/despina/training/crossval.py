@@ -14,6 +14,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from despina.core.config import ModelConfig, TrainConfig
 from despina.core.errors import DataError
+from despina.core.vectors import unit_rows
 from despina.training.trainer import EpochCallback, predict, train_classifier
 
 
@@ -44,11 +45,6 @@ FoldOutput = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, n
 SAME_LABEL_NEIGHBORS = 10
 
 
-def _unit(e: np.ndarray) -> np.ndarray:
-    e = np.ascontiguousarray(e, dtype=np.float32)
-    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-
-
 def _oof_neighbors(
     train_emb: np.ndarray, test_emb: np.ndarray, train_idx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +54,8 @@ def _oof_neighbors(
 
     k = min(NEIGHBORS, len(train_idx))
     index = faiss.IndexFlatIP(train_emb.shape[1])
-    index.add(_unit(train_emb))
-    sims, idx = index.search(_unit(test_emb), k)
+    index.add(unit_rows(train_emb))
+    sims, idx = index.search(unit_rows(test_emb), k)
     return sims, train_idx[idx]
 
 
@@ -73,7 +69,7 @@ def same_label_distances(
 
     faiss.omp_set_num_threads(1)
     out = np.full((len(test_y), k), 2.0, np.float32)
-    train_u, test_u = _unit(train_emb), _unit(test_emb)
+    train_u, test_u = unit_rows(train_emb), unit_rows(test_emb)
     for c in np.unique(test_y):
         rows, members = np.flatnonzero(test_y == c), np.flatnonzero(train_y == c)
         if len(members) == 0:
