@@ -161,3 +161,26 @@ def test_a_lone_job_runs_inline_when_the_worker_is_idle() -> None:
         assert asyncio.run(main()) == ("MainThread", [1.0])
     finally:
         batcher.close()
+
+
+def test_a_request_that_races_a_close_gets_an_error_instead_of_waiting_forever() -> None:
+    batcher: MicroBatcher[float] = MicroBatcher(lambda x: [float(v) for v in x.ravel()])
+    batcher.close()
+
+    async def late() -> None:
+        await asyncio.wait_for(batcher.submit(np.ones((1, 1))), timeout=5)
+
+    with pytest.raises(OverloadedError, match="stopped"):
+        asyncio.run(late())
+
+    async def queued_behind_the_close() -> None:  # put in the queue after the workers left
+        loop = asyncio.get_running_loop()
+        from despina.serving.batching import _Item
+
+        fut: asyncio.Future[object] = loop.create_future()
+        batcher.queue.put_nowait(_Item(lambda: (None, np.ones((1, 1))), fut, loop))
+        batcher.close()
+        await asyncio.wait_for(fut, timeout=5)
+
+    with pytest.raises(OverloadedError, match="stopped"):
+        asyncio.run(queued_behind_the_close())

@@ -73,6 +73,7 @@ class MicroBatcher(Generic[R]):
         self.incoming = 0  # requests being decoded that will submit soon (GIL-safe int ops)
         self._running = 0  # model calls in progress
         self._lock = threading.Lock()
+        self._closed = False
         self._threads = [
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
             for i in range(max(1, workers))
@@ -108,6 +109,8 @@ class MicroBatcher(Generic[R]):
         (benchmarks/serving.py prints the per-request cost of the hand-offs). The model
         runtime must allow concurrent calls (ONNX Runtime sessions and FAISS searches do).
         """
+        if self._closed:
+            raise _stopped()
         if alone and not self.busy and self.queue.empty():
             payload, rows = job()
             if self.on_batch is not None:
@@ -126,10 +129,21 @@ class MicroBatcher(Generic[R]):
         return await fut
 
     def close(self) -> None:
+        """Stop the workers after the batches in hand; a request still queued (one that
+        raced the close, as when a deployment is cancelled under load) gets an error
+        instead of waiting forever."""
+        self._closed = True
         for _ in self._threads:
             self.queue.put(None)
         for t in self._threads:
             t.join(10)
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item.loop.call_soon_threadsafe(_resolve, item.future, None, _stopped())
 
     @staticmethod
     def _prepared(item: _Item) -> bool:
@@ -203,3 +217,11 @@ class MicroBatcher(Generic[R]):
             part = results[start : start + len(r)]
             start += len(r)
             b.loop.call_soon_threadsafe(_resolve, b.future, (b.payload, part), None)
+
+
+def _stopped() -> OverloadedError:
+    return OverloadedError(
+        "this deployment was stopped while the request waited; retry, or see "
+        "GET /v1/deployments for what is served",
+        retry_after=1.0,
+    )
