@@ -31,6 +31,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=40, help="first-block width of the CNN")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=6, help="wrk duration per cell")
+    ap.add_argument(
+        "--serve-args",
+        default="",
+        help='more arguments of `despina serve` for both servers, e.g. "--workers 2 --threads 1"',
+    )
     args = ap.parse_args()
     cli = str(Path(sys.executable).parent / "despina")
     with tempfile.TemporaryDirectory() as tmp_text:
@@ -40,10 +45,11 @@ def main() -> None:
             ".png", np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
         )[1].tobytes()
         script = lua(multipart(photo, tmp / "body.bin"), tmp / "post.lua")
-        t_bare = bare(model, photo) * 1000
         rows = []
-        argv = [cli, "serve", str(model), "--port", "{port}"]
+        argv = [cli, "serve", str(model), "--port", "{port}", *args.serve_args.split()]
         for rnd in range(args.rounds):
+            # The bare cost again each round: this machine's speed drifts within minutes.
+            t_bare = bare(model, photo, 3.0) * 1000
             for value in args.values:
                 with Server(argv, {args.variable: value}) as srv:
                     url = f"http://127.0.0.1:{srv.port}/v1/deployments/ab/predict"
@@ -53,14 +59,17 @@ def main() -> None:
                         rnd,
                         value,
                         round(one["p50"], 2),
+                        round(t_bare, 2),
                         round(one["p50"] / t_bare, 2),
                         round(many["rps"]),
+                        round(many["rps"] * t_bare / 2000, 2),
                         one["errors"] + many["errors"],
                     ]
                 )
                 print(rows[-1], flush=True)
-    print(f"\nwidth {args.width}: bare {t_bare:.2f} ms/image on one core; {args.variable}")
-    print(table(["round", "value", "p50 c=1 ms", "p50 / bare", "req/s c=32", "non-2xx"], rows))
+    print(f"\nwidth {args.width}; {args.variable} {args.serve_args}".rstrip())
+    columns = ["round", "value", "p50 c=1 ms", "bare ms", "p50 / bare", "req/s c=32"]
+    print(table([*columns, "req/s / two-core bare", "non-2xx"], rows))
 
 
 if __name__ == "__main__":

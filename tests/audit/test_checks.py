@@ -177,6 +177,28 @@ def test_defect_margins_accept_a_reference_saved_before_the_band_ratios() -> Non
     assert margins["blurry"][3] < 0 and np.isfinite(margins["blurry"]).all()
 
 
+def test_one_images_defect_margins_equal_its_row_of_the_matrix() -> None:
+    """Serving passes one stats vector (NumPy scalars); the audit a matrix."""
+    from despina.audit.checks.defect import defect_margins, defect_reference
+
+    photos = photo_tiles()[:30]
+    small, _ = digits_images(30)  # no coarse band: the edge rule decides blur
+    for images in (photos, small):
+        values = np.stack([compute_features(im).stats for im in images])
+        values[1] = compute_features(cv2.GaussianBlur(images[1], (0, 0), 2.0)).stats
+        values[2] = compute_features((images[2] // 5).astype(np.uint8)).stats
+        ref = defect_reference(values)
+        old = {k: v for k, v in ref.items() if not k.endswith("_ratio")}
+        for reference in (ref, old):
+            matrix = defect_margins(values, reference)
+            for i in range(len(values)):
+                one = defect_margins(values[i], reference)
+                assert set(one) == set(matrix)
+                for name, column in matrix.items():
+                    assert np.ndim(one[name]) == 0
+                    assert float(one[name]) == float(column[i]), (name, i)
+
+
 def test_shifted_copies_of_textured_photos_are_found_but_look_alikes_are_not() -> None:
     from despina.audit.checks.duplicate import aligned_ncc
 

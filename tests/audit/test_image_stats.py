@@ -9,6 +9,7 @@ from despina.audit.image_stats import (
     _percentile,
     _uint8_percentile,
     compute_features,
+    image_statistics,
 )
 from tests.audit.helpers import digits_images
 
@@ -79,3 +80,11 @@ def test_histogram_statistics_equal_the_same_statistics_over_pixels() -> None:
             at_or_below = (pixels[None, :] <= np.arange(256)[:, None] / 255 + 1e-12).mean(1)
             assert abs(stats[name] - int(np.argmax(at_or_below >= q - 1e-12)) / 255) < 1e-9
         assert (stats["width"], stats["height"]) == (shape[1], shape[0])
+
+
+def test_image_statistics_are_the_features_statistics() -> None:
+    rng = np.random.default_rng(2)
+    images = [*digits_images(5)[0], rng.integers(0, 256, (40, 700, 3), np.uint8)]
+    images.append(rng.integers(0, 256, (33, 31, 3), np.uint8))
+    for im in images:
+        assert np.array_equal(image_statistics(im), compute_features(im).stats, equal_nan=True)

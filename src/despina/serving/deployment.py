@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from despina.audit.image_stats import compute_features
+from despina.audit.image_stats import image_statistics
 from despina.core.config import FrozenModel
 from despina.core.errors import InputError
 from despina.data.decode import decode_bytes
@@ -207,8 +207,8 @@ class Deployment:
         image = decoded.image
         decode_ms = _ms(t0)
         t1 = time.perf_counter()
-        feats = compute_features(image)
-        flags, margins = image_flags(feats, self.model.reference["defects"])
+        stats = image_statistics(image)
+        flags, margins = image_flags(stats, self.model.reference["defects"])
         quality_ms = _ms(t1)
         t2 = time.perf_counter()
         h, w = image.shape[:2]
@@ -232,7 +232,7 @@ class Deployment:
             "extract": extract_ms,
         }
         ready = time.perf_counter()
-        return Prepared(w, h, feats.stats, flags, margins, boxes, rows, object_rows, timings, ready)
+        return Prepared(w, h, stats, flags, margins, boxes, rows, object_rows, timings, ready)
 
     async def predict(self, data: bytes, filename: str = "upload") -> dict[str, Any]:
         """The JSON answer for one upload (see the README's endpoint section).
