@@ -246,9 +246,11 @@ def despina_in_process(model: Path, image: bytes, seconds: float = 4.0) -> tuple
         dep.close()
 
 
-def batch_curve(model: Path, sizes: tuple[int, ...] = (1, 4, 8, 16, 32)) -> dict[int, float]:
-    """Milliseconds per image of the bare model call at each batch size (2 threads)."""
-    session = ort_session(model, 2)
+def batch_curve(
+    model: Path, sizes: tuple[int, ...] = (1, 4, 8, 16, 32), threads: int = 2
+) -> dict[int, float]:
+    """Milliseconds per image of the bare model call at each batch size."""
+    session = ort_session(model, threads)
     shape = session.get_inputs()[0].shape[1:]
     out = {}
     for b in sizes:
@@ -457,6 +459,9 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
         f"Deployment.predict (thread hand-offs) {t_predict * 1000:.2f} ms/image"
     )
     print("ONNX Runtime alone, 2 threads, ms per image by batch size:", batch_curve(model))
+    # What each process of `--workers 2 --threads 1` runs.
+    one_thread = batch_curve(model, threads=1)
+    print("ONNX Runtime alone, 1 thread, ms per image by batch size:", one_thread)
     print("ONNX Runtime alone, one image, ms per call:", lone_call(model))
     rows = []
     endpoints = (
@@ -476,25 +481,30 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
         with Server([*argv, *extra]) as server:
             url = f"http://127.0.0.1:{server.port}/v1/deployments/{folder}/predict"
             for c in (1, 32):
+                # The bare cost again right before each cell (the server idle): this
+                # machine's speed drifts by tens of percent within minutes, and a ratio
+                # to a bare cost timed minutes earlier drifts with it.
+                near = bare(model, photo.tobytes(), 3.0)
                 r = wrk(url, script, c, seconds + 4)
                 rows.append(
                     [
                         name,
                         c,
+                        round(near * 1000, 2),
                         round(r["rps"], 1),
                         round(r["p50"], 2),
                         round(r["p99"], 1),
-                        round(r["p50"] / (t_model * 1000), 2),
-                        round(r["rps"] * t_model / 2, 2),
+                        round(r["p50"] / (near * 1000), 2),
+                        round(r["rps"] * near / 2, 2),
                         round(r["p99"] / r["p50"], 2),
                         r["errors"],
                     ]
                 )
                 print(rows[-1], flush=True)
-    on = next(r[2] for r in rows if r[0].startswith("batching on") and r[1] == 32)
-    off = next(r[2] for r in rows if r[0] == "batching off" and r[1] == 32)
+    on = next(r[3] for r in rows if r[0].startswith("batching on") and r[1] == 32)
+    off = next(r[3] for r in rows if r[0] == "batching off" and r[1] == 32)
     print()
-    print(table([f"{label} endpoint", *COLUMNS], rows))
+    print(table([f"{label} endpoint", COLUMNS[0], "bare ms", *COLUMNS[1:]], rows))
     print(f"\ndynamic batching at concurrency 32: {on / off:.2f}x the same endpoint without")
 
 
