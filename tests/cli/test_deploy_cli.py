@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -97,6 +96,7 @@ def test_despina_serve_answers_on_its_port(digits_model: Path, home: Path) -> No
     import socket
     import subprocess
     import sys
+    import tempfile
 
     from despina.data.sources import digits_arrays
 
@@ -105,6 +105,7 @@ def test_despina_serve_answers_on_its_port(digits_model: Path, home: Path) -> No
         port = s.getsockname()[1]
     despina = Path(sys.executable).parent / "despina"
     token = "dsp_" + "t" * 40
+    peer_files = set(Path(tempfile.gettempdir()).glob("despina-serve-peers-*"))
     proc = subprocess.Popen(
         [str(despina), "serve", str(digits_model), "--port", str(port), "--workers", "2"],
         env={**os.environ, "DESPINA_ADMIN_TOKEN": token},
@@ -145,11 +146,14 @@ def test_despina_serve_answers_on_its_port(digits_model: Path, home: Path) -> No
         )
         assert r.status_code == 200, r.text
         assert r.json()["objects"][0]["label"] == str(labels[5])
+        # The processes' shared busy bytes (despina.serving.peers) exist while they run.
+        assert set(Path(tempfile.gettempdir()).glob("despina-serve-peers-*")) > peer_files
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
+    assert set(Path(tempfile.gettempdir()).glob("despina-serve-peers-*")) == peer_files
 
 
 def test_despina_serve_refuses_a_broken_folder_before_starting(
@@ -174,11 +178,8 @@ def serve_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(despina.serving.access_log, "configure_json_logging", lambda: None)
     for key in ("MODEL", "NAME", "EXTRACTOR"):
         monkeypatch.setenv(f"DESPINA_SERVE_{key}", "")
-    for key in ("MAX_BATCH", "INFERENCE_THREADS", "MODEL_WORKERS", "LONE_THREADS"):
+    for key in ("MAX_BATCH", "INFERENCE_THREADS", "MODEL_WORKERS"):
         monkeypatch.setenv(f"DESPINA_{key}", "1")
-    monkeypatch.delenv("DESPINA_LONE_THREADS")  # unset, and unset again afterwards
-    monkeypatch.setenv("DESPINA_LONE_SPINNING", "1")
-    monkeypatch.delenv("DESPINA_LONE_SPINNING")
 
 
 def test_both_servers_run_on_the_standard_event_loop(
@@ -192,22 +193,3 @@ def test_both_servers_run_on_the_standard_event_loop(
     run(0, "serve", str(digits_model))
     run(0, "server", "start")
     assert [c["loop"] for c in calls] == ["asyncio", "asyncio"]
-
-
-def test_serve_with_several_processes_shares_the_cores_among_their_lone_calls(
-    digits_model: Path, home: Path, monkeypatch: pytest.MonkeyPatch, serve_in_this_process: None
-) -> None:
-    """Two processes each calling on both cores served 15% fewer requests at
-    concurrency 8 than with a core each."""
-    import despina.serving.deployment
-    import despina.serving.workers
-
-    started: list[int] = []
-    monkeypatch.setattr(
-        despina.serving.workers, "run_workers", lambda n, *_, **kw: started.append(n)
-    )
-    monkeypatch.setattr(despina.serving.deployment, "usable_cores", lambda: 8)
-    run(0, "serve", str(digits_model), "--workers", "4")
-    assert started == [4]
-    assert os.environ["DESPINA_LONE_THREADS"] == "2"
-    assert os.environ["DESPINA_LONE_SPINNING"] == "0"  # the other processes need the cores

@@ -234,3 +234,42 @@ def test_requests_waiting_on_the_loop_go_to_the_batcher_even_for_a_cheap_model(
         assert inline <= 1 and batched >= 7, calls
     finally:
         dep.close()
+
+
+def test_a_lone_call_takes_every_core_only_while_the_other_server_processes_are_idle(
+    digits_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `despina serve --workers N`, a call alone in its process may share the cores
+    with the other processes' calls; it marks its process busy while in flight."""
+    import asyncio
+
+    import cv2
+    from sklearn.datasets import load_digits
+
+    from despina.serving.deployment import Deployment
+    from despina.serving.peers import PEER_SLOT, PEERS_FILE, PeerSlots, create_peers_file
+
+    peers = tmp_path / "peers"
+    create_peers_file(peers, 2)
+    monkeypatch.setenv(PEERS_FILE, str(peers))
+    monkeypatch.setenv(PEER_SLOT, "0")
+    other = PeerSlots(peers, 1)  # the other server process
+    png = cv2.imencode(".png", (load_digits().images[7] * 16).astype(np.uint8))[1].tobytes()
+    dep = Deployment("d", digits_model)
+    seen: list[tuple[bool, bool]] = []  # (lone, this process marked busy)
+    infer = dep.model.infer
+
+    def watched(x: np.ndarray, lone: bool = False) -> Any:
+        seen.append((lone, other.others_busy()))
+        return infer(x, lone=lone)
+
+    dep.model.infer = watched  # type: ignore[method-assign]
+    try:
+        first = asyncio.run(dep.predict(png))
+        assert seen == [(True, True)] and not other.others_busy()
+        other.mark(True)
+        second = asyncio.run(dep.predict(png))
+        assert seen[1] == (False, True)
+        assert first["objects"] == second["objects"]
+    finally:
+        dep.close()

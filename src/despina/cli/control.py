@@ -284,7 +284,6 @@ def serve(
 
     from despina.jobs.model_folder import check_extractor, check_model_folder
     from despina.serving.access_log import configure_json_logging
-    from despina.serving.deployment import usable_cores
     from despina.serving.workers import run_workers
 
     folder = check_model_folder(model_dir)
@@ -301,15 +300,6 @@ def serve(
         DESPINA_INFERENCE_THREADS=str(threads),
         DESPINA_MODEL_WORKERS=str(model_workers),
     )
-    if workers > 1 and "DESPINA_LONE_THREADS" not in os.environ:
-        # A lone call in each of several processes may use their share of the cores, not
-        # all of them: with two processes each calling on both cores, a ResNet-18-sized
-        # endpoint at concurrency 8 served 240-257 req/s instead of 293-297.
-        os.environ["DESPINA_LONE_THREADS"] = str(max(1, usable_cores() // workers))
-    if workers > 1:
-        # "Lone" means alone in its process; the other processes may be busy, and a
-        # spinning thread would take their cores.
-        os.environ.setdefault("DESPINA_LONE_SPINNING", "0")
     err.print(
         f"serving {folder} as {name!r} on http://{host}:{port}/v1/deployments/{name}/predict"
         f" ({workers} process{'es' if workers > 1 else ''})"

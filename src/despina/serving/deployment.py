@@ -23,6 +23,7 @@ from despina.serving.batching import MicroBatcher
 from despina.serving.drift import DriftMonitor
 from despina.serving.extraction import Box, make_extractor
 from despina.serving.model import OOD_THRESHOLD, Inference, ServingModel, ood_score
+from despina.serving.peers import PeerSlots
 from despina.serving.quality import image_flags
 
 UNKNOWN = "unknown"
@@ -159,6 +160,9 @@ class Deployment:
         )
         self.observer = observer  # ServingMetrics or None
         self.inflight = 0  # requests inside predict(), counted on the event loop
+        # The other processes of `despina serve --workers N`: a call alone in this process
+        # takes every core only while they are idle too.
+        self.peers = PeerSlots.from_env()
         self.batcher: MicroBatcher[tuple[Any, ...]] = MicroBatcher(
             self._infer_rows,
             alone_fn=self._infer_lone,
@@ -191,7 +195,9 @@ class Deployment:
         return list(zip(inf.probs, inf.sims, inf.neighbors, inf.ood_z, strict=True))
 
     def _infer_lone(self, x: np.ndarray) -> list[tuple[Any, ...]]:
-        return self._infer_rows(x, lone=True)
+        """A call with nothing else in flight in this process: on every core, unless
+        another server process is busy."""
+        return self._infer_rows(x, lone=self.peers is None or not self.peers.others_busy())
 
     def prepare(self, data: bytes, filename: str = "upload") -> Prepared:
         """Decode, quality flags, extraction and preprocessing (CPU work, off the loop)."""
@@ -248,6 +254,8 @@ class Deployment:
         """
         t0 = time.perf_counter()
         self.inflight += 1
+        if self.peers is not None and self.inflight == 1:
+            self.peers.mark(True)
         try:
             small = len(data) <= INLINE_BYTES
             early: Prepared | None = None
@@ -268,6 +276,8 @@ class Deployment:
             prep, results = await self.batcher.submit_job(job, alone=alone)
         finally:
             self.inflight -= 1
+            if self.peers is not None and self.inflight == 0:
+                self.peers.mark(False)
         classify_ms = _ms(prep.ready)
         answer = self._answer(prep, results)
         answer["timings_ms"] = {**prep.timings, "classify": classify_ms, "total": _ms(t0)}

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from despina.core.errors import ConfigError
+from despina.serving.peers import PEER_SLOT, PEERS_FILE, create_peers_file
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -66,10 +67,12 @@ def claim_address(host: str, port: int) -> IO[bytes]:
     return handle
 
 
-def _serve(host: str, port: int, options: dict[str, Any]) -> None:
-    """One worker process: its own socket, one uvicorn server."""
+def _serve(host: str, port: int, options: dict[str, Any], peers: str, slot: int) -> None:
+    """One worker process: its own socket, one uvicorn server, its byte of the peers
+    file (see :mod:`despina.serving.peers`)."""
     import uvicorn
 
+    os.environ.update({PEERS_FILE: peers, PEER_SLOT: str(slot)})
     sock = _listen(host, port)
     uvicorn.Server(uvicorn.Config(**options)).run(sockets=[sock])
 
@@ -96,13 +99,16 @@ def _supervise(workers: int, host: str, port: int, options: dict[str, Any]) -> N
         stopping = True
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    fd, peers = tempfile.mkstemp(prefix="despina-serve-peers-")
+    os.close(fd)
+    create_peers_file(Path(peers), workers)
 
-    def start() -> tuple[BaseProcess, float]:
-        proc = ctx.Process(target=_serve, args=(host, port, options), daemon=False)
+    def start(slot: int) -> tuple[BaseProcess, float]:
+        proc = ctx.Process(target=_serve, args=(host, port, options, peers, slot), daemon=False)
         proc.start()
         return proc, time.monotonic()
 
-    procs = [start() for _ in range(workers)]  # each with when it started
+    procs = [start(i) for i in range(workers)]  # each with when it started
     try:
         while not stopping:
             time.sleep(0.5)
@@ -114,7 +120,7 @@ def _supervise(workers: int, host: str, port: int, options: dict[str, Any]) -> N
                         f"a server process exited while starting (exit code {proc.exitcode}); "
                         "its error is above"
                     )
-                procs[i] = start()
+                procs[i] = start(i)
     finally:
         for proc, _ in procs:
             proc.terminate()  # SIGTERM: uvicorn finishes the requests in progress
@@ -124,3 +130,4 @@ def _supervise(workers: int, host: str, port: int, options: dict[str, Any]) -> N
                 proc.kill()
         for s, handler in previous.items():
             signal.signal(s, handler)
+        Path(peers).unlink(missing_ok=True)
