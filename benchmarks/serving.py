@@ -481,11 +481,12 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
         with Server([*argv, *extra]) as server:
             url = f"http://127.0.0.1:{server.port}/v1/deployments/{folder}/predict"
             for c in (1, 32):
-                # The bare cost again right before each cell (the server idle): this
-                # machine's speed drifts by tens of percent within minutes, and a ratio
-                # to a bare cost timed minutes earlier drifts with it.
-                near = bare(model, photo.tobytes(), 3.0)
+                # The bare cost again right before and after each cell (the server idle),
+                # averaged: this machine's speed drifts by tens of percent within minutes,
+                # and a ratio to a bare cost timed minutes earlier drifts with it.
+                before = bare(model, photo.tobytes(), 2.0)
                 r = wrk(url, script, c, seconds + 4)
+                near = (before + bare(model, photo.tobytes(), 2.0)) / 2
                 rows.append(
                     [
                         name,

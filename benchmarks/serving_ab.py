@@ -1,5 +1,5 @@
 """One serving setting off and on, alternating servers: p50 at concurrency 1 over the
-bare cost, and requests per second at concurrency 32, for the sized CNN of
+bare cost, and requests per second at concurrency 32 (``--many``), for the sized CNN of
 ``benchmarks/serving.py`` at a given width (40: the issue's reference cost, 8: a 0.3 ms
 model that is answered on the event loop).
 
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=40, help="first-block width of the CNN")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=6, help="wrk duration per cell")
+    ap.add_argument("--many", type=int, default=32, help="the loaded cell's concurrency")
     ap.add_argument(
         "--serve-args",
         default="",
@@ -48,12 +49,14 @@ def main() -> None:
         rows = []
         argv = [cli, "serve", str(model), "--port", "{port}", *args.serve_args.split()]
         for rnd in range(args.rounds):
-            # The bare cost again each round: this machine's speed drifts within minutes.
-            t_bare = bare(model, photo, 3.0) * 1000
             for value in args.values:
                 with Server(argv, {args.variable: value}) as srv:
                     url = f"http://127.0.0.1:{srv.port}/v1/deployments/ab/predict"
-                    one, many = (wrk(url, script, c, args.seconds) for c in (1, 32))
+                    # The bare cost before and after the cells, averaged: this machine's
+                    # speed drifts by tens of percent within minutes.
+                    before = bare(model, photo, 2.0)
+                    one, many = (wrk(url, script, c, args.seconds) for c in (1, args.many))
+                    t_bare = (before + bare(model, photo, 2.0)) * 500
                 rows.append(
                     [
                         rnd,
@@ -68,7 +71,7 @@ def main() -> None:
                 )
                 print(rows[-1], flush=True)
     print(f"\nwidth {args.width}; {args.variable} {args.serve_args}".rstrip())
-    columns = ["round", "value", "p50 c=1 ms", "bare ms", "p50 / bare", "req/s c=32"]
+    columns = ["round", "value", "p50 c=1 ms", "bare ms", "p50 / bare", f"req/s c={args.many}"]
     print(table([*columns, "req/s / two-core bare", "non-2xx"], rows))
 
 
