@@ -301,3 +301,23 @@ def test_a_password_buys_a_short_lived_token_and_wrong_ones_are_limited(
         assert "a long passphrase" not in str(actions)
     finally:
         server.stop()
+
+
+def test_new_request_ids_are_unique_here_and_in_a_forked_child() -> None:
+    import os
+
+    from despina.serving.access_log import new_request_id
+
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send one id and leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert len(child) == 32 and child not in ids and child[:16] != next(iter(ids))[:16]

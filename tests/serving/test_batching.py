@@ -38,6 +38,37 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows() -> None:
     assert sum(calls) == 64 and max(calls) <= 16 and len(calls) < 32
 
 
+def test_a_batch_is_handed_back_to_the_event_loop_at_once() -> None:
+    """Each hand-back wakes the loop through its wake-up socket: one per batch, not one
+    per request."""
+    batcher: MicroBatcher[float] = MicroBatcher(
+        lambda x: list(x[:, 0] + 1), max_batch=16, max_wait_ms=200
+    )
+    wakeups: list[int] = []
+
+    async def main() -> list[list[float]]:
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def counted(*args: object) -> object:
+            wakeups.append(1)
+            return original(*args)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        batcher.incoming = 8  # eight requests on their way: the batch waits for them
+        pending = [asyncio.ensure_future(batcher.submit(np.array([[float(i)]]))) for i in range(8)]
+        await asyncio.sleep(0)  # all eight queued
+        batcher.incoming = 0
+        return await asyncio.gather(*pending)
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert results == [[float(i) + 1] for i in range(8)]
+    assert len(wakeups) < 8, wakeups
+
+
 def test_two_model_workers_run_batches_at_once_and_answer_every_row() -> None:
     running, most = 0, 0
     lock = threading.Lock()

@@ -49,6 +49,11 @@ def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) 
         fut.set_result(value)
 
 
+def _resolve_all(done: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for fut, value in done:
+        _resolve(fut, value, None)
+
+
 class MicroBatcher(Generic[R]):
     """Run ``fn(rows) -> list[R]`` (one result per row) over batches of queued rows."""
 
@@ -212,11 +217,16 @@ class MicroBatcher(Generic[R]):
         finally:
             with self._lock:
                 self._running -= 1
+        # One hand-back per event loop for the whole batch: each call_soon_threadsafe
+        # writes to the loop's wake-up socket, a system call and a wake-up apiece.
+        answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         start = 0
         for b, r in zip(batch, parts, strict=True):
             part = results[start : start + len(r)]
             start += len(r)
-            b.loop.call_soon_threadsafe(_resolve, b.future, (b.payload, part), None)
+            answers.setdefault(b.loop, []).append((b.future, (b.payload, part)))
+        for loop, done in answers.items():
+            loop.call_soon_threadsafe(_resolve_all, done)
 
 
 def _stopped() -> OverloadedError:
