@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -23,8 +25,11 @@ def test_a_worker_that_cannot_start_stops_the_server_with_a_clear_error() -> Non
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    peers = set(Path(tempfile.gettempdir()).glob("despina-serve-peers-*"))
     with pytest.raises(ConfigError, match="exited while starting"):
         run_workers(2, "127.0.0.1", port, app="despina_no_such_module:app", log_level="error")
+    # The processes' shared busy bytes (despina.serving.peers) go with them.
+    assert set(Path(tempfile.gettempdir()).glob("despina-serve-peers-*")) == peers
 
 
 def test_a_second_multi_process_server_on_the_same_port_is_refused() -> None:

@@ -85,12 +85,18 @@ def run_workers(workers: int, host: str, port: int, **options: Any) -> None:
     claim = claim_address(host, port)
     try:
         _listen(host, port).close()  # a port taken by another program: say so before forking
-        _supervise(workers, host, port, options)
+        fd, peers = tempfile.mkstemp(prefix="despina-serve-peers-")
+        os.close(fd)
+        try:
+            create_peers_file(Path(peers), workers)
+            _supervise(workers, host, port, options, peers)
+        finally:
+            Path(peers).unlink(missing_ok=True)
     finally:
         claim.close()
 
 
-def _supervise(workers: int, host: str, port: int, options: dict[str, Any]) -> None:
+def _supervise(workers: int, host: str, port: int, options: dict[str, Any], peers: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -99,9 +105,6 @@ def _supervise(workers: int, host: str, port: int, options: dict[str, Any]) -> N
         stopping = True
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    fd, peers = tempfile.mkstemp(prefix="despina-serve-peers-")
-    os.close(fd)
-    create_peers_file(Path(peers), workers)
 
     def start(slot: int) -> tuple[BaseProcess, float]:
         proc = ctx.Process(target=_serve, args=(host, port, options, peers, slot), daemon=False)
@@ -130,4 +133,3 @@ def _supervise(workers: int, host: str, port: int, options: dict[str, Any]) -> N
                 proc.kill()
         for s, handler in previous.items():
             signal.signal(s, handler)
-        Path(peers).unlink(missing_ok=True)
