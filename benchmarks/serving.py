@@ -128,8 +128,10 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, flo
         raise RuntimeError(f"cannot read wrk's output:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    done = re.search(r"(\d+) requests in", out)
     return {
         "rps": rps,
+        "requests": int(done.group(1)) if done else 0,
         "p50": _ms(dist["50"]),
         "p99": _ms(dist["99"]),
         "errors": int(bad.group(1)) if bad else 0,
@@ -168,6 +170,20 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.2)
         raise RuntimeError(f"server {argv} did not start")
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server's processes (its session: the parent and
+        any worker processes), from /proc; Linux only."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a process that ended meanwhile
+                continue
+            if int(fields[3]) == self.proc.pid:  # the session id (start_new_session)
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / tick
 
     def __enter__(self) -> Server:
         return self
@@ -485,7 +501,9 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
                 # averaged: this machine's speed drifts by tens of percent within minutes,
                 # and a ratio to a bare cost timed minutes earlier drifts with it.
                 before = bare(model, photo.tobytes(), 2.0)
+                cpu = server.cpu_seconds()
                 r = wrk(url, script, c, seconds + 4)
+                cpu = server.cpu_seconds() - cpu
                 near = (before + bare(model, photo.tobytes(), 2.0)) / 2
                 rows.append(
                     [
@@ -498,6 +516,8 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
                         round(r["p50"] / (near * 1000), 2),
                         round(r["rps"] * near / 2, 2),
                         round(r["p99"] / r["p50"], 2),
+                        # The server's CPU per answered request, all its processes.
+                        round(cpu * 1000 / max(1, r["requests"]), 2),
                         r["errors"],
                     ]
                 )
@@ -505,7 +525,8 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
     on = next(r[3] for r in rows if r[0].startswith("batching on") and r[1] == 32)
     off = next(r[3] for r in rows if r[0] == "batching off" and r[1] == 32)
     print()
-    print(table([f"{label} endpoint", COLUMNS[0], "bare ms", *COLUMNS[1:]], rows))
+    columns = [COLUMNS[0], "bare ms", *COLUMNS[1:-1], "server core-ms / request", COLUMNS[-1]]
+    print(table([f"{label} endpoint", *columns], rows))
     print(f"\ndynamic batching at concurrency 32: {on / off:.2f}x the same endpoint without")
 
 

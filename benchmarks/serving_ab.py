@@ -55,8 +55,11 @@ def main() -> None:
                     # The bare cost before and after the cells, averaged: this machine's
                     # speed drifts by tens of percent within minutes.
                     before = bare(model, photo, 2.0)
-                    one, many = (wrk(url, script, c, args.seconds) for c in (1, args.many))
-                    t_bare = (before + bare(model, photo, 2.0)) * 500
+                    one = wrk(url, script, 1, args.seconds)
+                    cpu = srv.cpu_seconds()
+                    many = wrk(url, script, args.many, args.seconds)
+                    cpu = srv.cpu_seconds() - cpu
+                    t_bare = (before + bare(model, photo, 2.0)) / 2 * 1000  # ms, the mean
                 rows.append(
                     [
                         rnd,
@@ -66,13 +69,15 @@ def main() -> None:
                         round(one["p50"] / t_bare, 2),
                         round(many["rps"]),
                         round(many["rps"] * t_bare / 2000, 2),
+                        round(cpu * 1000 / max(1, many["requests"]), 2),
                         one["errors"] + many["errors"],
                     ]
                 )
                 print(rows[-1], flush=True)
     print(f"\nwidth {args.width}; {args.variable} {args.serve_args}".rstrip())
     columns = ["round", "value", "p50 c=1 ms", "bare ms", "p50 / bare", f"req/s c={args.many}"]
-    print(table([*columns, "req/s / two-core bare", "non-2xx"], rows))
+    columns += ["req/s / two-core bare", f"server core-ms / request c={args.many}", "non-2xx"]
+    print(table(columns, rows))
 
 
 if __name__ == "__main__":

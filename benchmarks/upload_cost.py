@@ -13,7 +13,6 @@ within minutes; the table gives each step's median and range over the rounds.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import tempfile
 import time
@@ -28,17 +27,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
 from serving import BIG, ort_session, sized_cnn
 
+BARE = "bare (decode + preprocess + model, 1 thread)"
+PREPARE = "prepare, all of it"
+INFER = "infer (model + neighbours + OOD)"
+ANSWER = "answer (JSON-ready dict, drift)"
+
 
 def steps(model: Path, upload: bytes) -> tuple[dict[str, Callable[[], Any]], Any]:
     """The timed steps, each a call with the same inputs as in a request."""
+    from despina.audit.image_stats import image_statistics
     from despina.data.decode import decode_bytes
     from despina.serving.deployment import Deployment, ServingSettings
     from despina.serving.quality import image_flags
 
-    stats_module = importlib.import_module("despina.audit.image_stats")
     dep = Deployment("cost", model, "whole", ServingSettings(threads=1))
     image = decode_bytes(upload, "upload", 10**8).image
-    stats = stats_module.image_statistics(image)
+    stats = image_statistics(image)
     prep = dep.prepare(upload)
     results = dep._infer_rows(prep.rows)
     session = ort_session(model, 1)
@@ -50,15 +54,15 @@ def steps(model: Path, upload: bytes) -> tuple[dict[str, Callable[[], Any]], Any
         session.run(None, {"x": x})
 
     return {
-        "bare (decode + preprocess + model, 1 thread)": bare,
+        BARE: bare,
         "decode (with the upload checks)": lambda: decode_bytes(upload, "upload", 10**8),
-        "statistics (image_statistics)": lambda: stats_module.image_statistics(image),
+        "statistics (image_statistics)": lambda: image_statistics(image),
         "quality flags (image_flags)": lambda: image_flags(stats, dep.model.reference["defects"]),
         "preprocess (pipeline.transform)": lambda: dep.model.pipeline.transform([image]),
-        "prepare, all of it": lambda: dep.prepare(upload),
+        PREPARE: lambda: dep.prepare(upload),
         "model call alone (session.run)": lambda: dep.model.session.run(None, {"x": prep.rows}),
-        "infer (model + neighbours + OOD)": lambda: dep.model.infer(prep.rows),
-        "answer (JSON-ready dict, drift)": lambda: dep._answer(prep, results),
+        INFER: lambda: dep.model.infer(prep.rows),
+        ANSWER: lambda: dep._answer(prep, results),
     }, dep
 
 
@@ -86,13 +90,9 @@ def main() -> None:
                     times[name].append((time.perf_counter() - t0) / args.calls * 1e6)
         finally:
             dep.close()
-    med = [float(np.median(v)) for v in times.values()]
-    # prepare + infer + answer - bare, by the steps' order above
-    extra = med[5] + med[7] + med[8] - med[0]
-    rows = [
-        [name, round(m, 1), f"{min(v):.1f}-{max(v):.1f}"]
-        for (name, v), m in zip(times.items(), med, strict=True)
-    ]
+    med = {name: float(np.median(v)) for name, v in times.items()}
+    extra = med[PREPARE] + med[INFER] + med[ANSWER] - med[BARE]
+    rows = [[name, round(med[name], 1), f"{min(v):.1f}-{max(v):.1f}"] for name, v in times.items()]
     print(f"width {args.width}, a {BIG} px PNG upload, {args.rounds} alternating rounds")
     print(table(["step", "median us", "range us"], rows))
     print(f"\nprepare + infer + answer over bare: {extra:.0f} us per upload (without HTTP)")
