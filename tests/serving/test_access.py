@@ -210,6 +210,51 @@ def test_repeated_failures_from_one_client_answer_429(
         server.stop()
 
 
+def test_requests_waiting_on_one_token_share_one_store_lookup(
+    plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a token's cache entry has expired, the requests in flight with it wait for one
+    store lookup, not one each; a refused token is refused to all of them."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = plane.store
+    token = store.bootstrap_admin() or ""
+    revoked, info = store.issue_token("admin")
+    store.revoke_token(info.id)
+    lookups: list[str] = []
+    real = store.token_by_hash
+    lock = threading.Lock()
+
+    def slow_lookup(token_hash: str) -> Any:
+        with lock:
+            lookups.append(token_hash)
+        time.sleep(0.5)  # long enough for every request below to arrive meanwhile
+        return real(token_hash)
+
+    monkeypatch.setattr(store, "token_by_hash", slow_lookup)
+    # cache_s=0: every verdict is stale at once, so only sharing spares lookups.
+    auth = Authenticator(store, AuthSettings(fail_limit=10**6, cache_s=0))
+    server = ThreadServer(app=create_app(plane, auth=auth, run_scheduler=False), token=token)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+
+            def whoami(t: str) -> int:
+                return http.get("/v1/whoami", headers={"Authorization": f"Bearer {t}"}).status_code
+
+            for t, status in ((token, 200), (revoked, 401)):
+                lookups.clear()
+                with ThreadPoolExecutor(8) as pool:
+                    codes = list(pool.map(whoami, [t] * 8))
+                assert codes == [status] * 8
+                assert 1 <= len(lookups) <= 2, lookups  # 8 before the change
+            lookups.clear()
+            assert whoami(token) == 200 and len(lookups) == 1  # expired: looked up again
+    finally:
+        server.stop()
+
+
 def test_the_api_has_no_5xx_under_schemathesis(plane: ControlPlane, home: Path) -> None:
     """Property-based calls to every operation of the OpenAPI spec (schemathesis, with an
     admin token), checking that nothing answers 5xx. Deleting users and revoking tokens

@@ -16,6 +16,7 @@ Every mutating request, allowed or refused, is appended to the hash-chained acti
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -229,6 +230,8 @@ class AuthGuard:
         self.app = app
         self.auth = auth
         self.resolve_task_group = resolve_task_group
+        # Token hash -> the store lookup in flight for it (see _principal).
+        self._lookups: dict[str, asyncio.Future[Principal]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == "/health":
@@ -256,10 +259,7 @@ class AuthGuard:
                 self.auth.limiter.failed(client)
                 raise AuthError("this route needs a token: send 'Authorization: Bearer TOKEN'")
             try:
-                # A cached verdict costs a hash on the loop; a thread hop only on a miss.
-                principal = self.auth.cached(token)
-                if principal is None:
-                    principal = await anyio.to_thread.run_sync(self.auth.authenticate, token)
+                principal = await self._principal(token)
             except AuthError:
                 self.auth.limiter.failed(client)
                 raise
@@ -289,6 +289,31 @@ class AuthGuard:
         finally:
             if not recorded:  # the app failed before answering
                 await self._record(actor, method, template, scope, "500")
+
+    async def _principal(self, token: str) -> Principal:
+        """The token's principal: from the cache (a hash on the loop), else from the store
+        on a thread, one lookup per token however many requests wait for it. When a
+        token's cache entry expired under load, every request in flight with it missed at
+        once: at concurrency 32 each server process ran 16 store queries on 16 threads
+        every ``cache_s`` seconds, opening SQLite connections beyond the pool's (py-spy:
+        about 2% of both cores for one token; benchmarks/serving.py's load)."""
+        principal = self.auth.cached(token)
+        if principal is not None:
+            return principal
+        key = hash_token(token)
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = asyncio.ensure_future(anyio.to_thread.run_sync(self.auth.authenticate, token))
+            self._lookups[key] = lookup
+
+            def done(f: asyncio.Future[Principal]) -> None:
+                del self._lookups[key]
+                if not f.cancelled():
+                    f.exception()  # marked retrieved: the waiters raise it, or have left
+
+            lookup.add_done_callback(done)
+        # Shielded: a client that hangs up does not cancel the others' lookup.
+        return await asyncio.shield(lookup)
 
     async def _authorize(
         self, p: Principal, rule: Rule | None, params: dict[str, Any], scope: Scope
