@@ -271,5 +271,13 @@ def test_a_lone_call_takes_every_core_only_while_the_other_server_processes_are_
         second = asyncio.run(dep.predict(png))
         assert seen[1] == (False, True)
         assert first["objects"] == second["objects"]
+        # Other requests in flight in this process (read, or being answered): a call
+        # with an empty queue behind it is still not alone.
+        other.mark(False)
+        rows = dep.prepare(png).rows
+        for inflight, lone in ((1, True), (2, False)):
+            dep.inflight = inflight
+            dep._infer_lone(rows)
+            assert seen[-1][0] is lone
     finally:
         dep.close()

@@ -195,9 +195,17 @@ class Deployment:
         return list(zip(inf.probs, inf.sims, inf.neighbors, inf.ood_z, strict=True))
 
     def _infer_lone(self, x: np.ndarray) -> list[tuple[Any, ...]]:
-        """A call with nothing else in flight in this process: on every core, unless
-        another server process is busy."""
-        return self._infer_rows(x, lone=self.peers is None or not self.peers.others_busy())
+        """A call with nothing queued behind it: on every core, unless this is one of
+        several server processes and either another one is busy or other requests are in
+        flight here. Under load the queue is often empty for a moment while other requests
+        are still being read or answered on the event loop, and the other process may be
+        idle for that moment too: a call on every core then left the lone session's idle
+        threads spinning beside the next batch (perf at concurrency 32, two processes: 5%
+        of the CPU in ONNX Runtime's spin loop). A single process keeps its lone calls
+        under load, where they help (see __init__)."""
+        if self.peers is None:
+            return self._infer_rows(x, lone=True)
+        return self._infer_rows(x, lone=self.inflight <= 1 and not self.peers.others_busy())
 
     def prepare(self, data: bytes, filename: str = "upload") -> Prepared:
         """Decode, quality flags, extraction and preprocessing (CPU work, off the loop)."""
