@@ -14,6 +14,7 @@ handler (``DespinaError.http_status``) with ``{"error", "detail"}`` bodies.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -78,6 +79,18 @@ def _sync_loop(
             logger.exception("deployment sync failed; retrying")
 
 
+def freeze_startup_heap() -> None:
+    """Exempt what exists after startup (modules, the app, a ``despina serve`` model) from
+    the garbage collector's full passes, which otherwise walk it every few seconds under
+    load: at concurrency 32 each server process paused 75-82 ms for a full collection
+    every 5-7 s, and with the heap frozen those passes took under 1.5 ms (p99 at
+    concurrency 32 84-104 -> 58-60 ms, throughput unchanged; a development A/B logging
+    gc.callbacks, two rounds). Garbage is collected first, so nothing dead is frozen;
+    objects freed later by reference counting are freed as before."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     plane: ControlPlane | None,
     *,
@@ -137,6 +150,7 @@ def create_app(
             )
         for t in threads:
             t.start()
+        freeze_startup_heap()
         yield
         stop.set()
         wake.set()
