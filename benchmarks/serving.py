@@ -28,7 +28,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import httpx
@@ -192,6 +192,31 @@ class Server:
         os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait(30)
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+T = TypeVar("T")
+
+
+def loaded(
+    server: Server, url: str, script: Path, connections: int, seconds: int
+) -> dict[str, float]:
+    """``wrk``'s figures, with the server's CPU milliseconds per answered request
+    (``core_ms``: all its processes, from /proc over the run)."""
+    cpu = server.cpu_seconds()
+    r = wrk(url, script, connections, seconds)
+    r["core_ms"] = (server.cpu_seconds() - cpu) * 1000 / max(1, r["requests"])
+    return r
+
+
+def bare_around(
+    model: Path, image: bytes, measure: Callable[..., T], *args: Any
+) -> tuple[T, float]:
+    """``measure(*args)``, and the bare cost (seconds per image) timed just before and just
+    after it, averaged: this machine's speed drifts by tens of percent within minutes,
+    and a ratio to a bare cost timed minutes earlier drifts with it."""
+    before = bare(model, image, 2.0)
+    out = measure(*args)
+    return out, (before + bare(model, image, 2.0)) / 2
 
 
 def ort_session(model: Path, threads: int, spinning: bool | None = None) -> Any:
@@ -497,14 +522,9 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
         with Server([*argv, *extra]) as server:
             url = f"http://127.0.0.1:{server.port}/v1/deployments/{folder}/predict"
             for c in (1, 32):
-                # The bare cost again right before and after each cell (the server idle),
-                # averaged: this machine's speed drifts by tens of percent within minutes,
-                # and a ratio to a bare cost timed minutes earlier drifts with it.
-                before = bare(model, photo.tobytes(), 2.0)
-                cpu = server.cpu_seconds()
-                r = wrk(url, script, c, seconds + 4)
-                cpu = server.cpu_seconds() - cpu
-                near = (before + bare(model, photo.tobytes(), 2.0)) / 2
+                r, near = bare_around(
+                    model, photo.tobytes(), loaded, server, url, script, c, seconds + 4
+                )
                 rows.append(
                     [
                         name,
@@ -516,8 +536,7 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
                         round(r["p50"] / (near * 1000), 2),
                         round(r["rps"] * near / 2, 2),
                         round(r["p99"] / r["p50"], 2),
-                        # The server's CPU per answered request, all its processes.
-                        round(cpu * 1000 / max(1, r["requests"]), 2),
+                        round(r["core_ms"], 2),
                         r["errors"],
                     ]
                 )

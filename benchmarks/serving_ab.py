@@ -1,5 +1,5 @@
 """One serving setting off and on, alternating servers: p50 at concurrency 1 over the
-bare cost, and requests per second at concurrency 32 (``--many``), for the sized CNN of
+bare cost, and requests per second and p99 at concurrency 32 (``--many``), for the sized CNN of
 ``benchmarks/serving.py`` at a given width (40: the issue's reference cost, 8: a 0.3 ms
 model that is answered on the event loop).
 
@@ -15,13 +15,21 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from serving import BIG, Server, bare, lua, multipart, sized_cnn, wrk
+from serving import BIG, Server, bare_around, loaded, lua, multipart, sized_cnn, wrk
+
+
+def cells(
+    server: Server, url: str, script: Path, many: int, seconds: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """wrk at concurrency 1, then at ``many`` with the server's CPU per request."""
+    return wrk(url, script, 1, seconds), loaded(server, url, script, many, seconds)
 
 
 def main() -> None:
@@ -52,14 +60,10 @@ def main() -> None:
             for value in args.values:
                 with Server(argv, {args.variable: value}) as srv:
                     url = f"http://127.0.0.1:{srv.port}/v1/deployments/ab/predict"
-                    # The bare cost before and after the cells, averaged: this machine's
-                    # speed drifts by tens of percent within minutes.
-                    before = bare(model, photo, 2.0)
-                    one = wrk(url, script, 1, args.seconds)
-                    cpu = srv.cpu_seconds()
-                    many = wrk(url, script, args.many, args.seconds)
-                    cpu = srv.cpu_seconds() - cpu
-                    t_bare = (before + bare(model, photo, 2.0)) / 2 * 1000  # ms, the mean
+                    (one, many), t_bare = bare_around(
+                        model, photo, cells, srv, url, script, args.many, args.seconds
+                    )
+                    t_bare *= 1000  # ms
                 rows.append(
                     [
                         rnd,
@@ -69,14 +73,16 @@ def main() -> None:
                         round(one["p50"] / t_bare, 2),
                         round(many["rps"]),
                         round(many["rps"] * t_bare / 2000, 2),
-                        round(cpu * 1000 / max(1, many["requests"]), 2),
+                        round(many["p99"], 1),
+                        round(many["core_ms"], 2),
                         one["errors"] + many["errors"],
                     ]
                 )
                 print(rows[-1], flush=True)
     print(f"\nwidth {args.width}; {args.variable} {args.serve_args}".rstrip())
     columns = ["round", "value", "p50 c=1 ms", "bare ms", "p50 / bare", f"req/s c={args.many}"]
-    columns += ["req/s / two-core bare", f"server core-ms / request c={args.many}", "non-2xx"]
+    columns += ["req/s / two-core bare", f"p99 ms c={args.many}"]
+    columns += [f"server core-ms / request c={args.many}", "non-2xx"]
     print(table(columns, rows))
 
 

@@ -203,9 +203,10 @@ class Deployment:
         threads spinning beside the next batch (perf at concurrency 32, two processes: 5%
         of the CPU in ONNX Runtime's spin loop). A single process keeps its lone calls
         under load, where they help (see __init__)."""
-        if self.peers is None:
-            return self._infer_rows(x, lone=True)
-        return self._infer_rows(x, lone=self.inflight <= 1 and not self.peers.others_busy())
+        peers = self.peers
+        return self._infer_rows(
+            x, lone=peers is None or (self.inflight <= 1 and not peers.others_busy())
+        )
 
     def prepare(self, data: bytes, filename: str = "upload") -> Prepared:
         """Decode, quality flags, extraction and preprocessing (CPU work, off the loop)."""
