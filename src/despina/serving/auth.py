@@ -295,8 +295,9 @@ class AuthGuard:
         on a thread, one lookup per token however many requests wait for it. When a
         token's cache entry expired under load, every request in flight with it missed at
         once: at concurrency 32 each server process ran 16 store queries on 16 threads
-        every ``cache_s`` seconds, opening SQLite connections beyond the pool's (py-spy:
-        about 2% of both cores for one token; benchmarks/serving.py's load)."""
+        every ``cache_s`` seconds, opening SQLite connections beyond the pool's; sharing
+        the lookup served 3-14% more requests per second (docs/benchmarks.md, serving,
+        2026-12-04)."""
         principal = self.auth.cached(token)
         if principal is not None:
             return principal
