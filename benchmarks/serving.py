@@ -474,6 +474,20 @@ def main() -> None:
             sized_sections(args, tmp, despina_cli)
 
 
+def upload_png() -> bytes:
+    """The sized models' upload in every script: a 32 px PNG of seeded noise."""
+    pixels = np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
+    return cv2.imencode(".png", pixels)[1].tobytes()
+
+
+def sized_setup(tmp: Path, name: str, width: int) -> tuple[Path, bytes, Path]:
+    """A sized CNN's folder (deployed as ``name``), its upload, and wrk's script that posts
+    it."""
+    model = sized_cnn(tmp / name / "model", width)
+    photo = upload_png()
+    return model, photo, lua(multipart(photo, tmp / f"{name}.bin"), tmp / f"{name}.lua")
+
+
 def sized_sections(args: argparse.Namespace, tmp: Path, despina_cli: str) -> None:
     """The sized models whose label matches ``--sized``."""
     for label, width in (("ResNet-18-sized", 64), ("reference-cost", args.reference_width)):
@@ -485,16 +499,12 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
     """Batching on and off, one and two processes, at concurrency 1 and 32, for an
     untrained CNN of the given width (its speed is what is measured)."""
     folder = label.lower()
-    model = sized_cnn(tmp / folder / "model", width)
-    photo = cv2.imencode(
-        ".png", np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
-    )[1]
-    script = lua(multipart(photo.tobytes(), tmp / f"{folder}.bin"), tmp / f"{folder}.lua")
-    t_model = bare(model, photo.tobytes(), 6.0)
+    model, photo, script = sized_setup(tmp, folder, width)
+    t_model = bare(model, photo, 6.0)
     print(
         f"\n{label} CNN (width {width}), {BIG} px: bare {t_model * 1000:.2f} ms/image on one core"
     )
-    t_full, t_predict = despina_in_process(model, photo.tobytes())
+    t_full, t_predict = despina_in_process(model, photo)
     print(
         f"Despina's whole pipeline in-process {t_full * 1000:.2f} ms/image, through "
         f"Deployment.predict (thread hand-offs) {t_predict * 1000:.2f} ms/image"
@@ -522,9 +532,7 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
         with Server([*argv, *extra]) as server:
             url = f"http://127.0.0.1:{server.port}/v1/deployments/{folder}/predict"
             for c in (1, 32):
-                r, near = bare_around(
-                    model, photo.tobytes(), loaded, server, url, script, c, seconds + 4
-                )
+                r, near = bare_around(model, photo, loaded, server, url, script, c, seconds + 4)
                 rows.append(
                     [
                         name,

@@ -17,12 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from serving import BIG, Server, bare_around, loaded, lua, multipart, sized_cnn, wrk
+from serving import Server, bare_around, loaded, sized_setup, wrk
 
 
 def cells(
@@ -49,11 +46,7 @@ def main() -> None:
     cli = str(Path(sys.executable).parent / "despina")
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
-        model = sized_cnn(tmp / "ab" / "model", args.width)
-        photo = cv2.imencode(
-            ".png", np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
-        )[1].tobytes()
-        script = lua(multipart(photo, tmp / "body.bin"), tmp / "post.lua")
+        model, photo, script = sized_setup(tmp, "ab", args.width)
         rows = []
         argv = [cli, "serve", str(model), "--port", "{port}", *args.serve_args.split()]
         for rnd in range(args.rounds):

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from serving import BIG, ort_session, sized_cnn
+from serving import BIG, ort_session, sized_cnn, upload_png
 
 BARE = "bare (decode + preprocess + model, 1 thread)"
 PREPARE = "prepare, all of it"
@@ -74,9 +74,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = sized_cnn(Path(tmp) / "cost" / "model", args.width)
-        upload = cv2.imencode(
-            ".png", np.random.default_rng(0).integers(0, 255, (BIG, BIG, 3), np.uint8)
-        )[1].tobytes()
+        upload = upload_png()
         timed, dep = steps(model, upload)
         try:
             times: dict[str, list[float]] = {k: [] for k in timed}
