@@ -8,8 +8,11 @@ batching, in one run.
 Three models: the small CNN a Fashion-MNIST ``train`` job writes (28 px, the default
 model size); a ResNet-18-sized CNN (widths 64-512, 8 conv layers, 32 px RGB as for
 CIFAR; untrained, its speed is what is measured) whose per-image cost falls with batch
-size, for dynamic batching on versus off; and the same CNN at widths 40-320, whose bare
-cost is about the issue's reference small CNN's (2.4 ms per image). Needs ``wrk``
+size, for dynamic batching on versus off; and the same CNN at the width whose bare cost on
+the machine at hand is the issue's reference cost (2.4 ms per image; ``--reference-ms``),
+found by bisection before it is measured: a fixed width is a different cost on every CPU
+(width 40 cost 2.3 ms on 2026-12-03's machine and 0.9 ms on an AVX-512 one). Each sized
+model is also served by the plain FastAPI endpoint, the issue's yardstick. Needs ``wrk``
 (Debian: apt install wrk).
 """
 
@@ -73,6 +76,23 @@ def predict(file: UploadFile = File(...)):
     logits = session.run(None, {{"x": x}})[0][0]
     return {{"label": int(logits.argmax()), "score": float(logits.max())}}
 """
+
+
+def plain_fastapi(model: Path, folder: Path) -> list[str]:
+    """The command of the plain FastAPI endpoint for ``model`` (its app written to
+    ``folder``); ``{port}`` stands for the port."""
+    (folder / "plain_app.py").write_text(PLAIN_APP.format(model=str(model)))
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(folder), "plain_app:app"]
+    return [
+        *argv,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
 
 
 def multipart(image: bytes, path: Path) -> Path:
@@ -377,10 +397,13 @@ def main() -> None:
     ap.add_argument("--skip-small", action="store_true", help="only the sized models")
     ap.add_argument("--sized", default="", help="only sized models whose label matches")
     ap.add_argument(
-        "--reference-width",
-        type=int,
-        default=40,
-        help="first-block width of the model of the issue's reference cost (bare ~2.4 ms)",
+        "--reference-ms",
+        type=float,
+        default=2.4,
+        help="bare cost of the reference-cost model (the issue's: 2.4 ms per image)",
+    )
+    ap.add_argument(
+        "--reference-width", type=int, help="that model's width (default: found by bisection)"
     )
     args = ap.parse_args()
     if args.data is None and not args.skip_small:
@@ -406,7 +429,6 @@ def main() -> None:
         images, _ = fashion_mnist_arrays(args.data, "test")
         image = cv2.imencode(".png", images[0])[1].tobytes()
         script = lua(multipart(image, tmp / "body.bin"), tmp / "post.lua")
-        (tmp / "plain_app.py").write_text(PLAIN_APP.format(model=str(model)))
 
         t_bare = bare(model, image)
         t_full, t_predict = despina_in_process(model, image)
@@ -418,9 +440,7 @@ def main() -> None:
             f"hand-offs) {t_predict * 1000:.2f} ms/image",
             flush=True,
         )
-        uvicorn = [sys.executable, "-m", "uvicorn", "--app-dir", str(tmp), "plain_app:app"]
-        uvicorn += ["--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
-        uvicorn += ["--no-access-log"]
+        uvicorn = plain_fastapi(model, tmp)
         endpoints = {
             "plain FastAPI, 1 worker": (uvicorn, "/predict", {}),
             "plain FastAPI, 2 workers": ([*uvicorn, "--workers", "2"], "/predict", {}),
@@ -490,9 +510,35 @@ def sized_setup(tmp: Path, name: str, width: int) -> tuple[Path, bytes, Path]:
 
 def sized_sections(args: argparse.Namespace, tmp: Path, despina_cli: str) -> None:
     """The sized models whose label matches ``--sized``."""
-    for label, width in (("ResNet-18-sized", 64), ("reference-cost", args.reference_width)):
-        if re.search(args.sized, label):
-            sized_section(label, width, tmp, despina_cli, args.seconds)
+    for label in ("ResNet-18-sized", "reference-cost"):
+        if not re.search(args.sized, label):
+            continue
+        width = 64 if label == "ResNet-18-sized" else args.reference_width
+        if width is None:
+            width = width_for_cost(tmp / "calibration", args.reference_ms / 1000)
+        sized_section(label, width, tmp, despina_cli, args.seconds)
+
+
+def width_for_cost(tmp: Path, seconds: float, low: int = 8, high: int = 128) -> int:
+    """The width of the sized CNN whose bare cost per image is nearest ``seconds`` on this
+    machine (bisection; the cost grows with the width)."""
+    photo = upload_png()
+    costs: dict[int, float] = {}
+
+    def cost(width: int) -> float:
+        if width not in costs:
+            model = sized_cnn(tmp / f"w{width}", width)
+            costs[width] = bare(model, photo, 1.5)
+            print(f"  width {width}: bare {costs[width] * 1000:.2f} ms/image", flush=True)
+        return costs[width]
+
+    print(f"finding the width whose bare cost is {seconds * 1000:.2f} ms/image:", flush=True)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if cost(mid) < seconds else (low, mid)
+    best = min((low, high), key=lambda w: abs(cost(w) - seconds))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return best
 
 
 def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: int) -> None:
@@ -515,7 +561,11 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
     print("ONNX Runtime alone, 1 thread, ms per image by batch size:", one_thread)
     print("ONNX Runtime alone, one image, ms per call:", lone_call(model))
     rows = []
+    plain = plain_fastapi(model, tmp / folder)
     endpoints = (
+        # The issue's yardstick on the same model: no batching, no checks, no token.
+        ("plain FastAPI, 1 worker", plain),
+        ("plain FastAPI, 2 workers", [*plain, "--workers", "2"]),
         ("batching on (max 32)", ["--threads", "2"]),
         ("batching off", ["--threads", "2", "--batch", "1"]),
         # Two processes with one model thread each: Python's per-request work in one
@@ -529,8 +579,10 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
     )
     for name, extra in endpoints:
         argv = [despina_cli, "serve", str(model), "--port", "{port}"]
-        with Server([*argv, *extra]) as server:
-            url = f"http://127.0.0.1:{server.port}/v1/deployments/{folder}/predict"
+        is_plain = name.startswith("plain")
+        with Server(extra if is_plain else [*argv, *extra]) as server:
+            path = "/predict" if is_plain else f"/v1/deployments/{folder}/predict"
+            url = f"http://127.0.0.1:{server.port}{path}"
             for c in (1, 32):
                 r, near = bare_around(model, photo, loaded, server, url, script, c, seconds + 4)
                 rows.append(
