@@ -1,9 +1,9 @@
 """One serving setting off and on, alternating servers: p50 at concurrency 1 over the
 bare cost, and requests per second and p99 at concurrency 32 (``--many``), for the sized CNN of
-``benchmarks/serving.py`` at a given width (40: the issue's reference cost, 8: a 0.3 ms
-model that is answered on the event loop).
+``benchmarks/serving.py`` at the issue's reference cost (the width whose bare cost is 2.4 ms
+on this machine) or a given width (8: a 0.3 ms model that is answered on the event loop).
 
-    python benchmarks/serving_ab.py DESPINA_LONE_SPINNING --values 0 1 --width 40
+    python benchmarks/serving_ab.py DESPINA_LONE_SPINNING --values 0 1
 
 Alternating rounds, because this machine's speed drifts by tens of percent within
 minutes; compare the two columns of one run only. Needs ``wrk``.
@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from serving import Server, bare_around, loaded, sized_setup, wrk
+from serving import WIDTH_HELP, Server, bare_around, loaded, sized_setup, width_for_cost, wrk
 
 
 def cells(
@@ -33,7 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("variable", help="the DESPINA_ environment variable to vary")
     ap.add_argument("--values", nargs=2, default=["0", "1"], help="its two values")
-    ap.add_argument("--width", type=int, default=40, help="first-block width of the CNN")
+    ap.add_argument("--width", type=int, help=WIDTH_HELP)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=6, help="wrk duration per cell")
     ap.add_argument("--many", type=int, default=32, help="the loaded cell's concurrency")
@@ -46,6 +46,7 @@ def main() -> None:
     cli = str(Path(sys.executable).parent / "despina")
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
+        args.width = args.width or width_for_cost(tmp / "calibration")
         model, photo, script = sized_setup(tmp, "ab", args.width)
         rows = []
         argv = [cli, "serve", str(model), "--port", "{port}", *args.serve_args.split()]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from serving import Server, sized_setup, wrk
+from serving import WIDTH_HELP, Server, sized_setup, width_for_cost, wrk
 
 
 def shares(data: Path) -> list[tuple[str, str, float]]:
@@ -42,7 +42,7 @@ def shares(data: Path) -> list[tuple[str, str, float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--width", type=int, default=40, help="first-block width of the CNN")
+    ap.add_argument("--width", type=int, help=WIDTH_HELP)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--serve-args", default="--workers 2 --threads 1")
@@ -51,6 +51,7 @@ def main() -> None:
     cli = str(Path(sys.executable).parent / "despina")
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
+        args.width = args.width or width_for_cost(tmp / "calibration")
         model, _, script = sized_setup(tmp, "cpu", args.width)
         argv = [cli, "serve", str(model), "--port", "{port}", *args.serve_args.split()]
         with Server(argv) as srv:

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from serving import BIG, ort_session, sized_cnn, upload_png
+from serving import BIG, WIDTH_HELP, ort_session, sized_cnn, upload_png, width_for_cost
 
 BARE = "bare (decode + preprocess + model, 1 thread)"
 PREPARE = "prepare, all of it"
@@ -68,11 +68,12 @@ def steps(model: Path, upload: bytes) -> tuple[dict[str, Callable[[], Any]], Any
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--width", type=int, default=40, help="first-block width of the CNN")
+    ap.add_argument("--width", type=int, help=WIDTH_HELP)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--calls", type=int, default=200, help="calls per step and round")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        args.width = args.width or width_for_cost(Path(tmp) / "calibration")
         model = sized_cnn(Path(tmp) / "cost" / "model", args.width)
         upload = upload_png()
         timed, dep = steps(model, upload)
