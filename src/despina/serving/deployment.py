@@ -27,14 +27,19 @@ from despina.serving.peers import PeerSlots
 from despina.serving.quality import image_flags
 
 UNKNOWN = "unknown"
-#: Model calls up to this long (measured at load) may run on the event loop, with the
-#: upload's preparation when it is at most INLINE_BYTES long. While the loop runs a call,
-#: the requests behind it are not yet counted in flight, so each of them also runs
-#: inline and none is ever batched: at 3 ms, a CNN of 2.3 ms bare (about 2 ms a call on
-#: two threads) served 240 req/s at concurrency 32 with batching on, 424 at 1 ms
-#: (benchmarks/serving.py, reference-cost rows). A call well under 1 ms costs about what
-#: the hand-offs to the batcher's thread and back cost.
-INLINE_CALL_MS = 1.0
+#: The default of ServingSettings.inline_call_ms: model calls up to this long (measured
+#: at load) may run on the event loop, with the upload's preparation when it is at most
+#: INLINE_BYTES long, when the request is alone (see runs_inline): it then skips the
+#: hand-offs to the batcher's thread and back. For a CNN of the issue's reference cost
+#: (2.4 ms bare, about 2 ms a call) that lowered the p50 at concurrency 1 from 1.23x bare
+#: to 1.11x (medians of five alternating rounds, two processes), with the same rate at
+#: concurrency 32 (0.78x against 0.81x the two-core bare rate; benchmarks/serving_ab.py
+#: DESPINA_INLINE_CALL_MS, docs/benchmarks.md, 2026-12-04). The bound was 1 ms while
+#: under load every request ran inline and none was batched (240 against 424 req/s at
+#: 3 ms); the look at the loop's ready callbacks (loop_has_other_work) ended that. A call
+#: this long holds up the loop's other work for its length, as a batch in progress holds
+#: up the requests behind it.
+INLINE_CALL_MS = 5.0
 INLINE_BYTES = 256 * 2**10
 
 
@@ -56,6 +61,11 @@ class ServingSettings(FrozenModel):
     lone_spinning: bool = Field(
         True, description="a lone call's idle ONNX Runtime threads spin instead of sleeping"
     )
+    inline_call_ms: float = Field(
+        INLINE_CALL_MS,
+        ge=0,
+        description="a lone request's model call up to this long runs on the event loop",
+    )
     opencv_threads: int = Field(
         1, ge=0, description="OpenCV's threads in a serving process; 0: OpenCV's default"
     )
@@ -75,6 +85,7 @@ class ServingSettings(FrozenModel):
             "lone_threads": "DESPINA_LONE_THREADS",
             "lone_spinning": "DESPINA_LONE_SPINNING",
             "opencv_threads": "DESPINA_OPENCV_THREADS",
+            "inline_call_ms": "DESPINA_INLINE_CALL_MS",
         }
         values: dict[str, Any] = {k: os.environ[v] for k, v in env.items() if v in os.environ}
         return cls(**{**values, **overrides})
@@ -301,7 +312,7 @@ class Deployment:
         return (
             self.inflight == 1
             and small
-            and self.model.call_ms < INLINE_CALL_MS
+            and self.model.call_ms < self.settings.inline_call_ms
             and not loop_has_other_work()
         )
 
