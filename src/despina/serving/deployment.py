@@ -268,9 +268,10 @@ class Deployment:
         pool first as well, a ResNet-18-sized model served about 6% fewer requests per
         second at concurrency 32: a development measurement, alternating runs of both
         versions); a large one is prepared on the thread pool, so its decode does not
-        hold up other requests' batches. A lone small upload to a cheap model is answered
-        on the event loop. Preparing every upload on the loop (commit fe27b05) starved the
-        batcher's hand-backs under load: the slowest 1% waited 10x the median.
+        hold up other requests' batches. A lone small upload whose model call is under
+        ``inline_call_ms`` is answered on the event loop. Preparing every upload on the
+        loop (commit fe27b05) starved the batcher's hand-backs under load: the slowest 1%
+        waited 10x the median.
         """
         t0 = time.perf_counter()
         self.inflight += 1
@@ -290,8 +291,8 @@ class Deployment:
                 prep = early or self.prepare(data, filename)
                 return prep, prep.rows
 
-            # A lone small request to a cheap model runs inline; an expensive model call
-            # or a large upload goes to a worker, so the loop keeps answering.
+            # A lone small request whose model call is under inline_call_ms runs inline; a
+            # dearer call or a large upload goes to a worker, so the loop keeps answering.
             alone = self.runs_inline(small)
             prep, results = await self.batcher.submit_job(job, alone=alone)
         finally:
