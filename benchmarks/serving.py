@@ -78,6 +78,13 @@ def predict(file: UploadFile = File(...)):
 """
 
 
+def despina_serve(model: Path, *args: str) -> list[str]:
+    """The command of ``despina serve`` for ``model`` with ``args``; ``{port}`` stands for
+    the port."""
+    cli = str(Path(sys.executable).parent / "despina")
+    return [cli, "serve", str(model), "--port", "{port}", *args]
+
+
 def plain_fastapi(model: Path, folder: Path) -> list[str]:
     """The command of the plain FastAPI endpoint for ``model`` (its app written to
     ``folder``); ``{port}`` stands for the port."""
@@ -412,11 +419,10 @@ def main() -> None:
         sys.exit("wrk is not installed: apt install wrk")
     from despina.data.sources import fashion_mnist_arrays
 
-    despina_cli = str(Path(sys.executable).parent / "despina")
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
         if args.skip_small:  # nothing of the small model: no training, no bare timing
-            sized_sections(args, tmp, despina_cli)
+            sized_sections(args, tmp)
             return
         model = args.model
         if model is None:
@@ -445,22 +451,22 @@ def main() -> None:
             "plain FastAPI, 1 worker": (uvicorn, "/predict", {}),
             "plain FastAPI, 2 workers": ([*uvicorn, "--workers", "2"], "/predict", {}),
             "despina serve": (
-                [despina_cli, "serve", str(model), "--port", "{port}"],
+                despina_serve(model),
                 "/v1/deployments/{name}/predict",
                 {},
             ),
             "despina serve, 2 workers": (
-                [despina_cli, "serve", str(model), "--port", "{port}", "--workers", "2"],
+                despina_serve(model, "--workers", "2"),
                 "/v1/deployments/{name}/predict",
                 {},
             ),
             "despina serve, auth off": (
-                [despina_cli, "serve", str(model), "--port", "{port}"],
+                despina_serve(model),
                 "/v1/deployments/{name}/predict",
                 {"DESPINA_AUTH": "off"},
             ),
             "despina serve, batching off": (
-                [despina_cli, "serve", str(model), "--port", "{port}", "--batch", "1"],
+                despina_serve(model, "--batch", "1"),
                 "/v1/deployments/{name}/predict",
                 {},
             ),
@@ -491,7 +497,7 @@ def main() -> None:
         print()
         print(table(["endpoint", *COLUMNS], rows))
         if not args.skip_big:
-            sized_sections(args, tmp, despina_cli)
+            sized_sections(args, tmp)
 
 
 def upload_png() -> bytes:
@@ -500,15 +506,18 @@ def upload_png() -> bytes:
     return cv2.imencode(".png", pixels)[1].tobytes()
 
 
-def sized_setup(tmp: Path, name: str, width: int) -> tuple[Path, bytes, Path]:
-    """A sized CNN's folder (deployed as ``name``), its upload, and wrk's script that posts
-    it."""
+def sized_setup(tmp: Path, name: str, width: int | None = None) -> tuple[int, Path, bytes, Path]:
+    """A sized CNN's width (None: the width of the issue's reference cost on this machine,
+    see width_for_cost), its folder (deployed as ``name``), its upload, and wrk's script
+    that posts it."""
+    width = width or width_for_cost(tmp / "calibration")
     model = sized_cnn(tmp / name / "model", width)
     photo = upload_png()
-    return model, photo, lua(multipart(photo, tmp / f"{name}.bin"), tmp / f"{name}.lua")
+    script = lua(multipart(photo, tmp / f"{name}.bin"), tmp / f"{name}.lua")
+    return width, model, photo, script
 
 
-def sized_sections(args: argparse.Namespace, tmp: Path, despina_cli: str) -> None:
+def sized_sections(args: argparse.Namespace, tmp: Path) -> None:
     """The sized models whose label matches ``--sized``."""
     for label in ("ResNet-18-sized", "reference-cost"):
         if not re.search(args.sized, label):
@@ -516,7 +525,7 @@ def sized_sections(args: argparse.Namespace, tmp: Path, despina_cli: str) -> Non
         width = 64 if label == "ResNet-18-sized" else args.reference_width
         if width is None:
             width = width_for_cost(tmp / "calibration", args.reference_ms / 1000)
-        sized_section(label, width, tmp, despina_cli, args.seconds)
+        sized_section(label, width, tmp, args.seconds)
 
 
 #: The bare cost per image of the issue's reference CNN, in seconds.
@@ -549,11 +558,11 @@ def width_for_cost(
     return best
 
 
-def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: int) -> None:
+def sized_section(label: str, width: int, tmp: Path, seconds: int) -> None:
     """Batching on and off, one and two processes, at concurrency 1 and 32, for an
     untrained CNN of the given width (its speed is what is measured)."""
     folder = label.lower()
-    model, photo, script = sized_setup(tmp, folder, width)
+    _, model, photo, script = sized_setup(tmp, folder, width)
     t_model = bare(model, photo, 6.0)
     print(
         f"\n{label} CNN (width {width}), {BIG} px: bare {t_model * 1000:.2f} ms/image on one core"
@@ -570,26 +579,29 @@ def sized_section(label: str, width: int, tmp: Path, despina_cli: str, seconds: 
     print("ONNX Runtime alone, one image, ms per call:", lone_call(model))
     rows = []
     plain = plain_fastapi(model, tmp / folder)
-    endpoints = (
+    served = f"/v1/deployments/{folder}/predict"
+    endpoints = (  # (name, command, path)
         # The issue's yardstick on the same model: no batching, no checks, no token.
-        ("plain FastAPI, 1 worker", plain),
-        ("plain FastAPI, 2 workers", [*plain, "--workers", "2"]),
-        ("batching on (max 32)", ["--threads", "2"]),
-        ("batching off", ["--threads", "2", "--batch", "1"]),
+        ("plain FastAPI, 1 worker", plain, "/predict"),
+        ("plain FastAPI, 2 workers", [*plain, "--workers", "2"], "/predict"),
+        ("batching on (max 32)", despina_serve(model, "--threads", "2"), served),
+        ("batching off", despina_serve(model, "--threads", "2", "--batch", "1"), served),
         # Two processes with one model thread each: Python's per-request work in one
         # process no longer waits for the other's model call.
-        ("batching on, 2 workers x 1 thread", ["--threads", "1", "--workers", "2"]),
+        (
+            "batching on, 2 workers x 1 thread",
+            despina_serve(model, "--threads", "1", "--workers", "2"),
+            served,
+        ),
         # One process, two model calls at once, one thread each (max batch 8).
         (
             "batching on (max 8), 2 model workers x 1 thread",
-            ["--threads", "1", "--model-workers", "2", "--batch", "8"],
+            despina_serve(model, "--threads", "1", "--model-workers", "2", "--batch", "8"),
+            served,
         ),
     )
-    for name, extra in endpoints:
-        argv = [despina_cli, "serve", str(model), "--port", "{port}"]
-        is_plain = name.startswith("plain")
-        with Server(extra if is_plain else [*argv, *extra]) as server:
-            path = "/predict" if is_plain else f"/v1/deployments/{folder}/predict"
+    for name, argv, path in endpoints:
+        with Server(argv) as server:
             url = f"http://127.0.0.1:{server.port}{path}"
             for c in (1, 32):
                 r, near = bare_around(model, photo, loaded, server, url, script, c, seconds + 4)

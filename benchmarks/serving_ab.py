@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from serving import WIDTH_HELP, Server, bare_around, loaded, sized_setup, width_for_cost, wrk
+from serving import WIDTH_HELP, Server, bare_around, despina_serve, loaded, sized_setup, wrk
 
 
 def cells(
@@ -43,13 +43,11 @@ def main() -> None:
         help='more arguments of `despina serve` for both servers, e.g. "--workers 2 --threads 1"',
     )
     args = ap.parse_args()
-    cli = str(Path(sys.executable).parent / "despina")
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
-        args.width = args.width or width_for_cost(tmp / "calibration")
-        model, photo, script = sized_setup(tmp, "ab", args.width)
+        args.width, model, photo, script = sized_setup(tmp, "ab", args.width)
         rows = []
-        argv = [cli, "serve", str(model), "--port", "{port}", *args.serve_args.split()]
+        argv = despina_serve(model, *args.serve_args.split())
         for rnd in range(args.rounds):
             for value in args.values:
                 with Server(argv, {args.variable: value}) as srv:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from serving import WIDTH_HELP, Server, sized_setup, width_for_cost, wrk
+from serving import WIDTH_HELP, Server, despina_serve, sized_setup, wrk
 
 
 def shares(data: Path) -> list[tuple[str, str, float]]:
@@ -48,12 +48,10 @@ def main() -> None:
     ap.add_argument("--serve-args", default="--workers 2 --threads 1")
     ap.add_argument("--top", type=int, default=10, help="rows to show")
     args = ap.parse_args()
-    cli = str(Path(sys.executable).parent / "despina")
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)
-        args.width = args.width or width_for_cost(tmp / "calibration")
-        model, _, script = sized_setup(tmp, "cpu", args.width)
-        argv = [cli, "serve", str(model), "--port", "{port}", *args.serve_args.split()]
+        args.width, model, _, script = sized_setup(tmp, "cpu", args.width)
+        argv = despina_serve(model, *args.serve_args.split())
         with Server(argv) as srv:
             url = f"http://127.0.0.1:{srv.port}/v1/deployments/cpu/predict"
             wrk(url, script, args.connections, 3)  # warm up

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from serving import BIG, WIDTH_HELP, ort_session, sized_cnn, upload_png, width_for_cost
+from serving import BIG, WIDTH_HELP, ort_session, sized_setup
 
 BARE = "bare (decode + preprocess + model, 1 thread)"
 PREPARE = "prepare, all of it"
@@ -73,9 +73,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200, help="calls per step and round")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        args.width = args.width or width_for_cost(Path(tmp) / "calibration")
-        model = sized_cnn(Path(tmp) / "cost" / "model", args.width)
-        upload = upload_png()
+        args.width, model, upload, _ = sized_setup(Path(tmp), "cost", args.width)
         timed, dep = steps(model, upload)
         try:
             times: dict[str, list[float]] = {k: [] for k in timed}

@@ -83,10 +83,11 @@ def freeze_startup_heap() -> None:
     """Exempt what exists after startup (modules, the app, a ``despina serve`` model) from
     the garbage collector's full passes, which otherwise walk it every few seconds under
     load: at concurrency 32 each server process paused 75-107 ms for a full collection
-    every 5-7 s, and with the heap frozen those passes took under 1.5 ms (p99 at
-    concurrency 32 99-112 -> 58-60 ms, throughput unchanged; docs/benchmarks.md,
-    2026-12-04). Garbage is collected first, so nothing dead is frozen;
-    objects freed later by reference counting are freed as before."""
+    every 5-7 s, and with the heap frozen those passes took under 1.5 ms (a gc.callbacks
+    hook in a development run). benchmarks/serving_ab.py, alternating trees: p99 at
+    concurrency 32 69.5 -> 64.8, 154.2 -> 68.0 and 102.8 -> 55.6 ms, throughput
+    unchanged (docs/benchmarks.md, 2026-12-04). Garbage is collected first, so nothing
+    dead is frozen; objects freed later by reference counting are freed as before."""
     gc.collect()
     gc.freeze()
 
