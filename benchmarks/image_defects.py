@@ -10,8 +10,9 @@ images per second on the first seed's folder with the left-out tiles added back,
 tile of the photos (each tool run once to warm up, then the median of three runs).
 
 The pool holds ordinary images only: tiles that are patches of night sky, shadow, haze or
-plain wall (see ``screen``) are dark, washed-out or blank images in their own right, so
-counting them as clean would charge every tool with false alarms that are not.
+plain wall, and tiles that already have what an injection gives (see ``screen``), are
+dark, washed-out, clipped or blank images in their own right, so counting them as clean
+would charge every tool with false alarms that are not.
 
 A defect is injected only where it happens: a blur that leaves a tile within 40 dB PSNR
 of itself (a flat patch of sky) is not a blurred image, so such a tile stays clean and
@@ -51,18 +52,30 @@ TILE = 64
 
 
 def screen(tile: np.ndarray) -> str | None:
-    """Why a tile is not an ordinary clean image (None when it is): a patch of night
-    sky or shadow (mean luminance under 40 of 255), of bright haze or sky (over 215), or
-    nearly flat (luminance spread under 12). Such tiles are dark, washed-out or blank
-    images by any tool's account, so they are left out of the pool rather than counted
-    as clean; ``--sheet`` draws them."""
+    """Why a tile is not an ordinary clean image (None when it is).
+
+    A patch of night sky or shadow (mean luminance under 40 of 255), of bright haze or
+    sky (over 215), or nearly flat (luminance spread under 12) is a dark, washed-out or
+    blank image by any tool's account. So is a tile that already has what an injection
+    below gives a tile: its brightest 5% under 64 (darkening to a quarter leaves every
+    pixel under 64), its darkest 5% at 160 or over (washing out lifts every pixel to 160
+    or over), or a tenth of it at 250 or over (blown highlights clip a quarter). Counted
+    as clean, such tiles would charge a tool that finds them with false alarms that are
+    not; they are left out of the pool, and ``--sheet`` draws them."""
     lum = cv2.cvtColor(tile, cv2.COLOR_RGB2GRAY)
     mean, spread = float(lum.mean()), float(lum.std())
+    p05, p95 = np.percentile(lum, [5, 95])
     if mean < 40:
         return "dim"
     if mean > 215:
         return "light"
-    return "flat" if spread < 12 else None
+    if spread < 12:
+        return "flat"
+    if p95 < 64:
+        return "dark"
+    if p05 >= 160:
+        return "hazy"
+    return "clipped" if float((lum >= 250).mean()) >= 0.1 else None
 
 
 def photo_tiles() -> tuple[list[np.ndarray], dict[str, list[np.ndarray]]]:

@@ -55,6 +55,16 @@ def test_blur_effect_rises_with_blur() -> None:
     assert all(b > s for s, b in zip(sharp, blurred, strict=True))
 
 
+def test_the_blur_effect_is_computed_only_on_images_without_the_coarse_band() -> None:
+    """It decides blur only there (defect_margins); on larger images it would be waste."""
+    small, _ = digits_images(1, size=16)
+    large, _ = digits_images(1, size=48)
+    blur, coarse = STAT_NAMES.index("blur_effect"), STAT_NAMES.index("coarse_ratio")
+    s, big = image_statistics(small[0]), image_statistics(large[0])
+    assert np.isnan(s[coarse]) and 0.0 <= s[blur] <= 1.0
+    assert np.isfinite(big[coarse]) and np.isnan(big[blur])
+
+
 def test_features_are_scale_free_for_brightness_statistics() -> None:
     images, _ = digits_images(1, size=32)
     f = compute_features(images[0])

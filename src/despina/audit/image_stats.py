@@ -100,9 +100,11 @@ def _statistics(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # it is taken of the two order statistics only, not of every pixel.
     grad99 = _percentile(gx * gx + gy * gy, 99, np.sqrt)
     sharpness = float(np.log((grad99 + 1e-4) / (p99 - p01 + 0.02)))
-    blur_effect = _blur_effect(gray)
     highlights = float(hist[250:].sum() / total)
     fine_ratio, coarse_ratio = _band_ratios(g)
+    # The blur effect decides blur only where the coarse band is missing (see
+    # defect_margins); elsewhere it would cost a fifth of this function for nothing.
+    blur_effect = _blur_effect(gray) if math.isnan(coarse_ratio) else math.nan
     r, gr, b = cv2.split(work)
     spread = cv2.subtract(cv2.max(cv2.max(r, gr), b), cv2.min(cv2.min(r, gr), b))
     color_spread = _uint8_percentile(spread, 99)

@@ -113,8 +113,9 @@ def defect_margins(
     # other is weak. On photos the edge statistics' clean tail is long (1% of the clean
     # tiles of benchmarks/image_defects.py lie below z -6), so there they only add false
     # alarms. The coarse ratio's clean tail is longer than the fine one's (bokeh, soft
-    # fur), hence its lower bound. A reference saved before the ratios (z = inf) keeps the
-    # edge rule. fmin: NaN terms drop out.
+    # fur), hence its lower bound. Images with the coarse band have no blur effect (it is
+    # computed only where it decides), so a reference saved before the ratios (z = inf)
+    # keeps the edge rule on small images only. fmin: NaN terms drop out.
     z_coarse = z("coarse_ratio")
     edges = (z("sharpness") + z("blur_log")) / np.sqrt(2.0) + 3.5
     blur = np.fmin.reduce(
