@@ -103,7 +103,7 @@ def _statistics(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     highlights = float(hist[250:].sum() / total)
     fine_ratio, coarse_ratio = _band_ratios(g)
     # The blur effect decides blur only where the coarse band is missing (see
-    # defect_margins); elsewhere it would cost a fifth of this function for nothing.
+    # defect_margins); elsewhere it would cost a sixth of this function for nothing.
     blur_effect = _blur_effect(gray) if math.isnan(coarse_ratio) else math.nan
     r, gr, b = cv2.split(work)
     spread = cv2.subtract(cv2.max(cv2.max(r, gr), b), cv2.min(cv2.min(r, gr), b))
