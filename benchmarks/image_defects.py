@@ -64,13 +64,13 @@ def screen(tile: np.ndarray) -> str | None:
     not; they are left out of the pool, and ``--sheet`` draws them."""
     lum = cv2.cvtColor(tile, cv2.COLOR_RGB2GRAY)
     mean, spread = float(lum.mean()), float(lum.std())
-    p05, p95 = np.percentile(lum, [5, 95])
     if mean < 40:
         return "dim"
     if mean > 215:
         return "light"
     if spread < 12:
         return "flat"
+    p05, p95 = np.percentile(lum, [5, 95])
     if p95 < 64:
         return "dark"
     if p05 >= 160:

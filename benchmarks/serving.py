@@ -506,11 +506,19 @@ def upload_png() -> bytes:
     return cv2.imencode(".png", pixels)[1].tobytes()
 
 
-def sized_setup(tmp: Path, name: str, width: int | None = None) -> tuple[int, Path, bytes, Path]:
-    """A sized CNN's width (None: the width of the issue's reference cost on this machine,
+#: The bare cost per image of the issue's reference CNN, in seconds.
+REFERENCE_COST = 2.4e-3
+#: ``--width``'s help in the scripts that default to the reference cost.
+WIDTH_HELP = "first-block width of the CNN (default: the issue's reference cost, 2.4 ms)"
+
+
+def sized_setup(
+    tmp: Path, name: str, width: int | None = None, cost: float = REFERENCE_COST
+) -> tuple[int, Path, bytes, Path]:
+    """A sized CNN's width (None: the width whose bare cost is ``cost`` on this machine,
     see width_for_cost), its folder (deployed as ``name``), its upload, and wrk's script
     that posts it."""
-    width = width or width_for_cost(tmp / "calibration")
+    width = width or width_for_cost(tmp / "calibration", cost)
     model = sized_cnn(tmp / name / "model", width)
     photo = upload_png()
     script = lua(multipart(photo, tmp / f"{name}.bin"), tmp / f"{name}.lua")
@@ -523,15 +531,7 @@ def sized_sections(args: argparse.Namespace, tmp: Path) -> None:
         if not re.search(args.sized, label):
             continue
         width = 64 if label == "ResNet-18-sized" else args.reference_width
-        if width is None:
-            width = width_for_cost(tmp / "calibration", args.reference_ms / 1000)
-        sized_section(label, width, tmp, args.seconds)
-
-
-#: The bare cost per image of the issue's reference CNN, in seconds.
-REFERENCE_COST = 2.4e-3
-#: ``--width``'s help in the scripts that default to the reference cost.
-WIDTH_HELP = "first-block width of the CNN (default: the issue's reference cost, 2.4 ms)"
+        sized_section(label, width, tmp, args.seconds, args.reference_ms / 1000)
 
 
 def width_for_cost(
@@ -558,11 +558,14 @@ def width_for_cost(
     return best
 
 
-def sized_section(label: str, width: int, tmp: Path, seconds: int) -> None:
+def sized_section(
+    label: str, width: int | None, tmp: Path, seconds: int, cost: float = REFERENCE_COST
+) -> None:
     """Batching on and off, one and two processes, at concurrency 1 and 32, for an
-    untrained CNN of the given width (its speed is what is measured)."""
+    untrained CNN of the given width, or of the bare cost ``cost`` (its speed is what is
+    measured)."""
     folder = label.lower()
-    _, model, photo, script = sized_setup(tmp, folder, width)
+    width, model, photo, script = sized_setup(tmp, folder, width, cost)
     t_model = bare(model, photo, 6.0)
     print(
         f"\n{label} CNN (width {width}), {BIG} px: bare {t_model * 1000:.2f} ms/image on one core"
