@@ -2,24 +2,31 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+PIP := $(BIN)/pip install --quiet -c constraints.txt
+DEMO_STAMP := $(VENV)/.demo-stamp
+TEST_STAMP := $(VENV)/.test-stamp
 
 .PHONY: demo test lint install clean
 
-$(STAMP): pyproject.toml Makefile
+# What the demo needs: Despina and its runtime libraries, nothing for development.
+$(DEMO_STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# The CPU build of torch first, pinned, so nothing pulls the multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
-	# The pin again: without it pip's resolver replaced 2.13.0+cpu with the 2.14 CUDA build.
-	$(BIN)/pip install --quiet -e '.[dev]' torch==2.13.0
-	touch $(STAMP)
+	# The CPU build of torch first, pinned (constraints.txt), so nothing pulls a CUDA build.
+	$(PIP) torch==2.13.0
+	$(PIP) -e .
+	touch $(DEMO_STAMP)
 
-install: $(STAMP)
+# What the tests need besides: linters, Ray, PostgreSQL's driver, S3 through moto, a browser driver.
+$(TEST_STAMP): $(DEMO_STAMP)
+	$(PIP) -e '.[dev]'
+	touch $(TEST_STAMP)
 
-demo: $(STAMP)
+install: $(TEST_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/despina demo --out demo-output
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy

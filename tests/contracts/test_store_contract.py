@@ -292,12 +292,12 @@ def test_upgrading_a_store_keeps_tasks_and_gives_deployments_their_task(
     from alembic.config import Config
     from sqlalchemy import text
 
-    from despina.control.store.sql import _engine
+    from despina.control.store.engine import open_engine
     from tests.control.fixtures import postgres_url
 
     gen = postgres_url() if backend == "postgres" else None
     url = next(gen) if gen is not None else f"sqlite:///{tmp_path / 'old.db'}"
-    engine = _engine(url)
+    engine = open_engine(url)
     cfg = Config()
     cfg.set_main_option(
         "script_location", str(resources.files("despina.control.store") / "migrations")

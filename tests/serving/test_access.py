@@ -48,6 +48,8 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("DELETE", "/v1/groups/{name}", "/v1/groups/nope", "404 404 403 403 403 401 401 401"),
     ("POST", "/v1/groups/{name}/start", "/v1/groups/nope/start", "404 404 403 403 403 401 401 401"),
     ("GET", "/v1/groups/{name}/status", "/v1/groups/g/status", "200 200 200 403 200 401 401 401"),
+    ("POST", "/v1/groups/{name}/retry", "/v1/groups/nope/retry", "404 404 403 403 403 401 401 401"),
+    ("GET", "/v1/groups/{name}/result", "/v1/groups/g/result", "200 200 200 403 200 401 401 401"),
     ("GET", "/v1/tasks", "/v1/tasks?group=g", "200 200 200 403 200 401 401 401"),
     ("GET", "/v1/tasks/{task_id}", "/v1/tasks/TASK", "200 200 200 403 200 401 401 401"),
     ("POST", "/v1/tasks/{task_id}/cancel", "/v1/tasks/TASK/cancel", "409 409 403 403 409 401 401 401"),  # noqa: E501

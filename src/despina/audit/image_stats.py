@@ -56,7 +56,7 @@ def compute_features(rgb: np.ndarray) -> ImageFeatures:
 
 def image_statistics(rgb: np.ndarray) -> np.ndarray:
     """The STAT_NAMES statistics of an RGB uint8 image, without the hash and thumbnail that
-    only the audit's duplicate check reads (a serving request skips their ~25 us)."""
+    only the audit's duplicate check reads (a serving request skips them)."""
     return _statistics(rgb)[0]
 
 
@@ -132,8 +132,8 @@ def _aligned(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """An empty array whose data starts on a 64-byte boundary. OpenCV's SIMD float
     filters round differently depending on alignment; a fixed alignment makes the same
     image give the same statistics in every run."""
-    # math.prod and the array interface: np.prod and .ctypes cost 5-10 us a call each,
-    # more than the arithmetic on a serving request's small image.
+    # math.prod and the array interface: np.prod and .ctypes cost more per call than the
+    # arithmetic on a serving request's small image.
     size = math.prod(shape) * np.dtype(dtype).itemsize
     raw = np.empty(size + 64, np.uint8)
     offset = (-raw.__array_interface__["data"][0]) % 64
@@ -176,7 +176,7 @@ def _band_ratios(g: np.ndarray) -> tuple[float, float]:
     middle = cv2.norm(s05, s1, cv2.NORM_L2SQR) + eps
     if min(g.shape) < 32:  # a 2-4 px band needs room: on 16 px digits it is the whole image
         return float(np.log(finest / middle)), float("nan")
-    # The coarse band at half resolution, 4x cheaper: pyrDown's kernel (sigma ~1.1) on
+    # The coarse band at half resolution, a quarter of the pixels: pyrDown's kernel (sigma ~1.1) on
     # sigma 1 is sigma ~1.5, and 0.67 and 1.73 half-size pixels more make sigma 2 and 4.
     half = cv2.pyrDown(s1)
     s2 = cv2.GaussianBlur(half, (0, 0), 0.667)
@@ -201,8 +201,8 @@ def _blur_effect(gray: np.ndarray) -> float:
 
     Re-blurring a sharp image removes much of its gradient; re-blurring a blurred one
     removes little. The filter length scales with the image (3 to 9 pixels). OpenCV's
-    filters on a 64-byte-aligned copy: 2.3x faster than NumPy cumulative sums on a 64x64
-    tile, and the same image gives the same number in every run (its SIMD rounding
+    filters on a 64-byte-aligned copy: faster than NumPy cumulative sums on small tiles,
+    and the same image gives the same number in every run (its SIMD rounding
     depends only on alignment and shape).
     """
     k = max(3, min(9, (min(gray.shape) // 8) | 1))

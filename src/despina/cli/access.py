@@ -13,7 +13,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from despina.cli.control import AsJson, Server, _client, _json, _open, console, err, handled
+from despina.cli.common import (
+    AsJson,
+    Server,
+    client_for,
+    closing_at_exit,
+    console,
+    err,
+    handled,
+    print_json,
+)
 from despina.core.errors import ConfigError, IntegrityError
 
 user_app = typer.Typer(
@@ -39,16 +48,16 @@ def user_add(
     secret = None
     if password:
         secret = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    user = _client(server).create_user(name, role, secret)
+    user = client_for(server).create_user(name, role, secret)
     console.print(f"user {user.name} added with role {user.role}")
 
 
 @user_app.command("ls")
 @handled
 def user_ls(as_json: AsJson = False, server: Server = None) -> None:
-    users = _client(server).list_users()
+    users = client_for(server).list_users()
     if as_json:
-        _json([u.model_dump(mode="json") for u in users])
+        print_json([u.model_dump(mode="json") for u in users])
         return
     table = Table("name", "role", "password", "created")
     for u in users:
@@ -60,7 +69,7 @@ def user_ls(as_json: AsJson = False, server: Server = None) -> None:
 @handled
 def user_rm(name: str, server: Server = None) -> None:
     """Remove a user and every token they hold."""
-    _client(server).delete_user(name)
+    client_for(server).delete_user(name)
     console.print(f"user {name} removed")
 
 
@@ -76,7 +85,7 @@ def token_create(
     server: Server = None,
 ) -> None:
     """Create a token; it is printed once, on stdout alone, so it can be piped."""
-    token, info = _client(server).create_token(user, expires, tuple(scope or ()))
+    token, info = client_for(server).create_token(user, expires, tuple(scope or ()))
     err.print(
         f"token {info.id} for {info.user} ({info.role}"
         + (f", scopes {', '.join(info.scopes)}" if info.scopes else "")
@@ -93,9 +102,9 @@ def token_ls(
     as_json: AsJson = False,
     server: Server = None,
 ) -> None:
-    tokens = _client(server).list_tokens(user)
+    tokens = client_for(server).list_tokens(user)
     if as_json:
-        _json([t.model_dump(mode="json") for t in tokens])
+        print_json([t.model_dump(mode="json") for t in tokens])
         return
     table = Table("id", "user", "role", "scopes", "expires", "revoked")
     for t in tokens:
@@ -114,7 +123,7 @@ def token_ls(
 @handled
 def token_revoke(token_id: str, server: Server = None) -> None:
     """Revoke a token by its id (tok_...); it stops working at once."""
-    info = _client(server).revoke_token(token_id)
+    info = client_for(server).revoke_token(token_id)
     console.print(f"token {info.id} of {info.user} revoked")
 
 
@@ -125,9 +134,9 @@ def events_ls(
     as_json: AsJson = False,
     server: Server = None,
 ) -> None:
-    entries = _client(server).list_events(limit)
+    entries = client_for(server).list_events(limit)
     if as_json:
-        _json([e.model_dump() for e in entries])
+        print_json([e.model_dump() for e in entries])
         return
     table = Table("seq", "at", "actor", "action", "target", "outcome")
     for e in entries:
@@ -139,9 +148,9 @@ def events_ls(
 @handled
 def events_verify(as_json: AsJson = False, server: Server = None) -> None:
     """Recompute the hash chain; exit non-zero if an entry was edited or deleted."""
-    report = _client(server).verify_events()
+    report = client_for(server).verify_events()
     if as_json:
-        _json(report)
+        print_json(report)
     if not report["ok"]:
         raise IntegrityError(
             f"the activity log is broken at entry {report['broken_at']}: {report['reason']}"
@@ -168,12 +177,12 @@ def login(
     if user is not None:
         password = typer.prompt("password", hide_input=True)
         with_password = HttpControlClient(server, anonymous=True)
-        _open.append(with_password)
+        closing_at_exit(with_password)
         token, _ = with_password.login(user, password, expires)
     else:
         token = typer.prompt("token", hide_input=True).strip()
     client = HttpControlClient(server, token=token)
-    _open.append(client)
+    closing_at_exit(client)
     me = client.whoami()
     path = save_client_token(token)
     console.print(f"logged in as {me['user']} ({me['role']}); token saved to {path} (mode 600)")
@@ -184,7 +193,7 @@ def whoami(server: Server = None) -> None:
     """The user, role and scopes of the token the CLI sends."""
     if not server:
         raise ConfigError("whoami asks a server: pass --server URL or set DESPINA_SERVER")
-    _json(_client(server).whoami())
+    print_json(client_for(server).whoami())
 
 
 keys_app = typer.Typer(
@@ -198,7 +207,7 @@ def keys_rotate() -> None:
     """Re-wrap every sealed artifact under DESPINA_HOME with a new master key (or with
     DESPINA_MASTER_KEY, the old key in DESPINA_PREVIOUS_MASTER_KEYS); payloads are not
     re-encrypted. Safe to re-run if interrupted."""
-    old, new, count = _client(None).rotate_keys()
+    old, new, count = client_for(None).rotate_keys()
     console.print(f"master key {new} now wraps {count} artifact(s) (was {old})")
 
 

@@ -19,17 +19,13 @@ from despina.cli.access import (
     user_app,
     whoami,
 )
-from despina.cli.control import (
-    cluster_app,
-    deploy,
-    deployments_app,
-    group_app,
-    handled,
-    serve,
-    server_app,
-    task_app,
-)
+from despina.cli.clusters import cluster_app
+from despina.cli.common import handled
+from despina.cli.deployments import deploy, deployments_app, serve
+from despina.cli.groups import group_app
 from despina.cli.progress import RichProgress
+from despina.cli.server import server_app
+from despina.cli.tasks import task_app
 from despina.core.config import AuditConfig, ModelConfig, TrainConfig
 from despina.core.errors import DespinaError
 

@@ -3,10 +3,13 @@ a script) works the same against a server or the embedded store."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from despina.control.models import (
     ActivityEntry,
@@ -123,8 +126,18 @@ class HttpControlClient:
     def create_deployment(self, spec: DeploymentSpec) -> Deployment:
         return Deployment(**self._call("POST", "/v1/deployments", json=spec.model_dump()))
 
-    def list_deployments(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/deployments"))
+    def list_deployments(self) -> list[Deployment]:
+        fields = Deployment.model_fields
+        return [
+            Deployment(**{k: v for k, v in d.items() if k in fields})
+            for d in self._call("GET", "/v1/deployments")
+        ]
+
+    def get_deployment(self, name: str) -> Deployment:
+        for d in self.list_deployments():
+            if d.name == name:
+                return d
+        raise NotFoundError(f"no deployment named {name!r}; see 'despina deployments ls'")
 
     def delete_deployment(self, name: str) -> None:
         self._call("DELETE", f"/v1/deployments/{name}")
@@ -189,8 +202,19 @@ class HttpControlClient:
     def delete_group(self, name: str) -> None:
         self._call("DELETE", f"/v1/groups/{name}")
 
-    def start_group(self, name: str) -> list[Task]:
-        return [Task(**t) for t in self._call("POST", f"/v1/groups/{name}/start")]
+    def start_group(self, name: str, *, wait: bool = False, poll_s: float = 0.5) -> list[Task]:
+        tasks = [Task(**t) for t in self._call("POST", f"/v1/groups/{name}/start")]
+        while wait and not all(t.state.terminal for t in tasks):
+            time.sleep(poll_s)
+            tasks = self.list_tasks(group=name)
+        return tasks
+
+    def retry_failed(self, name: str) -> list[Task]:
+        return [Task(**t) for t in self._call("POST", f"/v1/groups/{name}/retry")]
+
+    def group_result(self, name: str) -> pa.Table:
+        resp = self._call("GET", f"/v1/groups/{name}/result")
+        return pq.read_table(pa.BufferReader(resp.content))
 
     def group_status(self, name: str) -> GroupStatus:
         return GroupStatus(**self._call("GET", f"/v1/groups/{name}/status"))

@@ -172,6 +172,7 @@ class Deployment(DeploymentSpec):
     task_id: int | None = None
     attempt: int = 1
     created_at: datetime
+    version: str | None = Field(None, description="the served model's version, once loaded")
 
 
 class UserSpec(FrozenModel):

@@ -109,8 +109,8 @@ def _list_files(source: str) -> tuple[list[str], str]:
         return remote, source
     root = local_path(source).resolve()
     files: list[str] = []
-    # scandir gets file types from the directory listing: ~10x faster than rglob + stat
-    # on 70,000 files. Symlinks are followed only when they stay inside the root, so a
+    # scandir gets file types from the directory listing, where rglob + stat asks for
+    # each file again. Symlinks are followed only when they stay inside the root, so a
     # link cannot smuggle a file from outside the allowed roots into a task.
     pending = [str(root)]
     while pending:
@@ -186,7 +186,7 @@ def records_for(source: str, spec: dict[str, Any]) -> list[ImageRecord]:
         root = spec["root"].rstrip("/") + "/"
         out = []
         for p in spec["paths"]:
-            # Paths were listed under root; slicing is 10x cheaper than os.path.relpath.
+            # Paths were listed under root; slicing is much cheaper than os.path.relpath.
             rel = p[len(root) :] if p.startswith(root) else os.path.basename(p)
             parent = rel.rsplit("/", 2)[-2] if "/" in rel else ""
             out.append(ImageRecord(id=rel, path=p, label=parent))

@@ -243,14 +243,43 @@ class ControlPlane:
                 f"group {name!r} is a deployment: a server serves it while its task runs "
                 f"(see 'despina deployments ls'; 'despina task retry ID' serves a stopped one)"
             )
-        check_source(group.source, self.settings.allowed_roots)
-        parts = plan(group.source, group.partitions)
-        tasks = self.store.start_group(name, parts, self.settings.logs_dir)
+        if group.started_at is not None:
+            tasks = self._unfinished(name)
+        else:
+            check_source(group.source, self.settings.allowed_roots)
+            parts = plan(group.source, group.partitions)
+            tasks = self.store.start_group(name, parts, self.settings.logs_dir)
         self._changed()
         if wait:
             self.run(groups=[name], until_done=True)
             return self.list_tasks(group=name)
         return tasks
+
+    def _unfinished(self, name: str) -> list[Task]:
+        """A started group's tasks that have not ended: resumed by the next scheduler, which
+        retries RUNNING ones whose heartbeat stopped (their runner died)."""
+        tasks = [t for t in self.store.list_tasks(group=name) if not t.state.terminal]
+        if not tasks:
+            raise ConflictError(
+                f"group {name!r} has already run to the end; 'despina group retry {name}' "
+                "runs its failed tasks again, or create a new group"
+            )
+        return tasks
+
+    def retry_failed(self, name: str) -> list[Task]:
+        """Queue every FAILED or CANCELLED task of the group again; the tasks retried."""
+        self.store.get_group(name)
+        failed = [
+            t
+            for t in self.store.list_tasks(group=name)
+            if t.state in (TaskState.FAILED, TaskState.CANCELLED)
+        ]
+        if not failed:
+            raise NotFoundError(
+                f"group {name!r} has no failed or cancelled task to retry "
+                f"(see 'despina group status {name}')"
+            )
+        return [self.retry_task(t.id) for t in failed]
 
     def spawn_runner(self, groups: list[str]) -> int:
         """Start a detached process that runs these groups' tasks to the end; its pid."""

@@ -1,34 +1,28 @@
-"""What runs inside a worker: one task, start to finish, with its log, progress and output.
+"""What a task's code sees: its context, and how its rows and files are written.
 
-A task's code is a built-in job or a user script; a script runs in its own process with
-only its group's environment (:mod:`despina.control.script_host`). A script defines either
-``process(batch, context)``, called with this task's partition and returning rows (an
-iterable of dicts, a pandas DataFrame or an Arrow table), or ``main(context)``. Rows are
-written as one Parquet file per partition, atomically (temporary file, then rename), so a
-re-run of a partition replaces its file and never duplicates or drops rows. When the plane
-encrypts, every output is sealed (:mod:`despina.security.envelope`).
+A leaf: built-in jobs and the script host import it; it imports neither. A script defines
+either ``process(batch, context)``, called with this task's partition and returning rows
+(an iterable of dicts, a pandas DataFrame or an Arrow table), or ``main(context)``. Rows
+are written as one Parquet file per partition, atomically (temporary file, then rename),
+so a re-run of a partition replaces its file and never duplicates or drops rows. When the
+plane encrypts, every output is sealed (:mod:`despina.security.envelope`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import os
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from despina.control.models import Task, TaskGroup
-from despina.control.store import Store
-from despina.core.errors import DespinaError, TaskError
+from despina.core.errors import TaskError
 from despina.security.envelope import Keyring, default_keyring, is_sealed, write_sealed
 
 logger = logging.getLogger(__name__)
@@ -145,114 +139,3 @@ def load_script(path: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@contextlib.contextmanager
-def _task_environment(log_path: Path, env: dict[str, str]) -> Iterator[logging.Logger]:
-    """Send stdout, stderr and logging to the task's log file; set its env; undo after."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    saved_env = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    with open(log_path, "a", buffering=1, encoding="utf-8") as fh:
-        handler = logging.StreamHandler(fh)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root = logging.getLogger()
-        root.addHandler(handler)
-        old_level = root.level
-        root.setLevel(logging.INFO)
-        try:
-            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-                yield logging.getLogger("despina.task")
-        finally:
-            root.removeHandler(handler)
-            root.setLevel(old_level)
-            for k, v in saved_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-
-def execute(store: Store, task_id: int) -> dict[str, Any]:
-    """Run one task to the end; return ``{"outputs", "metrics", "done", "total"}``.
-
-    Raises :class:`TaskError` with a one-line reason when the task's code fails; the
-    full traceback is in the task's log.
-    """
-    task = store.get_task(task_id)
-    group = store.get_group(task.group)
-    spec = store.task_spec(task_id)
-    log_path = Path(task.log_path)
-    with _task_environment(log_path, group.env) as log:
-        log.info(
-            "task %d (group %s, partition %d) attempt %d starts at %s",
-            task.id,
-            group.name,
-            task.partition,
-            task.attempt,
-            datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        ctx = TaskContext(
-            task_id=task.id,
-            partition=task.partition,
-            attempt=task.attempt,
-            group=group.name,
-            source=group.source,
-            output=Path(group.output),
-            config=dict(group.config),
-            env=dict(group.env),
-            logger=log,
-            _report=lambda done, total: store.report_progress(task.id, done, total),
-            _total=spec.get("total"),
-        )
-        t0 = time.perf_counter()
-        try:
-            outputs = _run(group, task, spec, ctx)
-        except BaseException as exc:
-            log.error("task failed:\n%s", traceback.format_exc())
-            if isinstance(exc, TaskError | DespinaError):
-                reason = str(exc)
-            else:
-                reason = f"{type(exc).__name__}: {exc}"
-            raise TaskError(f"{reason} (traceback in {log_path})") from None
-        elapsed = time.perf_counter() - t0
-        # The scheduler records done = total with SUCCEEDED: no progress write here.
-        total = ctx._total if ctx._total is not None else ctx.done
-        ctx.metrics.setdefault("seconds", round(elapsed, 3))
-        ctx.metrics.setdefault("items", total)
-        log.info("task %d succeeded in %.2fs: %s", task.id, elapsed, outputs)
-        return {"outputs": outputs, "metrics": ctx.metrics, "done": total, "total": total}
-
-
-def _run(group: TaskGroup, task: Task, spec: dict[str, Any], ctx: TaskContext) -> list[str]:
-    if group.job is not None:
-        from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, run_builtin
-
-        outputs = run_builtin(group.job, group, spec, ctx)
-        if group.job in WHOLE_SOURCE_JOBS:
-            seal_tree(outputs)
-        return outputs
-    assert group.script is not None  # GroupSpec guarantees job or script
-    from despina.control.script_host import run_in_child, script_env
-
-    job = {
-        "script": group.script,
-        "spec": spec,
-        "context": {
-            "task_id": ctx.task_id,
-            "partition": ctx.partition,
-            "attempt": ctx.attempt,
-            "group": ctx.group,
-            "source": ctx.source,
-            "output": ctx.output,
-            "config": ctx.config,
-            "env": ctx.env,
-            "_total": ctx._total,
-        },
-    }
-    kind, result = run_in_child(job, script_env(group.env), Path(task.log_path), ctx)
-    if kind == "rows":
-        return write_partition(ctx, result)
-    if result is not None and not isinstance(result, list):
-        ctx.metrics["result"] = result
-    return [str(p) for p in result] if isinstance(result, list) else []

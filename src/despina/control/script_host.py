@@ -26,12 +26,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from despina.control.worker import exit_with_parent
+from despina.control.runtime import TaskContext, load_script, to_table
 from despina.core.errors import TaskError
+from despina.core.processes import THREAD_LIMITS, exit_with_parent
 
 # What a script may inherit from the worker besides its group's env: nothing secret.
 PASSED_THROUGH = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
-THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def script_env(declared: dict[str, str]) -> dict[str, str]:
@@ -102,7 +102,6 @@ def run_in_child(job: dict[str, Any], env: dict[str, str], log_path: Path, ctx: 
 def _child(conn: Connection, msg: dict[str, Any]) -> None:
     """In the forked child: take the group's env and the task's log, run the script."""
     from despina.control.partitions import load_batch
-    from despina.control.runtime import TaskContext, load_script, to_table
 
     exit_with_parent(os.getppid())
     os.environ.clear()
@@ -156,8 +155,7 @@ def _child(conn: Connection, msg: dict[str, Any]) -> None:
 def host_main(conn: Connection, parent_pid: int) -> None:
     """The host's loop: receive a job, fork a child for it, report its exit code."""
     exit_with_parent(parent_pid)
-    import despina.control.partitions
-    import despina.control.runtime  # noqa: F401 - imported once here, shared by every fork
+    import despina.control.partitions  # noqa: F401 - imported once here, shared by every fork
 
     while True:
         try:

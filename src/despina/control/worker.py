@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from despina.core.errors import TaskError
-
-
-def limit_threads() -> None:
-    """One intra-op thread per worker: two per process on a busy core slow torch 10-30x.
-
-    Set through the environment before torch is imported (torch reads it at start-up), so
-    tasks that never use torch do not pay for importing it.
-    """
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    import sys
-
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def exit_with_parent(parent_pid: int) -> None:
-    """Exit as soon as ``parent_pid`` is no longer our parent (it died or was killed), so
-    no task runs unsupervised; a daemon thread checks twice a second."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent_pid:
-                os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
+from despina.core.processes import exit_with_parent, limit_threads
 
 
 def run_one(store_url: str, task_id: int) -> dict[str, Any]:
     """Execute one task in this process; raise TaskError with a one-line reason on failure."""
-    from despina.control.runtime import execute
+    from despina.control.dispatch import execute
     from despina.control.store import Store
 
     store = Store(store_url, migrate_schema=False)
@@ -60,7 +28,7 @@ def worker_main(conn: Connection, store_url: str, parent_pid: int) -> None:
     harden_process()  # it may hold the master key: keep same-user scripts out of it
     limit_threads()
     exit_with_parent(parent_pid)
-    from despina.control.runtime import execute
+    from despina.control.dispatch import execute
     from despina.control.store import Store
 
     store = Store(store_url, migrate_schema=False)

@@ -13,28 +13,26 @@ handler (``DespinaError.http_status``) with ``{"error", "detail"}`` bodies.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi import Path as FastPath
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 import despina
-from despina.control.models import Cluster, ClusterSpec, GroupSpec, GroupStatus, Task, TaskGroup
 from despina.control.plane import ControlPlane
 from despina.control.scheduler import Scheduler
 from despina.core.errors import ConfigError, DespinaError
 from despina.serving.access_log import RequestId
 from despina.serving.admin_routes import admin_router
 from despina.serving.auth import Authenticator, AuthGuard, AuthSettings
+from despina.serving.control_routes import control_router
 from despina.serving.deploy_routes import deployment_router
 from despina.serving.deployment import ServingSettings
 from despina.serving.errors import error_response
@@ -45,8 +43,6 @@ from despina.serving.uploads import BodyLimit
 logger = logging.getLogger(__name__)
 
 # Bounded so a huge number is a 422, not an integer overflow inside the database.
-TaskId = Annotated[int, FastPath(ge=1, le=2**62)]
-Offset = Annotated[int, Query(ge=0, le=2**62)]
 
 
 def _scheduler_loop(scheduler: Scheduler) -> None:
@@ -82,12 +78,9 @@ def _sync_loop(
 def freeze_startup_heap() -> None:
     """Exempt what exists after startup (modules, the app, a ``despina serve`` model) from
     the garbage collector's full passes, which otherwise walk it every few seconds under
-    load: at concurrency 32 each server process paused 75-107 ms for a full collection
-    every 5-7 s, and with the heap frozen those passes took under 1.5 ms (a gc.callbacks
-    hook in a development run). benchmarks/serving_ab.py, alternating trees: p99 at
-    concurrency 32 69.5 -> 64.8, 154.2 -> 68.0 and 102.8 -> 55.6 ms, throughput
-    unchanged (docs/benchmarks.md, 2026-12-04). Garbage is collected first, so nothing
-    dead is frozen; objects freed later by reference counting are freed as before."""
+    load, pausing the server for tens of milliseconds (the tail latency at concurrency 32
+    in docs/benchmarks.md, serving). Garbage is collected first, so nothing dead is
+    frozen; objects freed later by reference counting are freed as before."""
     gc.collect()
     gc.freeze()
 
@@ -210,7 +203,7 @@ def create_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     if plane is not None:
-        _control_routes(app, plane)
+        _add_routes(app, control_router(plane))
     if auth is not None:
         _document_bearer(app)
     return app
@@ -273,95 +266,3 @@ def serve_from_env() -> FastAPI:
     if auth_settings.enabled:  # tokens live in the same store as the server's
         auth = Authenticator(Store(ControlSettings.from_env().database_url), auth_settings)
     return create_app(None, serving=settings, host=host, auth=auth)
-
-
-def _control_routes(app: FastAPI, plane: ControlPlane) -> None:
-    """Clusters, task groups and tasks."""
-
-    # ---- clusters -------------------------------------------------------------------
-    @app.post("/v1/clusters", status_code=201)
-    def create_cluster(spec: ClusterSpec) -> Cluster:
-        return plane.create_cluster(spec)
-
-    @app.get("/v1/clusters")
-    def list_clusters() -> list[Cluster]:
-        return plane.list_clusters()
-
-    @app.get("/v1/clusters/{name}")
-    def get_cluster(name: str) -> Cluster:
-        return plane.get_cluster(name)
-
-    @app.delete("/v1/clusters/{name}", status_code=204)
-    def delete_cluster(name: str) -> None:
-        plane.delete_cluster(name)
-
-    # ---- groups ---------------------------------------------------------------------
-    @app.post("/v1/groups", status_code=201)
-    def create_group(spec: GroupSpec) -> TaskGroup:
-        return plane.create_group(spec)
-
-    @app.get("/v1/groups")
-    def list_groups(cluster: str | None = None) -> list[TaskGroup]:
-        return plane.list_groups(cluster)
-
-    @app.get("/v1/groups/{name}")
-    def get_group(name: str) -> TaskGroup:
-        return plane.get_group(name)
-
-    @app.delete("/v1/groups/{name}", status_code=204)
-    def delete_group(name: str) -> None:
-        plane.delete_group(name)
-
-    @app.post("/v1/groups/{name}/start")
-    def start_group(name: str) -> list[Task]:
-        return plane.start_group(name)
-
-    @app.get("/v1/groups/{name}/status")
-    def group_status(name: str) -> GroupStatus:
-        return plane.group_status(name)
-
-    # ---- tasks ----------------------------------------------------------------------
-    @app.get("/v1/tasks")
-    def list_tasks(
-        group: str | None = None,
-        state: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Offset = 0,
-    ) -> dict[str, Any]:
-        items = plane.list_tasks(group, state, limit, offset)
-        return {"items": items, "limit": limit, "offset": offset}
-
-    @app.get("/v1/tasks/{task_id}")
-    def get_task(task_id: TaskId) -> dict[str, Any]:
-        return {"task": plane.get_task(task_id), "events": plane.task_events(task_id)}
-
-    @app.post("/v1/tasks/{task_id}/cancel")
-    def cancel_task(task_id: TaskId) -> Task:
-        return plane.cancel_task(task_id)
-
-    @app.post("/v1/tasks/{task_id}/retry")
-    def retry_task(task_id: TaskId) -> Task:
-        return plane.retry_task(task_id)
-
-    @app.get("/v1/tasks/{task_id}/logs", response_model=None)
-    def task_logs(task_id: TaskId, offset: Offset = 0, follow: bool = False) -> Response:
-        if not follow:
-            text, end = plane.task_logs(task_id, offset)
-            return PlainTextResponse(text, headers={"X-Log-Offset": str(end)})
-        plane.get_task(task_id)  # 404 before the stream starts
-
-        async def stream() -> AsyncIterator[str]:
-            pos = offset
-            while True:
-                text, pos = await asyncio.to_thread(plane.task_logs, task_id, pos)
-                if text:
-                    yield text
-                task = await asyncio.to_thread(plane.get_task, task_id)
-                if task.state.terminal:
-                    text, pos = await asyncio.to_thread(plane.task_logs, task_id, pos)
-                    if text:
-                        yield text
-                    return
-                await asyncio.sleep(0.3)
-
-        return StreamingResponse(stream(), media_type="text/plain")

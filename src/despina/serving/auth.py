@@ -85,6 +85,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("DELETE", "/v1/groups/{name}"): _op("group", "name"),
     ("POST", "/v1/groups/{name}/start"): _op("group", "name"),
     ("GET", "/v1/groups/{name}/status"): Rule(READ, "group", "name"),
+    ("POST", "/v1/groups/{name}/retry"): _op("group", "name"),
+    ("GET", "/v1/groups/{name}/result"): Rule(READ, "group", "name"),
     # tasks (scoped through their group)
     ("GET", "/v1/tasks"): Rule(READ, "group", "?group"),
     ("GET", "/v1/tasks/{task_id}"): Rule(READ, "task", "task_id"),
@@ -295,9 +297,8 @@ class AuthGuard:
         on a thread, one lookup per token however many requests wait for it. When a
         token's cache entry expired under load, every request in flight with it missed at
         once: at concurrency 32 each server process ran 16 store queries on 16 threads
-        every ``cache_s`` seconds, opening SQLite connections beyond the pool's; sharing
-        the lookup served 3-14% more requests per second (docs/benchmarks.md, serving,
-        2026-12-04)."""
+        every ``cache_s`` seconds, opening SQLite connections beyond the pool's. Sharing
+        the lookup avoids that (docs/benchmarks.md, serving)."""
         principal = self.auth.cached(token)
         if principal is not None:
             return principal

@@ -30,15 +30,11 @@ UNKNOWN = "unknown"
 #: The default of ServingSettings.inline_call_ms: model calls up to this long (measured
 #: at load) may run on the event loop, with the upload's preparation when it is at most
 #: INLINE_BYTES long, when the request is alone (see runs_inline): it then skips the
-#: hand-offs to the batcher's thread and back. For a CNN of the issue's reference cost
-#: (2.4 ms bare, about 2 ms a call) that lowered the p50 at concurrency 1 from 1.23x bare
-#: to 1.11x (medians of five alternating rounds, two processes), with the same rate at
-#: concurrency 32 (0.78x against 0.81x the two-core bare rate; benchmarks/serving_ab.py
-#: DESPINA_INLINE_CALL_MS, docs/benchmarks.md, 2026-12-04). The bound was 1 ms while
-#: under load every request ran inline and none was batched (240 against 424 req/s at
-#: 3 ms); the look at the loop's ready callbacks (loop_has_other_work) ended that. A call
-#: this long holds up the loop's other work for its length, as a batch in progress holds
-#: up the requests behind it.
+#: hand-offs to the batcher's thread and back, which lowers a lone request's latency at
+#: the same rate under load (docs/benchmarks.md, serving). The look at the loop's ready
+#: callbacks (loop_has_other_work) keeps a loaded endpoint batching. A call this long holds
+#: up the loop's other work for its length, as a batch in progress holds up the requests
+#: behind it.
 INLINE_CALL_MS = 5.0
 INLINE_BYTES = 256 * 2**10
 
@@ -121,8 +117,7 @@ def loop_has_other_work() -> bool:
     yet reached ``predict`` and so are not counted in flight. A request that runs
     entirely on the loop never lets them start, so without this test every request of a
     loaded cheap-model endpoint ran inline, one at a time on one core, and none was
-    batched (a 0.3 ms CNN topped out at about 320 req/s at concurrency 32; py-spy showed
-    no sample in the batcher's thread). ``_ready`` is asyncio's own queue of ready
+    batched. ``_ready`` is asyncio's own queue of ready
     callbacks (CPython's base event loop); a loop without one is taken to be busy."""
     ready = getattr(asyncio.get_running_loop(), "_ready", None)
     return ready is None or len(ready) > 0
@@ -147,16 +142,12 @@ class Deployment:
         self.settings = settings or ServingSettings()
         if self.settings.opencv_threads:
             # A server's parallelism is its concurrent requests; on an upload's small
-            # images OpenCV's own threads cost more to wake than they save: preparing a
-            # 32 px upload took 0.93-1.07 ms on one OpenCV thread, 1.22-1.39 ms on two
-            # (development A/B, alternating rounds; benchmarks/serving_ab.py reruns it
-            # through HTTP). The setting is process-wide.
+            # images OpenCV's own threads cost more to wake than they save
+            # (benchmarks/serving_ab.py measures it). The setting is process-wide.
             cv2.setNumThreads(self.settings.opencv_threads)
         workers, threads = self.settings.model_workers, self.settings.threads
-        # A call with nothing else running, waiting or on its way may use every core: a
-        # ResNet-18-sized endpoint at one model thread answered a lone request in 6.2 ms
-        # instead of 7.4, and at concurrency 32 served 272 req/s instead of 184 (the
-        # batcher's calls are lone whenever its queue is empty; development measurement).
+        # A call with nothing else running, waiting or on its way may use every core:
+        # faster lone requests, and more throughput when the batcher's queue runs empty.
         lone = self.settings.lone_threads or usable_cores()
         self.model = ServingModel(
             model_dir,
@@ -211,8 +202,7 @@ class Deployment:
         flight here. Under load the queue is often empty for a moment while other requests
         are still being read or answered on the event loop, and the other process may be
         idle for that moment too: a call on every core then left the lone session's idle
-        threads spinning beside the next batch (perf at concurrency 32, two processes: 5%
-        of the CPU in ONNX Runtime's spin loop). A single process keeps its lone calls
+        threads spinning beside the next batch. A single process keeps its lone calls
         under load, where they help (see __init__)."""
         peers = self.peers
         return self._infer_rows(
@@ -265,13 +255,10 @@ class Deployment:
 
         Decoding and checks of a small upload run on the batcher's worker, right before
         the model call, so it crosses between threads once each way (through the thread
-        pool first as well, a ResNet-18-sized model served about 6% fewer requests per
-        second at concurrency 32: a development measurement, alternating runs of both
-        versions); a large one is prepared on the thread pool, so its decode does not
-        hold up other requests' batches. A lone small upload whose model call is under
-        ``inline_call_ms`` is answered on the event loop. Preparing every upload on the
-        loop (commit fe27b05) starved the batcher's hand-backs under load: the slowest 1%
-        waited 10x the median.
+        pool first as well costs throughput under load); a large one is prepared on the
+        thread pool, so its decode does not hold up other requests' batches. A lone small
+        upload whose model call is under ``inline_call_ms`` is answered on the event loop.
+        Preparing every upload on the loop would starve the batcher's hand-backs under load.
         """
         t0 = time.perf_counter()
         self.inflight += 1

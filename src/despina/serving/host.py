@@ -48,6 +48,7 @@ class DeploymentHost:
         self.settings = settings
         self.plane = plane
         self.observer = observer
+        self.started = utcnow()
         self.loaded: dict[str, Any] = {}  # Deployment, or RayServed on a Ray cluster
         self.failed: dict[str, str] = {}
         # deployment name → (task id, attempt) this server holds: a task RUNNING under
@@ -208,22 +209,12 @@ class DeploymentHost:
         out: dict[str, dict[str, Any]] = {}
         if self.plane is not None:
             for rec in self.plane.list_deployments():
-                out[rec.name] = {
-                    "name": rec.name,
-                    "model": rec.model,
-                    "extractor": rec.extractor,
-                    "replicas": rec.replicas,
-                    "cluster": rec.cluster,
-                    "state": rec.state,
-                    "reason": rec.reason,
-                    "task_id": rec.task_id,
-                }
+                out[rec.name] = rec.model_dump(mode="json")
+        # A folder served without a store (despina serve) has no record: id 0, since start.
+        alone: dict[str, Any] = {"id": 0, "replicas": 1, "cluster": None, "reason": None}
+        alone.update(task_id=None, created_at=self.started.isoformat())
         for name, dep in self.snapshot().items():
-            out[name] = {
-                **out.get(name, {"replicas": 1, "cluster": None, "reason": None, "task_id": None}),
-                **dep.describe(),
-                "state": "running",
-            }
+            out[name] = {**out.get(name, alone), **dep.describe(), "state": "running"}
         return sorted(out.values(), key=lambda d: d["name"])
 
     def close(self) -> None:

@@ -160,7 +160,7 @@ class ServingModel:
         # search and take the CPU the other requests need. OpenMP's thread count is a
         # setting of the calling thread, so it is set here, on the thread that searches:
         # set once at load, the batcher's threads searched on every core (a ResNet-18-sized
-        # endpoint spent 10% of its process's CPU in FAISS; benchmarks/serving.py).
+        # endpoint spent a tenth of its CPU in FAISS; benchmarks/serving.py).
         self._faiss.omp_set_num_threads(1)
         sims, idx = self.index.search(unit_rows(emb), self.k)
         log_dist, log_unc = ood_statistics(sims, probs)

@@ -17,6 +17,6 @@ def image_flags(
     """``{flag: bool}`` for each of :data:`FLAGS` from one image's statistics, and each
     flag's margin (negative = defective, clipped to ±99 for JSON)."""
     margins = defect_margins(stats, reference)  # one row: NumPy scalars, cheaper than arrays
-    # Python's min and max on one float: np.clip costs about 10 us a call here.
+    # Python's min and max on one float: np.clip costs more than the check itself.
     values = {name: min(max(float(margins[name]), -99.0), 99.0) for name in FLAGS}
     return {k: v < 0 for k, v in values.items()}, {k: round(v, 3) for k, v in values.items()}

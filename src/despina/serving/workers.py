@@ -2,9 +2,9 @@
 
 uvicorn's ``--workers`` shares one listening socket, and whichever process wakes first
 accepts every connection then waiting: ``wrk -c32`` against ``despina serve --workers 2``
-put all 32 connections on one process in four of six runs (2026-12-02, either event
-loop), so the second process and its model sat idle. With ``SO_REUSEPORT`` each process
-has its own socket and the kernel spreads new connections across them by hash.
+often put all 32 connections on one process, so the second process and its model sat
+idle. With ``SO_REUSEPORT`` each process has its own socket and the kernel spreads new
+connections across them by hash.
 
 ``SO_REUSEPORT`` would also let a second ``despina serve --workers N`` on the same port
 share it silently, each answering part of the traffic; a lock file per address, held by

@@ -14,6 +14,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from despina.core.config import ModelConfig, TrainConfig
 from despina.core.errors import DataError
+from despina.core.processes import THREAD_LIMITS
 from despina.core.vectors import unit_rows
 from despina.training.trainer import EpochCallback, predict, train_classifier
 
@@ -168,7 +169,8 @@ def cross_validate(
             )
             store(k, out)
     else:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        for var, value in THREAD_LIMITS.items():
+            os.environ.setdefault(var, value)
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, folds), mp_context=ctx) as pool:
             futures = [

@@ -163,10 +163,9 @@ def size_correction(
     """Factors that undo the detector's median bias in box width and height, measured on
     fresh validation canvases (another seed than training's).
 
-    Measured here: a Fashion-MNIST detector trained 1,000 steps made boxes 2.6-2.9% too
-    large on such canvases and on the benchmark's held-out ones alike (0.2-0.3% after
-    2,000 steps), and the classifier, trained on tightly framed images, labels crops of
-    true-size boxes better (benchmarks/extraction.py).
+    A briefly trained detector makes boxes a few percent too large on such canvases and on
+    held-out ones alike, and the classifier, trained on tightly framed images, labels
+    crops of true-size boxes better (docs/benchmarks.md, object extraction).
     """
     rng = np.random.default_rng(seed + 7919)
     ratios: list[tuple[float, float]] = []

@@ -38,8 +38,8 @@ def shifted_ncc(a: np.ndarray, b: np.ndarray, max_shift: int = 2) -> np.ndarray:
 
     The central window of ``b`` slides over ``a`` with OpenCV's ``matchTemplate``
     (``TM_CCOEFF_NORMED``: both windows centred and normalized, a constant window scores
-    0). 2.2x faster than the same sums as NumPy einsums over sliding-window views
-    (benchmarks/image_defects.py), and the same numbers to 1e-5.
+    0). Faster than the same sums as NumPy einsums over sliding-window views, with the
+    same numbers to 1e-5 (docs/benchmarks.md, near-duplicates).
     """
     m = max_shift
     h, w = a.shape[1:]

@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 def _remote_run(store_url: str, task_id: int, sealing: dict[str, str]) -> dict[str, Any]:
-    from despina.control.worker import limit_threads, run_one
+    from despina.control.worker import run_one
+    from despina.core.processes import limit_threads
 
     limit_threads()
     os.environ.update(sealing)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.orm import Session
 
 from despina.control.models import ActivityEntry, TokenInfo, User
-from despina.control.store.common import _aware, _insert, utcnow
+from despina.control.store.common import insert_row, snapshot, utcnow
 from despina.control.store.tables import ActivityRow, TokenRow, UserRow
 from despina.core.errors import ConflictError, NotFoundError
 from despina.security.chain import GENESIS, entry_hash
@@ -29,37 +29,15 @@ _CHAIN_LOCK = 0x0DE5_914A  # the advisory lock id that serializes activity appen
 
 
 def _user(row: UserRow) -> User:
-    return User(
-        name=row.name,
-        role=row.role,
-        has_password=row.password_hash is not None,
-        created_at=_aware(row.created_at),
-    )
+    return snapshot(User, row, has_password=row.password_hash is not None)
 
 
 def _token(row: TokenRow, user: UserRow) -> TokenInfo:
-    return TokenInfo(
-        id=row.id,
-        user=user.name,
-        role=user.role,
-        scopes=tuple(row.scopes),
-        created_at=_aware(row.created_at),
-        expires_at=_aware(row.expires_at),
-        revoked_at=_aware(row.revoked_at),
-    )
+    return snapshot(TokenInfo, row, user=user.name, role=user.role, scopes=tuple(row.scopes))
 
 
 def _entry(row: ActivityRow) -> ActivityEntry:
-    return ActivityEntry(
-        seq=row.seq,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        target=row.target,
-        outcome=row.outcome,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    return snapshot(ActivityEntry, row)
 
 
 class AccessStore:
@@ -71,7 +49,7 @@ class AccessStore:
     def create_user(self, name: str, role: Role, password_hash: str | None = None) -> User:
         row = UserRow(name=name, role=role.value, password_hash=password_hash, created_at=utcnow())
         with self._session(write=True) as s:
-            _insert(s, row, f"user {name!r} already exists; pick another name")
+            insert_row(s, row, f"user {name!r} already exists; pick another name")
             return _user(row)
 
     def _user_row(self, s: Session, name: str) -> UserRow:
@@ -126,7 +104,7 @@ class AccessStore:
                 created_at=now,
                 expires_at=now + expires_in if expires_in is not None else None,
             )
-            _insert(s, row, "that token is already in use; generate a new one")
+            insert_row(s, row, "that token is already in use; generate a new one")
             return token, _token(row, urow)
 
     def list_tokens(self, user: str | None = None) -> list[TokenInfo]:

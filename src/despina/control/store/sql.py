@@ -1,5 +1,9 @@
 """The store: the one place control-plane state is read and written.
 
+Clusters, groups and tasks are one module because every task query shares the
+transition function and the row locks below; users and tokens (:mod:`.access`) and
+deployments (:mod:`.deployments`) are mixins of their own, the engine is :mod:`.engine`.
+
 Rules every caller may rely on:
 
 - Safe to share between threads, and between processes on the same database: each call
@@ -14,15 +18,13 @@ Rules every caller may rely on:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
-from importlib import resources
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, true, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,90 +32,34 @@ from despina.control.models import (
     SERVE_JOB,
     Cluster,
     ClusterSpec,
-    Deployment,
-    DeploymentSpec,
     GroupSpec,
-    Resources,
     Task,
     TaskGroup,
 )
 from despina.control.states import TaskState, check_transition
 from despina.control.store.access import AccessStore
-from despina.control.store.common import _aware, _insert, utcnow
+from despina.control.store.common import (
+    aware,
+    insert_row,
+    pending_task_row,
+    snapshot,
+    spec_columns,
+    utcnow,
+)
+from despina.control.store.deployments import DeploymentStore
+from despina.control.store.engine import migrate, open_engine
 from despina.control.store.tables import ClusterRow, DeploymentRow, EventRow, GroupRow, TaskRow
 from despina.core.errors import ConfigError, ConflictError, NotFoundError, StateError
 
 logger = logging.getLogger(__name__)
 
 
-def _engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            # Owner-only from the start: the store holds token hashes and the activity log
-            # (SQLite gives its -wal and -shm files the database file's mode).
-            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            # Writers take the lock up front (IMMEDIATE), so two processes that read and
-            # then write cannot deadlock; readers never block anyone (WAL).
-            write = conn.get_execution_options().get("despina_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-        return engine
-    try:
-        return create_engine(url, pool_pre_ping=True)
-    except Exception as exc:  # unknown dialect, missing driver
-        raise ConfigError(
-            f"cannot use database {url!r}: {exc}. PostgreSQL needs "
-            "'pip install despina[postgres]' and a URL like postgresql+psycopg://user@host/db"
-        ) from exc
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option(
-        "script_location", str(resources.files("despina.control.store") / "migrations")
-    )
-    with engine.connect() as conn:
-        sqlite = engine.dialect.name == "sqlite"
-        if sqlite:
-            # Outside any transaction (where SQLite ignores it): with foreign keys on, the
-            # table rebuilds of a batch migration would cascade-delete the rows that
-            # reference the rebuilt table.
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
-        try:
-            with conn.begin():
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        finally:
-            if sqlite:
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
-
-
-class Store(AccessStore):
+class Store(AccessStore, DeploymentStore):
     """Clusters, task groups and tasks in one SQL database (see the module docstring)."""
 
     def __init__(self, url: str, *, migrate_schema: bool = True) -> None:
         self.url = url
-        self.engine = _engine(url)
+        self.engine = open_engine(url)
         if migrate_schema:
             try:
                 migrate(self.engine)
@@ -135,16 +81,9 @@ class Store(AccessStore):
 
     # ---- clusters -------------------------------------------------------------------
     def create_cluster(self, spec: ClusterSpec) -> Cluster:
-        row = ClusterRow(
-            name=spec.name,
-            backend=spec.backend,
-            address=spec.address,
-            workers=spec.workers,
-            resources=spec.resources.model_dump(),
-            created_at=utcnow(),
-        )
+        row = ClusterRow(**spec_columns(spec, ClusterRow), created_at=utcnow())
         with self._session(write=True) as s:
-            _insert(
+            insert_row(
                 s,
                 row,
                 f"a cluster named {spec.name!r} already exists; pick another "
@@ -178,93 +117,6 @@ class Store(AccessStore):
                 )
             s.delete(row)
 
-    # ---- deployments ----------------------------------------------------------------
-    def create_deployment(self, spec: DeploymentSpec, logs: Path) -> Deployment:
-        """Record the deployment with its task group (job ``serve``) and one PENDING task,
-        which the server that hosts it claims (:class:`despina.serving.host.DeploymentHost`)."""
-        with self._session(write=True) as s:
-            cluster_id = None if spec.cluster is None else self._cluster_row(s, spec.cluster).id
-            taken = (
-                f"a deployment named {spec.name!r} already exists; pick another "
-                f"name or remove it with 'despina deployments rm {spec.name}'"
-            )
-            # Checked first: its group of the same name would otherwise be the conflict.
-            if s.scalar(select(DeploymentRow.id).where(DeploymentRow.name == spec.name)):
-                raise ConflictError(taken)
-            now = utcnow()
-            group = GroupRow(
-                name=spec.name,
-                cluster_id=cluster_id,
-                source=spec.model,
-                job=SERVE_JOB,
-                script=None,
-                config={"extractor": spec.extractor, "replicas": spec.replicas},
-                env={},
-                partitions=1,
-                resources=Resources().model_dump(),
-                max_retries=0,
-                timeout_s=None,
-                output="",
-                created_at=now,
-                started_at=now,
-            )
-            _insert(
-                s,
-                group,
-                f"a task group named {spec.name!r} already exists, and a deployment's tasks "
-                "live in a group of its name; pick another name",
-            )
-            task = _pending_task(group.id, 0, {}, logs / spec.name / "deployment.log", now)
-            s.add(task)
-            row = DeploymentRow(
-                name=spec.name,
-                model=spec.model,
-                extractor=spec.extractor,
-                replicas=spec.replicas,
-                cluster_id=cluster_id,
-                group_id=group.id,
-                created_at=now,
-            )
-            _insert(s, row, taken)
-            return _deployment(row, spec.cluster, task)
-
-    def get_deployment(self, name: str) -> Deployment:
-        found = self._deployments_where(DeploymentRow.name == name)
-        if not found:
-            raise _no_deployment(name)
-        return found[0]
-
-    def list_deployments(self) -> list[Deployment]:
-        return self._deployments_where(true())
-
-    def _deployments_where(self, condition: Any) -> list[Deployment]:
-        """Deployments (with their cluster's name and their task, in one query)."""
-        with self._session() as s:
-            q = (
-                select(DeploymentRow, ClusterRow.name, TaskRow)
-                .outerjoin(ClusterRow, DeploymentRow.cluster_id == ClusterRow.id)
-                .outerjoin(TaskRow, TaskRow.group_id == DeploymentRow.group_id)
-                .where(condition)
-                .order_by(DeploymentRow.id)
-            )
-            return [_deployment(d, c, t) for d, c, t in s.execute(q)]
-
-    def delete_deployment(self, name: str) -> None:
-        """Remove the deployment and its group; a server hosting it stops within seconds."""
-        with self._session(write=True) as s:
-            row = self._deployment_row(s, name)
-            group = None if row.group_id is None else s.get(GroupRow, row.group_id)
-            s.delete(row)
-            s.flush()
-            if group is not None:
-                s.delete(group)  # its task and events go with it (ON DELETE CASCADE)
-
-    def _deployment_row(self, s: Session, name: str) -> DeploymentRow:
-        row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))
-        if row is None:
-            raise _no_deployment(name)
-        return row
-
     def _cluster_row(self, s: Session, name: str) -> ClusterRow:
         row = s.scalar(select(ClusterRow).where(ClusterRow.name == name))
         if row is None:
@@ -279,21 +131,12 @@ class Store(AccessStore):
         with self._session(write=True) as s:
             cluster = self._cluster_row(s, spec.cluster)
             row = GroupRow(
-                name=spec.name,
+                **spec_columns(spec, GroupRow),
                 cluster_id=cluster.id,
-                source=spec.source,
-                job=spec.job,
-                script=spec.script,
-                config=spec.config,
-                env=spec.env,
-                partitions=spec.partitions,
-                resources=spec.resources.model_dump(),
-                max_retries=spec.max_retries,
-                timeout_s=spec.timeout_s,
                 output=output,
                 created_at=utcnow(),
             )
-            _insert(
+            insert_row(
                 s,
                 row,
                 f"a task group named {spec.name!r} already exists; pick another "
@@ -346,7 +189,7 @@ class Store(AccessStore):
             now = utcnow()
             row.started_at = now
             rows = [
-                _pending_task(row.id, i, dict(p), logs / name / f"partition-{i:05d}.log", now)
+                pending_task_row(row.id, i, dict(p), logs / name / f"partition-{i:05d}.log", now)
                 for i, p in enumerate(partitions)
             ]
             s.add_all(rows)
@@ -421,7 +264,7 @@ class Store(AccessStore):
             )
             return [
                 {
-                    "at": _aware(e.at),
+                    "at": aware(e.at),
                     "attempt": e.attempt,
                     "from": e.from_state,
                     "to": e.to_state,
@@ -580,26 +423,6 @@ class Store(AccessStore):
             )
 
 
-def _pending_task(
-    group_id: int, partition: int, spec: dict[str, Any], log: Path, now: datetime
-) -> TaskRow:
-    """A new task's row: PENDING, first attempt, nothing done yet."""
-    return TaskRow(
-        group_id=group_id,
-        partition=partition,
-        spec=spec,
-        state=TaskState.PENDING.value,
-        attempt=1,
-        done=0,
-        total=spec.get("total"),
-        created_at=now,
-        log_path=str(log),
-        metrics={},
-        outputs=[],
-        cancel_requested=False,
-    )
-
-
 def _state(value: TaskState | str) -> TaskState:
     try:
         return TaskState(str(value).upper())
@@ -609,87 +432,15 @@ def _state(value: TaskState | str) -> TaskState:
         ) from None
 
 
-def _no_deployment(name: str) -> NotFoundError:
-    return NotFoundError(f"no deployment named {name!r}; see 'despina deployments ls'")
-
-
-_DEPLOYMENT_STATES = {
-    TaskState.PENDING.value: "pending",
-    TaskState.RETRYING.value: "pending",
-    TaskState.RUNNING.value: "running",
-    TaskState.FAILED.value: "failed",
-    TaskState.CANCELLED.value: "stopped",
-    TaskState.SUCCEEDED.value: "stopped",
-}
-
-
-def _deployment(row: DeploymentRow, cluster: str | None, task: TaskRow | None) -> Deployment:
-    """A deployment's state is its task's: pending (or between servers), running,
-    failed (to load), stopped (cancelled by a user)."""
-    return Deployment(
-        id=row.id,
-        name=row.name,
-        model=row.model,
-        extractor=row.extractor,
-        replicas=row.replicas,
-        cluster=cluster,
-        state=_DEPLOYMENT_STATES[task.state] if task is not None else "failed",
-        reason=None if task is None else task.exit_reason,
-        task_id=None if task is None else task.id,
-        attempt=1 if task is None else task.attempt,
-        created_at=_aware(row.created_at),
-    )
-
-
 def _cluster(row: ClusterRow) -> Cluster:
-    return Cluster(
-        id=row.id,
-        name=row.name,
-        backend=row.backend,
-        address=row.address,
-        workers=row.workers,
-        resources=Resources(**row.resources),
-        created_at=_aware(row.created_at),
-    )
+    return snapshot(Cluster, row)
 
 
 def _group(row: GroupRow, cluster: str | None) -> TaskGroup:
-    return TaskGroup(
-        id=row.id,
-        name=row.name,
-        cluster=cluster,
-        source=row.source,
-        job=row.job,
-        script=row.script,
-        config=row.config,
-        env=row.env,
-        partitions=row.partitions,
-        resources=Resources(**row.resources),
-        max_retries=row.max_retries,
-        timeout_s=row.timeout_s,
-        output=row.output,
-        created_at=_aware(row.created_at),
-        started_at=_aware(row.started_at),
-    )
+    return snapshot(TaskGroup, row, cluster=cluster)
 
 
 def _task(row: TaskRow, group: str) -> Task:
-    return Task(
-        id=row.id,
-        group=group,
-        partition=row.partition,
-        state=TaskState(row.state),
-        attempt=row.attempt,
-        done=row.done,
-        total=row.total,
-        created_at=_aware(row.created_at),
-        started_at=_aware(row.started_at),
-        ended_at=_aware(row.ended_at),
-        heartbeat_at=_aware(row.heartbeat_at),
-        not_before=_aware(row.not_before),
-        exit_reason=row.exit_reason,
-        log_path=row.log_path,
-        metrics=row.metrics or {},
-        outputs=list(row.outputs or []),
-        cancel_requested=row.cancel_requested,
+    return snapshot(
+        Task, row, group=group, metrics=row.metrics or {}, outputs=list(row.outputs or [])
     )

@@ -5,7 +5,6 @@ their group and a PENDING task, so the next server start serves them again.
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-29
 """
 
 from __future__ import annotations

@@ -1,0 +1,82 @@
+"""What every command group shares: the consoles, the ``--server`` and ``--json`` options,
+the error handler, the client and JSON printing.
+
+Every control-plane command works on the embedded store (``DESPINA_HOME``) or, with ``--server URL``
+(or ``DESPINA_SERVER``), through a running ``despina server start``. Errors print one line
+and exit non-zero (the code of the error class, see ``despina.core.errors``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from despina.control.client import HttpControlClient
+from despina.control.plane import ControlPlane
+from despina.core.errors import DespinaError
+
+console = Console()
+err = Console(stderr=True)
+
+
+Server = Annotated[
+    str | None,
+    typer.Option("--server", envvar="DESPINA_SERVER", help="server URL (default: local store)"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+#: The event loop both servers run on: the standard library's, not uvloop. Under uvloop,
+#: `despina serve` on a cheap model at concurrency 32 left some requests unanswered for
+#: over a second although the app had answered them long before; on the asyncio loop the
+#: tail stayed short at the same throughput (docs/benchmarks.md, serving).
+SERVER_LOOP = "asyncio"
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C")
+
+
+def handled(fn: F) -> F:
+    """Turn Despina and validation errors into one line on stderr and an exit code, and
+    close the clients the command opened."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DespinaError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            msg = str(first["msg"]).removeprefix("Value error, ")
+            where = ".".join(str(p) for p in first["loc"])
+            text = f"invalid {where}: {msg}" if where else msg
+            err.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        finally:
+            while _open:
+                _open.pop().close()
+
+    return wrapper  # type: ignore[return-value]
+
+
+_open: list[Any] = []
+
+
+def client_for(server: str | None) -> Any:
+    """The server's client, or the embedded control plane; closed when the command ends."""
+    return closing_at_exit(HttpControlClient(server) if server else ControlPlane())
+
+
+def closing_at_exit(client: C) -> C:
+    """Close ``client`` when the command ends, however it ends."""
+    _open.append(client)
+    return client
+
+
+def print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))

@@ -1,0 +1,43 @@
+"""Helpers every child process of Despina shares: one thread per process, exit with the parent.
+
+Workers, script hosts, Ray tasks and cross-validation folds run several processes on a
+few cores; each keeps its numeric libraries to one thread and none outlives its parent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+#: Set before torch or NumPy start: their thread pools read these once, at import.
+THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def limit_threads() -> None:
+    """One intra-op thread in this process: two per process on a busy core slow torch badly.
+
+    Set through the environment before torch is imported (torch reads it at start-up), so
+    tasks that never use torch do not pay for importing it.
+    """
+    for var, value in THREAD_LIMITS.items():
+        os.environ.setdefault(var, value)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Exit as soon as ``parent_pid`` is no longer our parent (it died or was killed), so
+    no task runs unsupervised; a daemon thread checks twice a second."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
