@@ -84,3 +84,37 @@ def bomb_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tree(folder: Path) -> set[str]:
     """Every path under ``folder`` (to prove nothing was written outside --out)."""
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
+# ---- PostgreSQL and Ray halves of the contract suites ---------------------------------
+#: Parameter ids that need a service or an optional package, and the marker each gets.
+BACKEND_MARKERS = {"postgres": "postgres", "ray": "ray"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the PostgreSQL and Ray halves, so ``-m 'not ray'`` selects and the summary
+    below can count what was skipped."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        for value in params.values():
+            if isinstance(value, str) and value in BACKEND_MARKERS:
+                item.add_marker(BACKEND_MARKERS[value])
+        if "ray" in item.nodeid.lower() and "ray" not in item.keywords:
+            item.add_marker("ray")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly when the PostgreSQL or Ray halves did not run, and why."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    for marker in sorted(set(BACKEND_MARKERS.values())):
+        mine = [r for r in skipped if marker in getattr(r, "keywords", {})]
+        if mine:
+            reason = str(mine[0].longrepr[-1]) if isinstance(mine[0].longrepr, tuple) else ""
+            terminalreporter.write_sep(
+                "!", f"{len(mine)} {marker} test(s) SKIPPED: {reason}", red=True, bold=True
+            )
+    if os.environ.get("DESPINA_REQUIRE_SERVICES") == "1" and any(
+        any(m in getattr(r, "keywords", {}) for m in BACKEND_MARKERS.values()) for r in skipped
+    ):
+        terminalreporter.write_sep("!", "DESPINA_REQUIRE_SERVICES=1: these must run", red=True)
+        terminalreporter._session.exitstatus = 1  # type: ignore[attr-defined]

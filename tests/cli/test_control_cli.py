@@ -62,7 +62,11 @@ def test_preprocess_group_end_to_end(home: Path) -> None:
     assert "succeeded" in ok("task", "logs", str(tasks[0]["id"]))
     assert "1,797 rows" in ok("group", "result", "digits")
     assert "digits" in ok("group", "ls")
-    assert "SUCCEEDED" in ok("task", "watch", "--group", "digits", "--interval", "0.1")
+    # Not a terminal (as in a pipe or a CI log): one readable line per task, no table cells.
+    watched = ok("task", "watch", "--group", "digits", "--interval", "0.1").splitlines()
+    assert [line.split()[2] for line in watched[:3]] == ["digits[0]", "digits[1]", "digits[2]"]
+    assert all("SUCCEEDED" in line for line in watched[:3]) and "│" not in "".join(watched)
+    assert watched[-1].startswith("group digits: SUCCEEDED, 1,797 items")
     fails(7, "task", "cancel", str(tasks[0]["id"]))
     ok("group", "rm", "digits")
     ok("cluster", "rm", "local")
@@ -111,6 +115,45 @@ def test_the_cli_talks_to_a_server(
     assert names == ["remote"]
     assert "already exists" in fails(6, "cluster", "create", "remote", "--server", api_server.url)
     assert "cannot reach" in fails(1, "cluster", "ls", "--server", "http://127.0.0.1:9")
+
+
+FLAKY = """
+import os
+
+def process(batch, context):
+    if context.partition == 1 and not os.path.exists(os.environ["FLAG"]):
+        raise RuntimeError("partition 1 fails until the flag is set")
+    return [{"name": os.path.basename(p)} for p in batch]
+"""
+
+
+def test_group_retry_and_result_through_a_server(
+    api_server: ThreadServer, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed partition retried with one command; the rows read back through the API."""
+    from tests.control.fixtures import write_files
+    from tests.waiting import wait_for
+
+    monkeypatch.setenv("DESPINA_TOKEN", api_server.token)
+    monkeypatch.setenv("DESPINA_SERVER", api_server.url)
+    (home / "flaky.py").write_text(FLAKY)
+    ok("cluster", "create", "c")
+    source = str(write_files(home / "data", 6))
+    flaky = str(home / "flaky.py")
+    ok("group", "create", "g", "--cluster", "c", "--source", source, "--partitions", "3",
+       "--script", flaky, "--max-retries", "0", "--env", f"FLAG={home}/flag")  # fmt: skip
+    assert "3 task(s) started on the server" in ok("group", "start", "g")
+    state = lambda: json.loads(ok("group", "status", "g", "--json"))["state"]  # noqa: E731
+    wait_for(lambda: state() == "FAILED", 60, 0.2, "partition 1 failing")
+    assert "not complete" in fails(4, "group", "result", "g")
+    (home / "flag").write_text("go")
+    assert "g: 1 task(s) retried" in ok("group", "retry", "g")
+    wait_for(lambda: state() == "SUCCEEDED", 60, 0.2, "the retried partition")
+    assert "6 rows; columns: name" in ok("group", "result", "g", "--out", str(home / "g.parquet"))
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(home / "g.parquet").num_rows == 6
+    assert "no failed or cancelled task" in fails(4, "group", "retry", "g")
 
 
 def test_aws_cluster_config_is_accepted_by_rays_schema(home: Path) -> None:

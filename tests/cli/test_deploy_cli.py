@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ from despina.cli.app import app
 from despina.control.plane import ControlPlane
 from tests.control.fixtures import ThreadServer
 from tests.serving.fixtures import png
+from tests.waiting import wait_for
 
 runner = CliRunner()
 
@@ -35,9 +35,7 @@ def test_deploy_registers_and_the_running_server_picks_it_up(
         out, _ = run(0, "deploy", str(home_model), "--name", "digits")
         assert "deployment digits (whole) registered" in out
         with server.http() as client:
-            deadline = time.monotonic() + 20
-            while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_for(lambda: client.get("/ready").status_code == 200, 20, 0.2, "/ready")
             images, labels = digits_arrays()
             r = client.post(
                 "/v1/deployments/digits/predict", files={"file": ("a.png", png(images[0]))}
@@ -116,15 +114,13 @@ def test_despina_serve_answers_on_its_port(digits_model: Path, home: Path) -> No
     url = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {token}"}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/ready", timeout=1, headers=auth).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
-            time.sleep(0.2)
+        wait_for(
+            lambda: httpx.get(url + "/ready", timeout=1, headers=auth).status_code == 200,
+            60,
+            0.2,
+            "despina serve answering /ready",
+            alive=lambda: proc.poll() is None,
+        )
         # The deployment is named after the model folder's parent (the folder is "model").
         name = digits_model.parent.name
         images, labels = digits_arrays()

@@ -12,7 +12,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +24,7 @@ from typer.testing import CliRunner
 
 from despina.cli.app import app
 from tests.control.fixtures import ROWS_SCRIPT, write_files
+from tests.waiting import wait_for
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -86,15 +86,13 @@ def test_tls_server_with_tokens_that_never_reach_a_log(home: Path) -> None:
     try:
         ca = ssl.create_default_context(cafile=str(cert))
         http = httpx.Client(base_url=url, verify=ca, timeout=30, headers=auth)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if http.get("/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+        wait_for(
+            lambda: http.get("/health").status_code == 200,
+            60,
+            0.2,
+            "the TLS server answering /health",
+            alive=lambda: proc.poll() is None,
+        )
         # TLS only: plain HTTP to the same port gets no answer, an unknown CA is refused.
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
@@ -112,11 +110,8 @@ def test_tls_server_with_tokens_that_never_reach_a_log(home: Path) -> None:
                 "script": str(home / "rows.py")}  # fmt: skip
         assert http.post("/v1/groups", json=body, headers=ana).status_code == 201
         assert http.post("/v1/groups/g/start", headers=ana).status_code == 200
-        wanted = "SUCCEEDED"
-        deadline = time.monotonic() + 60
-        while http.get("/v1/groups/g/status").json()["state"] != wanted:
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        state = lambda: http.get("/v1/groups/g/status").json()["state"]  # noqa: E731
+        wait_for(lambda: state() == "SUCCEEDED", 60, 0.3, "group g succeeding")
         guess = "dsp_" + "g" * 43
         tokens.append(guess)
         assert (

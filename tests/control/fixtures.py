@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from despina.control.plane import ControlPlane
 from despina.control.settings import ControlSettings
 from despina.control.store import Store
+from tests.waiting import wait_for
 
 POSTGRES_URL = os.environ.get(
     "DESPINA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -125,16 +125,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     finally:
         s.close()
         next(gen, None)
-
-
-def wait_for(condition: object, timeout: float = 60.0, every: float = 0.05) -> None:
-    """Poll ``condition()`` until true; fail the test with a clear message on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,15 +85,17 @@ class _Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.proc.kill()
-        raise AssertionError("server did not come up within 60s")
+        try:
+            wait_for(
+                lambda: httpx.get(f"{self.url}/health", timeout=1).status_code == 200,
+                60,
+                0.2,
+                "the server answering /health",
+                alive=lambda: self.proc.poll() is None,
+            )
+        except AssertionError:
+            self.proc.kill()
+            raise
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

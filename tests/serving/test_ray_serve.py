@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from despina.control.models import ClusterSpec, DeploymentSpec, Resources
@@ -10,6 +9,7 @@ from despina.control.plane import ControlPlane
 from despina.data.sources import digits_arrays
 from tests.control.fixtures import ThreadServer
 from tests.serving.fixtures import png
+from tests.waiting import wait_for
 
 
 def test_ray_cluster_deployment_runs_replicas_through_ray_serve(
@@ -26,10 +26,7 @@ def test_ray_cluster_deployment_runs_replicas_through_ray_serve(
     server = ThreadServer(plane)
     try:
         with server.http(timeout=60) as client:
-            deadline = time.monotonic() + 180
-            while client.get("/ready").status_code != 200:
-                assert time.monotonic() < deadline, client.get("/ready").json()
-                time.sleep(0.5)
+            wait_for(lambda: client.get("/ready").status_code == 200, 180, 0.5, "/ready")
             [listed] = client.get("/v1/deployments").json()
             assert (listed["state"], listed["cluster"], listed["replicas"]) == ("running", "ray", 2)
             app = serve.status().applications["despina-digits"]
