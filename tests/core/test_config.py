@@ -23,3 +23,14 @@ def test_invalid_values_are_refused(kw: dict[str, object]) -> None:
 def test_home_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DESPINA_HOME", "/tmp/somewhere")
     assert str(default_home()) == "/tmp/somewhere"
+
+
+def test_workers_default_to_the_cores_this_process_may_use() -> None:
+    import os
+
+    from despina.core.config import MAX_AUTO_WORKERS
+
+    cores = len(os.sched_getaffinity(0))
+    assert AuditConfig().workers is None
+    assert AuditConfig().worker_count == min(cores, MAX_AUTO_WORKERS)
+    assert AuditConfig(workers=3).worker_count == 3

@@ -19,7 +19,7 @@ from despina.models import load_model
 from despina.preprocessing import ImagePipeline
 from tests.conftest import huge_png, tree
 
-FAST = AuditConfig(folds=2, model=ModelConfig(width=8), train=TrainConfig(epochs=2))
+FAST = AuditConfig(folds=2, workers=1, model=ModelConfig(width=8), train=TrainConfig(epochs=2))
 
 
 def test_outputs_are_complete(digits_folder: Path, tmp_path: Path) -> None:
@@ -85,15 +85,21 @@ def test_class_with_a_single_image(make_digits: Callable[..., Path], tmp_path: P
     folder = make_digits(per_class=10, classes=3)
     for p in sorted((folder / "2").iterdir())[1:]:
         p.unlink()
-    with pytest.raises(DataError, match="smallest class"):
+    with pytest.raises(DataError) as err:
         despina.audit(folder, tmp_path / "out", FAST)
+    # The message names the class and asks for what would work, never "--folds 2 or fewer".
+    assert "class '2' has only 1 readable image" in str(err.value)
+    assert "Add images to it, or move its folder out" in str(err.value)
+    assert "--folds" not in str(err.value)
 
 
 def test_folds_larger_than_the_smallest_class(
     make_digits: Callable[..., Path], tmp_path: Path
 ) -> None:
     folder = make_digits(per_class=4, classes=3)
-    with pytest.raises(DataError, match="--folds 5 is larger than the smallest class"):
+    with pytest.raises(DataError, match=r"--folds 5 is more than class '0' has images \(4\)"):
+        despina.audit(folder, tmp_path / "out", AuditConfig(folds=5))
+    with pytest.raises(DataError, match="Use --folds 4 or fewer"):
         despina.audit(folder, tmp_path / "out", AuditConfig(folds=5))
 
 

@@ -45,5 +45,5 @@ def test_more_folds_than_the_smallest_class_is_refused() -> None:
     y = y.copy()
     y[:3] = 9
     keep = np.r_[np.arange(3), np.flatnonzero(y != 9)]
-    with pytest.raises(DataError, match="smallest class"):
+    with pytest.raises(DataError, match="more than class 9 has images"):
         cross_validate(x[keep], y[keep], 10, 5, ModelConfig(), TrainConfig(epochs=1))

@@ -71,6 +71,15 @@ def _result(outcomes: dict[str, CheckOutcome], name: str) -> Any:
     return o.result if o is not None and o.status == "ok" else None
 
 
+def significant(scores: np.ndarray, digits: int = 4) -> np.ndarray:
+    """Scores to ``digits`` significant digits: small ones keep what ranks them (0.00012
+    and 0.00031 stay apart where four decimals would make both 0.0001 or 0.0003)."""
+    x = np.asarray(scores, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(x > 0, 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(x)))), 1.0)
+    return np.where(x > 0, np.round(x * scale) / scale, x)
+
+
 def build_samples(
     ctx: AuditContext, paths: Sequence[str], outcomes: dict[str, CheckOutcome]
 ) -> pd.DataFrame:
@@ -87,7 +96,7 @@ def build_samples(
     dup, defect = _result(outcomes, "duplicate"), _result(outcomes, "defect")
     valid = ctx.valid
     if label is not None:
-        df["label_quality"] = np.where(valid, np.round(label.scores, 4), np.nan)
+        df["label_quality"] = np.where(valid, significant(label.scores), np.nan)
         df["is_label_issue"] = label.flags
         sug = label.details["suggested"]
         df["suggested_label"] = [
@@ -96,7 +105,7 @@ def build_samples(
     else:
         df["label_quality"], df["is_label_issue"], df["suggested_label"] = np.nan, False, blank
     if outlier is not None:
-        df["outlier_score"] = np.where(valid, np.round(outlier.scores, 4), np.nan)
+        df["outlier_score"] = np.where(valid, significant(outlier.scores), np.nan)
         df["is_outlier"] = outlier.flags
     else:
         df["outlier_score"], df["is_outlier"] = np.nan, False
@@ -116,6 +125,22 @@ def build_samples(
         if o.result is not None and name not in ("label", "outlier"):
             df[f"{name}_score"] = np.round(o.result.scores, 4)
     return df[list(SAMPLE_COLUMNS) + [c for c in df.columns if c not in SAMPLE_COLUMNS]]
+
+
+LABEL_COLUMNS = ("given_label", "predicted_label", "suggested_label")
+
+
+def typed_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """The label columns as integers (nullable) when every class name is an integer, else
+    as strings, missing values as <NA> either way: never a float such as 3.0."""
+    out = df.copy()
+    values = [v for c in LABEL_COLUMNS for v in out[c] if v != "" and not pd.isna(v)]
+    numeric = all(str(v).lstrip("-").isdigit() for v in values)
+    for c in LABEL_COLUMNS:
+        column = out[c].astype(object).where(out[c].astype(str) != "", None)
+        values = [None if v is None else int(v) if numeric else str(v) for v in column]
+        out[c] = pd.Series(values, index=out.index, dtype="Int64" if numeric else "string")
+    return out
 
 
 def counts_of(df: pd.DataFrame) -> dict[str, int]:
@@ -186,6 +211,36 @@ def _confusion_svg(pairs: list[tuple[str, int]]) -> str:
     )
 
 
+#: Per-issue lists written beside the report, worst first: (file, what it lists).
+ISSUE_FILES = {
+    "label": "issues/label_issues.csv",
+    "outlier": "issues/outliers.csv",
+    "defect": "issues/defects.csv",
+    "duplicate": "issues/duplicates.csv",
+}
+
+
+def issue_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every flagged row of each kind, ordered by the score that ranks it, worst first."""
+    defective = df[df["defects"] != ""]
+    if "defect_score" in defective:
+        defective = defective.sort_values("defect_score", kind="stable")
+    dups = df[df["duplicate_group"].notna()].sort_values(["duplicate_group", "is_duplicate"])
+    return {
+        "label": df[df["is_label_issue"]].sort_values("label_quality", kind="stable"),
+        "outlier": df[df["is_outlier"]].sort_values("outlier_score", kind="stable"),
+        "defect": defective,
+        "duplicate": dups,
+    }
+
+
+def score_text(score: float | None) -> str:
+    """A score as a card shows it: enough digits to tell the worst ones apart."""
+    if score is None or pd.isna(score):
+        return ""
+    return f"{score:.3f}" if score >= 0.01 or score == 0 else f"{score:.1e}"
+
+
 def render_html(
     df: pd.DataFrame,
     summary: dict[str, Any],
@@ -193,7 +248,9 @@ def render_html(
     outcomes: dict[str, CheckOutcome],
     per_issue: int = 12,
 ) -> str:
-    """One self-contained HTML page: counts, worst samples per issue, duplicate sets, confusions."""
+    """One self-contained HTML page: counts, the worst samples of each kind of finding
+    (each gallery says how many of how many it shows and links the full list), duplicate
+    sets, the most frequent confusions, and what to do with each."""
     pos = {rid: i for i, rid in enumerate(df["id"])}
 
     def card(row: pd.Series, score: float | None, note: str = "") -> dict[str, Any]:
@@ -201,58 +258,80 @@ def render_html(
             "uri": _thumb_uri(records[pos[row["id"]]]),
             "id": row["id"],
             "given": row["given_label"],
-            "suggested": row["suggested_label"],
-            "score": "" if score is None or pd.isna(score) else f"{score:.3f}",
+            "suggested": "" if pd.isna(row["suggested_label"]) else row["suggested_label"],
+            "score": score_text(score),
             "note": note,
         }
 
-    sections = []
-    lab = df[df["is_label_issue"]].sort_values("label_quality").head(per_issue)
-    sections.append(
-        (
-            "Label issues",
-            "given label → suggested label; lower quality = likelier wrong",
-            [card(r, r["label_quality"]) for _, r in lab.iterrows()],
-        )
-    )
-    out = df[df["is_outlier"]].sort_values("outlier_score").head(per_issue)
-    sections.append(
-        (
-            "Outliers",
-            "unlike the rest: far from same-label neighbours and uncertain to the model",
-            [card(r, r["outlier_score"]) for _, r in out.iterrows()],
-        )
-    )
-    dfct = df[df["defects"] != ""]
-    if "defect_score" in dfct:
-        dfct = dfct.sort_values("defect_score")
-    sections.append(
-        (
-            "Defective images",
-            "corrupt, blurry, dark, overexposed, blank, odd size...",
-            [
-                card(r, r.get("defect_score"), r["defects"])
-                for _, r in dfct.head(per_issue * 2).iterrows()
+    def gallery(title: str, todo: str, rows: pd.DataFrame, total: int, key: str,
+                score: str | None, note: str = "") -> dict[str, Any]:  # fmt: skip
+        shown = rows.head(per_issue)
+        return {
+            "title": title,
+            "todo": todo,
+            "note": note,
+            "total": total,
+            "csv": ISSUE_FILES[key],
+            "cards": [
+                card(r, r[score] if score else None, r["defects"] if key == "defect" else "")
+                for _, r in shown.iterrows()
             ],
+        }
+
+    tables = issue_tables(df)
+    sections = []
+    lab = tables["label"]
+    sections.append(
+        gallery(
+            "Label issues",
+            "Relabel each to the suggested label (cleaned.csv already does) or drop them with "
+            "--drop-label-issues; lower label quality = likelier wrong.",
+            lab,
+            len(lab),
+            "label",
+            "label_quality",
         )
     )
-    groups = []
-    for _, g in df[df["duplicate_group"].notna()].groupby("duplicate_group"):
-        groups.append(
-            [
-                card(r, None, "copy" if r["is_duplicate"] else "kept")
-                for _, r in g.head(6).iterrows()
-            ]
+    out = tables["outlier"]
+    plain = out[out["defects"] == ""]
+    also = len(out) - len(plain)
+    sections.append(
+        gallery(
+            "Outliers",
+            "Look at each: drop what does not belong to the dataset (another kind of object, "
+            "a screenshot, a test card); keep rare but valid cases. Lower score = stranger.",
+            plain,
+            len(out),
+            "outlier",
+            "outlier_score",
+            f"{also} more are defective images too (dark, blurry...): see the galleries below."
+            if also
+            else "",
         )
-        if len(groups) >= 10:
-            break
+    )
+    dfct = tables["defect"]
+    kinds = Counter(d for row in dfct["defects"] for d in row.split(";") if d)
+    for kind, total in kinds.most_common():
+        rows = dfct[dfct["defects"].str.split(";").map(lambda ds, k=kind: k in ds)]
+        sections.append(
+            gallery(
+                f"Defective images: {kind.replace('_', ' ')}",
+                DEFECT_TODO.get(kind, "Check how these images were captured or stored."),
+                rows,
+                total,
+                "defect",
+                "defect_score" if "defect_score" in rows else None,
+            )
+        )
+    dup_sets = list(tables["duplicate"].groupby("duplicate_group", sort=False))
+    groups = [
+        [card(r, None, "copy" if r["is_duplicate"] else "kept") for _, r in g.head(6).iterrows()]
+        for _, g in dup_sets[:per_issue]
+    ]
     conf = Counter(
         f"{a} → {b}"
-        for a, b in zip(
-            df.loc[df["is_label_issue"], "given_label"],
-            df.loc[df["is_label_issue"], "suggested_label"],
-            strict=True,
-        )
+        for a, b in zip(lab["given_label"], lab["suggested_label"], strict=True)
+        if not pd.isna(b) and b != ""
     )
     template = jinja2.Template(
         files("despina.audit").joinpath("templates/report.html").read_text(),
@@ -262,9 +341,26 @@ def render_html(
         summary=summary,
         sections=sections,
         groups=groups,
+        group_total=len(dup_sets),
+        duplicates_csv=ISSUE_FILES["duplicate"],
         confusion_svg=_confusion_svg(conf.most_common(12)),
         outcomes=list(outcomes.values()),
     )
+
+
+#: What to do with each kind of defect, in one line.
+DEFECT_TODO = {
+    "corrupt": "Re-export or re-download these files; they cannot be decoded and were left out.",
+    "missing": "Fix the manifest's paths or restore the files; they were left out.",
+    "oversized": "Downscale these images before the audit; they were left out unread.",
+    "blurry": "Check the camera's focus and motion; drop the images that lost their detail.",
+    "dark": "Check the exposure or the lighting; drop or re-shoot the images too dark to use.",
+    "overexposed": "Check the exposure; blown highlights have lost what was there.",
+    "low_information": "Drop blank and near-blank images (empty frames, lens caps, test cards).",
+    "grayscale": "Check the source: grayscale images among colour ones come from elsewhere.",
+    "odd_size": "Check the crop or the export: this size is unlike the rest.",
+    "odd_aspect_ratio": "Check the crop or the export: this aspect ratio is unlike the rest.",
+}
 
 
 def write_outputs(
@@ -275,10 +371,14 @@ def write_outputs(
     outcomes: dict[str, CheckOutcome],
     drop_label_issues: bool,
 ) -> None:
-    """Write samples.csv, summary.json, report.html and cleaned.csv into ``out``."""
-    df.to_csv(out / "samples.csv", index=False)
+    """Write samples.csv, summary.json, report.html, cleaned.csv and the per-issue lists
+    (issues/*.csv, worst first) into ``out``."""
+    typed_labels(df).to_csv(out / "samples.csv", index=False)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     cleaned_manifest(df, drop_label_issues).to_csv(out / "cleaned.csv", index=False)
+    (out / "issues").mkdir(exist_ok=True)
+    for key, table in issue_tables(df).items():
+        table.to_csv(out / ISSUE_FILES[key], index=False)
     (out / "report.html").write_text(render_html(df, summary, records, outcomes))
 
 

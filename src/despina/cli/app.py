@@ -63,7 +63,8 @@ def _fail(message: str, code: int) -> typer.Exit:
 def _config_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
-    return f"invalid option {where}: {first['msg']}"
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return msg if msg.startswith("--") else f"invalid option {where}: {msg}"
 
 
 @app.command()
@@ -85,7 +86,9 @@ def audit(
     checks: Annotated[
         str | None, typer.Option(help="comma-separated checks (default: all)")
     ] = None,
-    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes [default: the cores available, at most 8]")
+    ] = None,
     width: Annotated[int, typer.Option(help="CNN width")] = 32,
     depth: Annotated[int, typer.Option(help="CNN depth (conv blocks)")] = 2,
     drop_label_issues: Annotated[
@@ -150,7 +153,9 @@ def audit(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("demo-output"),
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    workers: Annotated[int, typer.Option(help="worker processes")] = 2,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes [default: the cores available, at most 8]")
+    ] = None,
 ) -> None:
     """Audit scikit-learn's digits with injected problems and score found versus injected."""
     from despina.jobs.demo import run_demo

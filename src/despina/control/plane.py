@@ -349,7 +349,9 @@ class ControlPlane:
         ]
         if not tables:
             raise NotFoundError(f"group {name!r} wrote no Parquet rows; see its output {parts}")
-        return pa.concat_tables(tables)
+        # Partitions infer their own types: a column all null in one is promoted to the
+        # type the others give it.
+        return pa.concat_tables(tables, promote_options="default")
 
     # ---- tasks ----------------------------------------------------------------------
     def list_tasks(

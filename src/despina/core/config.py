@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class FrozenModel(BaseModel):
@@ -43,17 +43,28 @@ class TrainConfig(FrozenModel):
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
 
 
+#: The most worker processes an audit starts on its own: beyond it, folds and decoding
+#: chunks are too few to keep more busy, and each process holds its own copy of the data.
+MAX_AUTO_WORKERS = 8
+
+
 class AuditConfig(FrozenModel):
     """Everything an audit run needs besides its source and output folder."""
 
-    folds: int = Field(5, ge=2, le=50)
+    folds: int = Field(5, description="cross-validation folds, 2 to 50")
     image_size: int | None = Field(
         None, ge=8, le=512, description="model input size; None picks it from the data (<= 32)"
     )
     color_mode: Literal["auto", "rgb", "grayscale"] = "auto"
     seed: int = 0
     checks: tuple[str, ...] | None = None
-    workers: int = Field(1, ge=1, le=64)
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="processes for decoding and folds; None: the cores "
+        f"this process may use, at most {MAX_AUTO_WORKERS}",
+    )
     max_pixels: int = Field(64_000_000, ge=1, description="images above this are 'oversized'")
     drop_label_issues: bool = False
     label_rounds: int = Field(
@@ -65,6 +76,23 @@ class AuditConfig(FrozenModel):
     )
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, or the cores this process may use (at most MAX_AUTO_WORKERS)."""
+        from despina.core.processes import usable_cores
+
+        return self.workers or min(usable_cores(), MAX_AUTO_WORKERS)
+
+    @field_validator("folds")
+    @classmethod
+    def _folds_in_range(cls, folds: int) -> int:
+        if not 2 <= folds <= 50:
+            raise ValueError(
+                f"--folds {folds}: use 2 to 50 folds (each sample is predicted by a model "
+                "trained on the other folds; 5 is the default)"
+            )
+        return folds
 
     @model_validator(mode="after")
     def _checks_not_empty(self) -> AuditConfig:

@@ -21,6 +21,7 @@ from despina.audit.report import (
     cleaned_manifest,
     counts_of,
     health_score,
+    typed_labels,
     write_outputs,
 )
 from despina.audit.runner import run_checks, select_checks
@@ -124,7 +125,7 @@ def audit(
             size,
             "resize",
             cfg.max_pixels,
-            cfg.workers,
+            cfg.worker_count,
             on_done=lambda k: progress.advance("decode", k),
         )
         progress.finish("decode")
@@ -191,10 +192,11 @@ def audit(
                     cfg.model,
                     cfg.train,
                     cfg.seed + 1000 * r,
-                    cfg.workers,
+                    cfg.worker_count,
                     on_fold=fold_done,
                     exclude=exclude,
                     on_epoch=epoch_done,
+                    class_names=train_names,
                 )
                 ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
                 round_probs.append(cv.pred_probs)
@@ -280,4 +282,7 @@ def audit(
     with stage("report"):
         write_outputs(out_dir, df, summary, records, outcomes, cfg.drop_label_issues)
     summary["timings"] = timings
-    return AuditReport(out_dir, df, summary, outcomes, ctx.pred_probs, ctx.embeddings, round_probs)
+    samples = typed_labels(df)
+    return AuditReport(
+        out_dir, samples, summary, outcomes, ctx.pred_probs, ctx.embeddings, round_probs
+    )

@@ -63,7 +63,7 @@ def score_against(df: pd.DataFrame, gt: GroundTruth) -> list[Score]:
 
 
 def run_demo(
-    out: Path, seed: int = 0, workers: int = 2, progress: ProgressReporter | None = None
+    out: Path, seed: int = 0, workers: int | None = None, progress: ProgressReporter | None = None
 ) -> tuple[AuditReport, list[Score]]:
     """Build the demo dataset under ``out/data`` and audit it into ``out/audit``."""
     data = out / "data"

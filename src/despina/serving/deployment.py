@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from despina.audit.image_stats import image_statistics
 from despina.core.config import FrozenModel
 from despina.core.errors import InputError
+from despina.core.processes import usable_cores
 from despina.data.decode import decode_bytes
 from despina.serving.batching import MicroBatcher
 from despina.serving.drift import DriftMonitor
@@ -101,14 +102,6 @@ class Prepared:
     object_rows: list[int]  # the row of each box
     timings: dict[str, float] = field(default_factory=dict)
     ready: float = 0.0  # perf_counter() when preparation ended
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def loop_has_other_work() -> bool:

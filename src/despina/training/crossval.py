@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -111,6 +111,29 @@ def _run_fold(
     return probs, emb, sims, nidx, same, pred
 
 
+def check_folds(
+    y: np.ndarray, num_classes: int, folds: int, class_names: Sequence[str] | None = None
+) -> None:
+    """Refuse, saying exactly what to do, when a class has fewer images than folds: every
+    fold must hold out some of each class and train on the rest."""
+    counts = np.bincount(y, minlength=num_classes)
+    present = np.flatnonzero(counts)
+    smallest = int(present[np.argmin(counts[present])])
+    n = int(counts[smallest])
+    name = repr(class_names[smallest]) if class_names is not None else str(smallest)
+    if n < 2:
+        raise DataError(
+            f"class {name} has only 1 readable image: cross-validation needs at least 2 "
+            "images in every class (one to train on, one to hold out). Add images to it, "
+            "or move its folder out of the dataset"
+        )
+    if folds > n:
+        raise DataError(
+            f"--folds {folds} is more than class {name} has images ({n}): every fold must "
+            f"hold out some of each class. Use --folds {n} or fewer, or add images to it"
+        )
+
+
 def cross_validate(
     x: np.ndarray,
     y: np.ndarray,
@@ -123,6 +146,7 @@ def cross_validate(
     on_fold: Callable[[int], None] | None = None,
     exclude: np.ndarray | None = None,
     on_epoch: EpochCallback | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> CrossValResult:
     """Train ``folds`` CNNs, each predicting the fold it did not see.
 
@@ -131,12 +155,7 @@ def cross_validate(
     ``on_epoch`` reports each training epoch, in the sequential case only; ``on_fold``
     reports each finished fold.
     """
-    smallest = int(np.bincount(y, minlength=num_classes)[np.unique(y)].min())
-    if folds > smallest:
-        raise DataError(
-            f"--folds {folds} is larger than the smallest class ({smallest} images): "
-            f"use --folds {max(2, smallest)} or fewer, or add images to that class"
-        )
+    check_folds(y, num_classes, folds, class_names)
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     splits = list(skf.split(np.zeros(len(y)), y))
     if exclude is not None:  # left out of training (e.g. suspected label errors), still predicted
