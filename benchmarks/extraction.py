@@ -30,8 +30,9 @@ from _common import table
 from despina.core.config import TrainConfig
 from despina.data.decode import as_rgb
 from despina.data.sources import FASHION_MNIST_CLASSES, fashion_mnist_arrays
-from despina.serving.deployment import Deployment, ServingSettings
+from despina.serving.deployment import Deployment
 from despina.serving.extraction import Box, iou
+from despina.serving.settings import ServingSettings
 from despina.training.detector import synthesize
 
 TRAIN_PHOTOS = (

@@ -287,7 +287,8 @@ def despina_in_process(model: Path, image: bytes, seconds: float = 4.0) -> tuple
     one request at a time, which adds the hand-offs to the thread pool and back."""
     import asyncio
 
-    from despina.serving.deployment import Deployment, ServingSettings
+    from despina.serving.deployment import Deployment
+    from despina.serving.settings import ServingSettings
 
     def direct() -> None:
         prep = dep.prepare(image)

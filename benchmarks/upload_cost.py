@@ -37,8 +37,9 @@ def steps(model: Path, upload: bytes) -> tuple[dict[str, Callable[[], Any]], Any
     """The timed steps, each a call with the same inputs as in a request."""
     from despina.audit.image_stats import image_statistics
     from despina.data.decode import decode_bytes
-    from despina.serving.deployment import Deployment, ServingSettings
+    from despina.serving.deployment import Deployment
     from despina.serving.quality import image_flags
+    from despina.serving.settings import ServingSettings
 
     dep = Deployment("cost", model, "whole", ServingSettings(threads=1))
     image = decode_bytes(upload, "upload", 10**8).image

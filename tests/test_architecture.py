@@ -200,3 +200,49 @@ def test_modules_hold_one_thing() -> None:
         if text.count("\n") > MAX_LINES and not reason:
             long.append(f"{path.relative_to(SRC)}: {text.count(chr(10))} lines")
     assert long == []
+
+
+#: The one module per layer that reads Despina's settings from the environment.
+SETTINGS_MODULES = {
+    "despina.core.config",
+    "despina.control.settings",
+    "despina.serving.settings",
+    "despina.security.settings",
+}
+
+
+def _env_reads(path: Path) -> list[str]:
+    """``DESPINA_*`` names a module reads: os.environ.get/[...], os.getenv, env_flag."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        arg: ast.AST | None = None
+        if isinstance(node, ast.Call) and node.args:
+            func = ast.unparse(node.func)
+            if func in ("os.environ.get", "os.getenv", "env_flag", "environ.get"):
+                arg = node.args[0]
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and ast.unparse(node.value) in ("os.environ", "environ")
+        ):
+            arg = node.slice
+        if isinstance(arg, ast.Constant) and str(arg.value).startswith("DESPINA_"):
+            names.append(str(arg.value))
+    return names
+
+
+def test_settings_are_read_from_the_environment_in_one_module_per_layer() -> None:
+    readers = {name: _env_reads(path) for name, path in MODULES.items()}
+    elsewhere = {n: r for n, r in readers.items() if r and n not in SETTINGS_MODULES}
+    assert elsewhere == {}
+    assert all(readers[m] for m in SETTINGS_MODULES)  # the finder sees their reads
+
+
+def test_every_environment_variable_is_in_the_configuration_table() -> None:
+    docs = (SRC.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `(DESPINA_[A-Z_]+)`", docs, re.MULTILINE))
+    used = {
+        m for path in MODULES.values() for m in re.findall(r"DESPINA_[A-Z_]+", path.read_text())
+    }
+    assert used - rows == set(), "add these to docs/configuration.md"
+    assert rows - used == set(), "docs/configuration.md lists variables nothing reads"

@@ -74,3 +74,13 @@ def test_unknown_check_is_refused(digits_folder: Path, tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0 and "audit" in res.output and "demo" in res.output
+
+
+def test_the_cli_reference_page_matches_the_commands() -> None:
+    """docs/cli.md is the commands' own --help; regenerate it with
+    ``python -m despina.cli.reference > docs/cli.md`` after changing a command."""
+    from despina.cli.reference import render
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+    assert page.read_text(encoding="utf-8") == render()
+    assert "## `despina group retry`" in page.read_text(encoding="utf-8")

@@ -17,8 +17,8 @@ from despina.data.sources import digits_arrays
 from despina.jobs.batch import TrainJobConfig, train_model
 from despina.serving.api import create_app
 from despina.serving.auth import Authenticator
-from despina.serving.deployment import ServingSettings
 from despina.serving.host import DeploymentHost
+from despina.serving.settings import ServingSettings
 from tests.control.fixtures import ThreadServer, admin_token
 
 

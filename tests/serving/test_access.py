@@ -18,7 +18,8 @@ from despina.control.plane import ControlPlane
 from despina.security.roles import Role
 from despina.security.tokens import Scope
 from despina.serving.api import create_app
-from despina.serving.auth import OPEN_ROUTES, POLICY, Authenticator, AuthSettings
+from despina.serving.auth import OPEN_ROUTES, POLICY, Authenticator
+from despina.serving.settings import AuthSettings
 from tests.control.fixtures import ThreadServer, wait_for, write_files
 from tests.serving.fixtures import png
 

@@ -218,8 +218,8 @@ def test_health_ready_metrics_and_deployment_list(
 
 def test_drift_reports_stable_then_drifted(digits_model: Path, tmp_path: Path) -> None:
     from despina.data.sources import digits_arrays
-    from despina.serving.deployment import ServingSettings
     from despina.serving.host import DeploymentHost
+    from despina.serving.settings import ServingSettings
 
     host = DeploymentHost(ServingSettings(threads=1))
     host.add("d", str(digits_model))

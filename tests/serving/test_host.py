@@ -17,8 +17,8 @@ from despina.control.states import TaskState
 from despina.control.store.common import utcnow
 from despina.control.store.tables import TaskRow
 from despina.core.errors import ConflictError
-from despina.serving.deployment import ServingSettings
 from despina.serving.host import DeploymentHost
+from despina.serving.settings import ServingSettings
 
 SETTINGS = ServingSettings(threads=1)
 

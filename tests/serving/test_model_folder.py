@@ -16,8 +16,8 @@ from despina.core.errors import ModelError, NotFoundError
 from despina.jobs.model_folder import check_extractor, check_model_folder
 from despina.models.cnn import SmallCNN
 from despina.models.export import export_classifier
-from despina.serving.deployment import ServingSettings
 from despina.serving.model import ServingModel
+from despina.serving.settings import ServingSettings
 
 
 def test_onnx_export_matches_torch(tmp_path: Path) -> None:
@@ -249,7 +249,8 @@ def test_a_lone_call_takes_every_core_only_while_the_other_server_processes_are_
     from sklearn.datasets import load_digits
 
     from despina.serving.deployment import Deployment
-    from despina.serving.peers import PEER_SLOT, PEERS_FILE, PeerSlots, create_peers_file
+    from despina.serving.peers import PeerSlots, create_peers_file
+    from despina.serving.settings import PEER_SLOT, PEERS_FILE
 
     peers = tmp_path / "peers"
     create_peers_file(peers, 2)

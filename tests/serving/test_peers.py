@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from despina.serving.peers import PEER_SLOT, PEERS_FILE, PeerSlots, create_peers_file
+from despina.serving.peers import PeerSlots, create_peers_file
+from despina.serving.settings import PEER_SLOT, PEERS_FILE
 
 
 def test_each_process_sees_the_others_busy_but_not_itself(tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def audit(
         str | None, typer.Option(help="comma-separated checks (default: all)")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="worker processes [default: the cores available, at most 8]")
+        int | None, typer.Option(help="worker processes (default: the cores available, at most 8)")
     ] = None,
     width: Annotated[int, typer.Option(help="CNN width")] = 32,
     depth: Annotated[int, typer.Option(help="CNN depth (conv blocks)")] = 2,
@@ -154,7 +154,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("demo-output"),
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     workers: Annotated[
-        int | None, typer.Option(help="worker processes [default: the cores available, at most 8]")
+        int | None, typer.Option(help="worker processes (default: the cores available, at most 8)")
     ] = None,
 ) -> None:
     """Audit scikit-learn's digits with injected problems and score found versus injected."""

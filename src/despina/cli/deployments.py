@@ -22,7 +22,6 @@ from despina.cli.common import (
 )
 from despina.cli.server import bootstrap_admin
 from despina.control.models import DeploymentSpec
-from despina.core.config import env_flag
 
 deployments_app = typer.Typer(
     help="Deployments: models served by the server (register with 'despina deploy').",
@@ -110,18 +109,17 @@ def serve(
 
     from despina.jobs.model_folder import check_extractor, check_model_folder
     from despina.serving.access_log import configure_json_logging
+    from despina.serving.settings import AuthSettings, ServeOneSettings
     from despina.serving.workers import run_workers
 
     folder = check_model_folder(model_dir)
     check_extractor(extractor, folder)
-    if env_flag("DESPINA_AUTH", True):
+    if AuthSettings.from_env().enabled:
         bootstrap_admin(client_for(None).store)  # tokens live in the store under DESPINA_HOME
     name = folder.name if folder.name != "model" else folder.parent.name or "model"
     name = re.sub(r"[^a-z0-9_.-]", "-", name.lower())[:63].lstrip("-._") or "model"
+    os.environ.update(ServeOneSettings(model=folder, name=name, extractor=extractor).to_env())
     os.environ.update(
-        DESPINA_SERVE_MODEL=str(folder),
-        DESPINA_SERVE_NAME=name,
-        DESPINA_SERVE_EXTRACTOR=extractor,
         DESPINA_MAX_BATCH=str(batch),
         DESPINA_INFERENCE_THREADS=str(threads),
         DESPINA_MODEL_WORKERS=str(model_workers),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,9 +96,10 @@ def _safe_url(plane: Any) -> str:
 def bootstrap_admin(store: Any) -> None:
     """An empty store gets user 'admin' with a token, printed once (or DESPINA_ADMIN_TOKEN)."""
 
+    from despina.security.settings import admin_token_from_env
     from despina.security.tokens import check_given_token
 
-    given = os.environ.get("DESPINA_ADMIN_TOKEN")
+    given = admin_token_from_env()
     token = store.bootstrap_admin(check_given_token(given) if given else None)
     if token is None:
         return

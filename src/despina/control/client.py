@@ -37,6 +37,7 @@ from despina.core.errors import (
     StateError,
 )
 from despina.security.credentials import client_token
+from despina.security.settings import ca_bundle_from_env
 
 _BY_NAME: dict[str, type[DespinaError]] = {
     "NotFoundError": NotFoundError,
@@ -65,14 +66,13 @@ class HttpControlClient:
         verify: str | bool | None = None,
         anonymous: bool = False,
     ) -> None:
-        import os
         import ssl
 
         self.base_url = base_url.rstrip("/")
         token = None if anonymous else token or client_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if verify is None:
-            verify = os.environ.get("DESPINA_CA_BUNDLE") or True
+            verify = ca_bundle_from_env() or True
         tls: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from despina.control.settings import worker_seals
 from despina.core.errors import TaskError
 from despina.security.envelope import Keyring, default_keyring, is_sealed, write_sealed
 
@@ -80,7 +80,7 @@ def write_partition(ctx: TaskContext, table: pa.Table) -> list[str]:
 def output_keyring() -> Keyring | None:
     """The keyring that seals what tasks write, or None when the plane does not encrypt
     (the executor sets ``DESPINA_ENCRYPT`` and ``DESPINA_KEY_FILE`` for its workers)."""
-    if os.environ.get("DESPINA_ENCRYPT") != "on":
+    if not worker_seals():
         return None
     return default_keyring()
 

@@ -66,7 +66,7 @@ class ControlSettings(FrozenModel):
         return self.home / "master.key"
 
     @property
-    def sealing_env(self) -> dict[str, str]:
+    def sealing_env(self) -> dict[str, str]:  # read back by worker_seals
         """What workers need to seal task outputs like this plane does."""
         if not self.encrypt:
             return {"DESPINA_ENCRYPT": "off"}
@@ -79,3 +79,9 @@ class ControlSettings(FrozenModel):
     @property
     def outputs_dir(self) -> Path:
         return self.home / "outputs"
+
+
+def worker_seals() -> bool:
+    """Whether this worker seals what its tasks write: the executor sets
+    ``DESPINA_ENCRYPT=on`` (and ``DESPINA_KEY_FILE``) from the plane's settings."""
+    return os.environ.get("DESPINA_ENCRYPT") == "on"

@@ -4,23 +4,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from despina.security.envelope import check_private, write_private
+from despina.security.settings import client_token_from_env, token_file
 
-
-def token_file() -> Path:
-    given = os.environ.get("DESPINA_TOKEN_FILE")
-    if given:
-        return Path(given).expanduser()
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "despina" / "token"
+__all__ = ["client_token", "save_client_token", "token_file"]
 
 
 def client_token() -> str | None:
     """The token to send, or None; a token file others can read is refused."""
-    env = os.environ.get("DESPINA_TOKEN", "").strip()
+    env = client_token_from_env()
     if env:
         return env
     path = token_file()

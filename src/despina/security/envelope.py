@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from despina.core.errors import ConfigError, IntegrityError, NotFoundError
+from despina.security.settings import key_file_from_env, master_keys_from_env
 
 MAGIC = b"DSPENC1\n"
 _LEN = struct.Struct(">I")
@@ -114,14 +115,13 @@ class Keyring:
     @classmethod
     def load(cls, key_file: Path, *, create: bool = True) -> Keyring:
         """From ``DESPINA_MASTER_KEY`` if set, else from ``key_file`` (created if missing)."""
-        env = os.environ.get("DESPINA_MASTER_KEY")
-        if env:
-            prev = os.environ.get("DESPINA_PREVIOUS_MASTER_KEYS", "")
+        given = master_keys_from_env()
+        if given is not None:
             return cls(
-                _decode_key(env, "DESPINA_MASTER_KEY"),
-                tuple(_decode_key(p, "DESPINA_PREVIOUS_MASTER_KEYS") for p in prev.split(",") if p),
+                _decode_key(given[0], "DESPINA_MASTER_KEY"),
+                tuple(_decode_key(p, "DESPINA_PREVIOUS_MASTER_KEYS") for p in given[1]),
             )
-        key_file = Path(os.environ.get("DESPINA_KEY_FILE") or key_file)
+        key_file = key_file_from_env() or key_file
         if not key_file.exists():
             if not create:
                 raise NotFoundError(

@@ -31,13 +31,13 @@ from despina.control.scheduler import Scheduler
 from despina.core.errors import ConfigError, DespinaError
 from despina.serving.access_log import RequestId
 from despina.serving.admin_routes import admin_router
-from despina.serving.auth import Authenticator, AuthGuard, AuthSettings
+from despina.serving.auth import Authenticator, AuthGuard
 from despina.serving.control_routes import control_router
 from despina.serving.deploy_routes import deployment_router
-from despina.serving.deployment import ServingSettings
 from despina.serving.errors import error_response
 from despina.serving.host import DeploymentHost
 from despina.serving.metrics import ServingMetrics, StoreCollector
+from despina.serving.settings import AuthSettings, ServeOneSettings, ServingSettings
 from despina.serving.uploads import BodyLimit
 
 logger = logging.getLogger(__name__)
@@ -247,8 +247,6 @@ def _document_bearer(app: FastAPI) -> None:
 def serve_from_env() -> FastAPI:
     """The app of ``despina serve``, built in each worker process from the environment
     the CLI sets (``DESPINA_SERVE_MODEL``, ``_NAME``, ``_EXTRACTOR``)."""
-    import os
-
     from despina.control.settings import ControlSettings
     from despina.control.store import Store
     from despina.security.process import harden_process
@@ -256,11 +254,8 @@ def serve_from_env() -> FastAPI:
     harden_process()
     settings = ServingSettings.from_env()
     host = DeploymentHost(settings)
-    host.add(
-        os.environ["DESPINA_SERVE_NAME"],
-        os.environ["DESPINA_SERVE_MODEL"],
-        os.environ.get("DESPINA_SERVE_EXTRACTOR", "whole"),
-    )
+    one = ServeOneSettings.from_env()
+    host.add(one.name, str(one.model), one.extractor)
     auth_settings = AuthSettings.from_env()
     auth = None
     if auth_settings.enabled:  # tokens live in the same store as the server's

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,18 +26,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-from pydantic import Field
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from despina.control.store.access import AccessStore
-from despina.core.config import FrozenModel, env_flag
 from despina.core.errors import AuthError, DespinaError, ForbiddenError, RateLimitedError
 from despina.security.ratelimit import FailureLimiter
 from despina.security.roles import Permission, Principal, Role
 from despina.security.tokens import Scope as TokenScope
 from despina.security.tokens import hash_token
 from despina.serving.errors import error_response
+from despina.serving.settings import AuthSettings
 
 logger = logging.getLogger(__name__)
 
@@ -115,27 +113,6 @@ POLICY: dict[tuple[str, str], Rule] = {
 # route limits and logs its own failures).
 OPEN_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/login")})
 OPEN_PATHS = frozenset(path for _, path in OPEN_ROUTES)
-
-
-class AuthSettings(FrozenModel):
-    """``DESPINA_AUTH`` (``on``; ``off`` only for a machine nobody else can reach),
-    ``DESPINA_METRICS_PUBLIC`` (let Prometheus scrape without a token),
-    ``DESPINA_AUTH_FAIL_LIMIT`` failures per ``DESPINA_AUTH_FAIL_WINDOW`` seconds before 429."""
-
-    enabled: bool = True
-    metrics_public: bool = False
-    fail_limit: int = Field(20, ge=1)
-    fail_window_s: float = Field(60.0, gt=0)
-    cache_s: float = Field(2.0, ge=0, description="how long a checked token is trusted")
-
-    @classmethod
-    def from_env(cls) -> AuthSettings:
-        return cls(
-            enabled=env_flag("DESPINA_AUTH", True),
-            metrics_public=env_flag("DESPINA_METRICS_PUBLIC", False),
-            fail_limit=int(os.environ.get("DESPINA_AUTH_FAIL_LIMIT", 20)),
-            fail_window_s=float(os.environ.get("DESPINA_AUTH_FAIL_WINDOW", 60)),
-        )
 
 
 # A cached check: valid until (monotonic), the principal or None, its expiry, why refused.

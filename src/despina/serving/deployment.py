@@ -4,7 +4,6 @@ classify every crop through the micro-batcher, and watch the inputs for drift.""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +11,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from despina.audit.image_stats import image_statistics
-from despina.core.config import FrozenModel
 from despina.core.errors import InputError
 from despina.core.processes import usable_cores
 from despina.data.decode import decode_bytes
@@ -26,66 +23,9 @@ from despina.serving.extraction import Box, make_extractor
 from despina.serving.model import OOD_THRESHOLD, Inference, ServingModel, ood_score
 from despina.serving.peers import PeerSlots
 from despina.serving.quality import image_flags
+from despina.serving.settings import INLINE_BYTES, ServingSettings
 
 UNKNOWN = "unknown"
-#: The default of ServingSettings.inline_call_ms: model calls up to this long (measured
-#: at load) may run on the event loop, with the upload's preparation when it is at most
-#: INLINE_BYTES long, when the request is alone (see runs_inline): it then skips the
-#: hand-offs to the batcher's thread and back, which lowers a lone request's latency at
-#: the same rate under load (docs/benchmarks.md, serving). The look at the loop's ready
-#: callbacks (loop_has_other_work) keeps a loaded endpoint batching. A call this long holds
-#: up the loop's other work for its length, as a batch in progress holds up the requests
-#: behind it.
-INLINE_CALL_MS = 5.0
-INLINE_BYTES = 256 * 2**10
-
-
-class ServingSettings(FrozenModel):
-    """Limits and batching of every deployment a server hosts (``DESPINA_`` environment)."""
-
-    max_upload_bytes: int = Field(20 * 2**20, ge=1, description="larger uploads get 413")
-    max_pixels: int = Field(36_000_000, ge=1, description="larger images get 422")
-    max_batch: int = Field(32, ge=1, description="rows per model call; 1 turns batching off")
-    max_wait_ms: float = Field(
-        2.0, ge=0, description="longest wait to fill a batch with large uploads being decoded"
-    )
-    max_queue: int = Field(256, ge=1, description="queued requests before 503")
-    threads: int = Field(1, ge=1, description="ONNX Runtime threads per model call")
-    model_workers: int = Field(1, ge=1, description="model calls that may run at once")
-    lone_threads: int = Field(
-        0, ge=0, description="ONNX Runtime threads for a call nothing else waits on; 0: every core"
-    )
-    lone_spinning: bool = Field(
-        True, description="a lone call's idle ONNX Runtime threads spin instead of sleeping"
-    )
-    inline_call_ms: float = Field(
-        INLINE_CALL_MS,
-        ge=0,
-        description="a lone request's model call up to this long runs on the event loop",
-    )
-    opencv_threads: int = Field(
-        1, ge=0, description="OpenCV's threads in a serving process; 0: OpenCV's default"
-    )
-    top_k: int = Field(3, ge=1, le=100)
-    drift_window: int = Field(1000, ge=10)
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> ServingSettings:
-        env = {
-            "max_upload_bytes": "DESPINA_MAX_UPLOAD_BYTES",
-            "max_pixels": "DESPINA_MAX_PIXELS",
-            "max_batch": "DESPINA_MAX_BATCH",
-            "max_wait_ms": "DESPINA_MAX_WAIT_MS",
-            "max_queue": "DESPINA_MAX_QUEUE",
-            "threads": "DESPINA_INFERENCE_THREADS",
-            "model_workers": "DESPINA_MODEL_WORKERS",
-            "lone_threads": "DESPINA_LONE_THREADS",
-            "lone_spinning": "DESPINA_LONE_SPINNING",
-            "opencv_threads": "DESPINA_OPENCV_THREADS",
-            "inline_call_ms": "DESPINA_INLINE_CALL_MS",
-        }
-        values: dict[str, Any] = {k: os.environ[v] for k, v in env.items() if v in os.environ}
-        return cls(**{**values, **overrides})
 
 
 @dataclass

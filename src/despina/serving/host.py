@@ -25,7 +25,8 @@ from despina.control.plane import ControlPlane
 from despina.control.states import TaskState
 from despina.control.store.common import utcnow
 from despina.core.errors import NotFoundError, OverloadedError, StateError
-from despina.serving.deployment import Deployment, ServingSettings
+from despina.serving.deployment import Deployment
+from despina.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 

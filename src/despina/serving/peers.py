@@ -12,11 +12,9 @@ own, and a stale read costs one call its thread count, never a wrong answer.
 from __future__ import annotations
 
 import mmap
-import os
 from pathlib import Path
 
-PEERS_FILE = "DESPINA_PEERS_FILE"
-PEER_SLOT = "DESPINA_PEER_SLOT"
+from despina.serving.settings import peer_slot_from_env
 
 
 def create_peers_file(path: Path, processes: int) -> None:
@@ -39,10 +37,8 @@ class PeerSlots:
     @classmethod
     def from_env(cls) -> PeerSlots | None:
         """The slots ``run_workers`` handed this process; None when it runs alone."""
-        path, slot = os.environ.get(PEERS_FILE), os.environ.get(PEER_SLOT)
-        if not path or slot is None:
-            return None
-        return cls(path, int(slot))
+        given = peer_slot_from_env()
+        return None if given is None else cls(*given)
 
     def mark(self, busy: bool) -> None:
         self._map[self.slot] = 1 if busy else 0

@@ -14,7 +14,7 @@ from despina.control.models import Cluster
 from despina.control.models import Deployment as DeploymentRecord
 from despina.core import errors
 from despina.core.errors import DespinaError, ModelError
-from despina.serving.deployment import ServingSettings
+from despina.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 _REPLICA: Any = None
@@ -30,7 +30,8 @@ def _replica_class() -> Any:
     @serve.deployment(ray_actor_options={"num_cpus": 0.5})
     class DespinaReplica:
         def __init__(self, name: str, model: str, extractor: str, settings: dict[str, Any]):
-            from despina.serving.deployment import Deployment, ServingSettings
+            from despina.serving.deployment import Deployment
+            from despina.serving.settings import ServingSettings
 
             self.deployment = Deployment(name, model, extractor, ServingSettings(**settings))
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from despina.core.errors import ConfigError
-from despina.serving.peers import PEER_SLOT, PEERS_FILE, create_peers_file
+from despina.serving.peers import create_peers_file
+from despina.serving.settings import PEER_SLOT, PEERS_FILE
 
 
 def _listen(host: str, port: int) -> socket.socket:
