@@ -77,6 +77,8 @@ def run_builtin(job: str, group: TaskGroup, spec: dict[str, Any], ctx: TaskConte
     if job == "audit":
         from despina.jobs.audit import audit
 
+        if cfg.workers is None:  # a task uses the CPUs its group reserves, not the machine's
+            cfg = cfg.model_copy(update={"workers": max(1, int(group.resources.cpus))})
         report = audit(group.source, ctx.output / "audit", cfg, progress=_Progress(ctx))
         ctx.metrics.update(
             {"health_score": report.health, **{k: int(v) for k, v in report.counts.items()}}
