@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from despina.cli.common import (
     AsJson,
@@ -22,6 +21,7 @@ from despina.cli.common import (
     err,
     handled,
     print_json,
+    print_listing,
 )
 from despina.core.errors import ConfigError, IntegrityError
 
@@ -56,13 +56,12 @@ def user_add(
 @handled
 def user_ls(as_json: AsJson = False, server: Server = None) -> None:
     users = client_for(server).list_users()
-    if as_json:
-        print_json([u.model_dump(mode="json") for u in users])
-        return
-    table = Table("name", "role", "password", "created")
-    for u in users:
-        table.add_row(u.name, u.role, "yes" if u.has_password else "", f"{u.created_at:%Y-%m-%d}")
-    console.print(table)
+    print_listing(
+        users,
+        as_json,
+        ("name", "role", "password", "created"),
+        lambda u: (u.name, u.role, "yes" if u.has_password else "", f"{u.created_at:%Y-%m-%d}"),
+    )
 
 
 @user_app.command("rm")
@@ -103,20 +102,19 @@ def token_ls(
     server: Server = None,
 ) -> None:
     tokens = client_for(server).list_tokens(user)
-    if as_json:
-        print_json([t.model_dump(mode="json") for t in tokens])
-        return
-    table = Table("id", "user", "role", "scopes", "expires", "revoked")
-    for t in tokens:
-        table.add_row(
+    print_listing(
+        tokens,
+        as_json,
+        ("id", "user", "role", "scopes", "expires", "revoked"),
+        lambda t: (
             t.id,
             t.user,
             t.role,
             ", ".join(t.scopes),
             f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "",
             f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "",
-        )
-    console.print(table)
+        ),
+    )
 
 
 @token_app.command("revoke")
@@ -135,13 +133,12 @@ def events_ls(
     server: Server = None,
 ) -> None:
     entries = client_for(server).list_events(limit)
-    if as_json:
-        print_json([e.model_dump() for e in entries])
-        return
-    table = Table("seq", "at", "actor", "action", "target", "outcome")
-    for e in entries:
-        table.add_row(str(e.seq), e.at[:19], e.actor, e.action, e.target, e.outcome)
-    console.print(table)
+    print_listing(
+        entries,
+        as_json,
+        ("seq", "at", "actor", "action", "target", "outcome"),
+        lambda e: (str(e.seq), e.at[:19], e.actor, e.action, e.target, e.outcome),
+    )
 
 
 @events_app.command("verify")

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.table import Table
 
 from despina.cli.common import (
     AsJson,
@@ -16,7 +15,7 @@ from despina.cli.common import (
     console,
     err,
     handled,
-    print_json,
+    print_listing,
 )
 from despina.control.models import ClusterSpec, Resources
 from despina.core.errors import ConfigError
@@ -59,13 +58,12 @@ def cluster_create(
 def cluster_ls(as_json: AsJson = False, server: Server = None) -> None:
     """List clusters."""
     clusters = client_for(server).list_clusters()
-    if as_json:
-        print_json([c.model_dump(mode="json") for c in clusters])
-        return
-    table = Table("name", "backend", "address", "workers", "cpus")
-    for c in clusters:
-        table.add_row(c.name, c.backend, c.address or "", str(c.workers), f"{c.resources.cpus:g}")
-    console.print(table)
+    print_listing(
+        clusters,
+        as_json,
+        ("name", "backend", "address", "workers", "cpus"),
+        lambda c: (c.name, c.backend, c.address or "", str(c.workers), f"{c.resources.cpus:g}"),
+    )
 
 
 @cluster_app.command("rm")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from despina.control.client import HttpControlClient
 from despina.control.plane import ControlPlane
@@ -80,3 +81,20 @@ def closing_at_exit(client: C) -> C:
 
 def print_json(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
+
+
+def print_listing(
+    items: Sequence[BaseModel],
+    as_json: bool,
+    columns: Sequence[str],
+    row: Callable[[Any], Sequence[Any]],
+) -> None:
+    """What every ``ls`` prints: every field of every item as JSON, or a table of the
+    columns ``row`` gives for each."""
+    if as_json:
+        print_json([item.model_dump(mode="json") for item in items])
+        return
+    table = Table(*columns)
+    for item in items:
+        table.add_row(*row(item))
+    console.print(table)

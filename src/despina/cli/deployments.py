@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from despina.cli.common import (
     SERVER_LOOP,
@@ -18,7 +17,7 @@ from despina.cli.common import (
     console,
     err,
     handled,
-    print_json,
+    print_listing,
 )
 from despina.cli.server import bootstrap_admin
 from despina.control.models import DeploymentSpec
@@ -58,24 +57,21 @@ def deploy(
 @handled
 def deployments_ls(as_json: AsJson = False, server: Server = None) -> None:
     """List deployments with their state."""
-    client = client_for(server)
-    rows = [d.model_dump(mode="json") for d in client.list_deployments()]
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("name", "model", "extractor", "replicas", "cluster", "task", "state")
-    for d in rows:
-        state = d["state"] + (f" ({d['reason']})" if d.get("reason") else "")
-        table.add_row(
-            d["name"],
-            d["model"],
-            d["extractor"],
-            str(d["replicas"]),
-            d["cluster"] or "-",
-            str(d.get("task_id") or "-"),
-            state,
-        )
-    console.print(table)
+    print_listing(
+        client_for(server).list_deployments(),
+        as_json,
+        ("name", "model", "version", "extractor", "replicas", "cluster", "task", "state"),
+        lambda d: (
+            d.name,
+            d.model,
+            d.version or "-",
+            d.extractor,
+            str(d.replicas),
+            d.cluster or "-",
+            str(d.task_id or "-"),
+            d.state + (f" ({d.reason})" if d.reason else ""),
+        ),
+    )
 
 
 @deployments_app.command("rm")

@@ -17,6 +17,7 @@ from despina.cli.common import (
     err,
     handled,
     print_json,
+    print_listing,
 )
 from despina.control.models import GroupSpec, Resources
 from despina.core.errors import ConfigError
@@ -158,21 +159,19 @@ def group_ls(as_json: AsJson = False, server: Server = None) -> None:
     """List task groups."""
     client = client_for(server)
     groups = client.list_groups()
-    if as_json:
-        print_json([g.model_dump(mode="json") for g in groups])
-        return
-    table = Table("name", "cluster", "what", "source", "partitions", "state")
-    for g in groups:
-        state = client.group_status(g.name).state
-        table.add_row(
+    print_listing(
+        groups,
+        as_json,
+        ("name", "cluster", "what", "source", "partitions", "state"),
+        lambda g: (
             g.name,
             g.cluster or "(server)",
             g.job or Path(g.script or "").name,
             g.source,
             str(g.partitions),
-            state,
-        )
-    console.print(table)
+            client.group_status(g.name).state,
+        ),
+    )
 
 
 @group_app.command("rm")

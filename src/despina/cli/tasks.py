@@ -17,10 +17,14 @@ from despina.cli.common import (
     console,
     handled,
     print_json,
+    print_listing,
 )
 from despina.control.models import Task
 
 task_app = typer.Typer(help="Tasks: one partition of a group each.", no_args_is_help=True)
+
+
+TASK_COLUMNS = ("id", "group", "part", "state", "try", "progress", "items", "time", "reason")
 
 
 def _task_row(t: Task) -> list[Any]:
@@ -62,13 +66,7 @@ def task_ls(
 ) -> None:
     """List tasks."""
     tasks = client_for(server).list_tasks(group, state, limit)
-    if as_json:
-        print_json([t.model_dump(mode="json") for t in tasks])
-        return
-    table = Table("id", "group", "part", "state", "try", "progress", "items", "time", "reason")
-    for t in tasks:
-        table.add_row(*_task_row(t))
-    console.print(table)
+    print_listing(tasks, as_json, TASK_COLUMNS, _task_row)
 
 
 @task_app.command("show")
@@ -127,7 +125,7 @@ def task_retry(task_id: int, server: Server = None) -> None:
 
 def _watch_table(client: Any, group: str | None) -> tuple[Table, bool]:
     tasks = client.list_tasks(group)
-    table = Table("id", "group", "part", "state", "try", "progress", "items", "time", "reason")
+    table = Table(*TASK_COLUMNS)
     for t in tasks:
         table.add_row(*_task_row(t))
     groups = sorted({t.group for t in tasks})
