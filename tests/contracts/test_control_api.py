@@ -27,7 +27,7 @@ from despina.control.models import (
 from despina.control.partitions import plan
 from despina.control.plane import ControlPlane
 from despina.control.states import TaskState
-from despina.core.errors import ConflictError, NotFoundError
+from despina.core.errors import ConflictError, NotFoundError, PathEscapeError
 from tests.control.fixtures import ThreadServer, write_files
 from tests.waiting import wait_for
 
@@ -182,3 +182,26 @@ def test_deployments_come_back_as_the_same_snapshots(api: ControlAPI, home_model
     api.delete_deployment("digits")
     with pytest.raises(NotFoundError, match="no deployment named 'digits'"):
         api.get_deployment("digits")
+
+
+def test_scripts_models_and_sources_are_confined(
+    api: ControlAPI, home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A group's script, a predict job's model folder and every spelling of a local source
+    must lie inside the allowed roots, whichever way the group is created."""
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "steal.py").write_text("def main(context):\n    return 1\n")
+    api.create_cluster(ClusterSpec(name="c"))
+    data = str(write_files(home / "data", 2))
+    refused = [
+        GroupSpec(name="g", cluster="c", source=data, script=str(outside / "steal.py")),
+        GroupSpec(
+            name="g", cluster="c", source=data, job="predict", config={"model": str(outside)}
+        ),
+        GroupSpec(name="g", cluster="c", source=f"dir::file://{outside}", job="preprocess"),
+        GroupSpec(name="g", cluster="c", source=f"local://{outside}", job="preprocess"),
+    ]
+    for spec in refused:
+        with pytest.raises(PathEscapeError):
+            api.create_group(spec)
+    assert api.list_groups() == []

@@ -55,6 +55,53 @@ def test_sources_are_checked(tmp_path: Path) -> None:
         plan(str(tmp_path / "empty"), 2)
 
 
+#: (URI, refused?): every fsspec spelling that reads this machine's files is confined to
+#: the allowed roots; schemes not on the list are refused; remote s3:// is allowed.
+URIS = [
+    ("{inside}", False),
+    ("file://{inside}", False),
+    ("local://{inside}", False),
+    ("simplecache::file://{inside}", False),
+    ("s3://bucket/prefix", False),
+    ("simplecache::s3://bucket/prefix", False),
+    ("{outside}", True),
+    ("file://{outside}", True),
+    ("local://{outside}", True),
+    ("local:///etc", True),
+    ("simplecache::file:///etc", True),
+    ("filecache::local:///etc", True),
+    ("dir::file:///etc", True),
+    ("dir::file://{inside}", True),
+    ("zip::file://{inside}/a.zip", True),
+    ("reference::file://{inside}", True),
+    ("memory://x", True),
+    ("http://127.0.0.1:9/x", True),
+    ("gs://bucket/prefix", True),
+    ("{inside}/../../etc", True),
+    ("file://{inside}/\x00/x", True),
+]
+
+
+@pytest.mark.parametrize(("uri", "refused"), URIS)
+def test_every_spelling_of_a_local_path_is_confined(
+    tmp_path: Path, uri: str, refused: bool
+) -> None:
+    inside = write_files(tmp_path / "root" / "in", 1)
+    outside = write_files(tmp_path / "outside", 1)
+    source = uri.format(inside=inside, outside=outside)
+    if refused:
+        with pytest.raises(PathEscapeError):
+            check_source(source, (tmp_path / "root",))
+    else:
+        check_source(source, (tmp_path / "root",))
+
+
+def test_an_operator_can_allow_another_scheme(tmp_path: Path) -> None:
+    with pytest.raises(PathEscapeError, match="DESPINA_SOURCE_SCHEMES"):
+        check_source("gs://bucket/prefix", (tmp_path,))
+    check_source("gs://bucket/prefix", (tmp_path,), remote_schemes=("s3", "gs"))
+
+
 def test_symlinks_cannot_bring_outside_files_into_a_task(tmp_path: Path) -> None:
     root = tmp_path / "root"
     data = write_files(root / "data", 3)

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
+from despina.control.settings import DEFAULT_REMOTE_SCHEMES
 from despina.core.errors import DataError, NotFoundError, PathEscapeError
 from despina.data.images import ImageRecord
 from despina.data.sources import FASHION_MNIST_CLASSES, digits_arrays, fashion_mnist_arrays
@@ -28,24 +29,61 @@ logger = logging.getLogger(__name__)
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 
 
+#: fsspec protocols that read this machine's files: confined to the allowed roots.
+LOCAL_PROTOCOLS = ("file", "local")
+#: fsspec wrappers that only cache what the protocol after them reads; every other
+#: wrapper (dir::, zip::, reference::, ...) could read outside what the check sees.
+CACHE_WRAPPERS = ("simplecache", "filecache", "blockcache")
+
+
+def _protocol(part: str) -> str:
+    return part.split("://", 1)[0].lower() if "://" in part else "file"
+
+
 def is_remote(source: str) -> bool:
-    return "://" in source and not source.startswith("file://")
+    return _protocol(source.rsplit("::", 1)[-1]) not in LOCAL_PROTOCOLS
 
 
 def local_path(source: str) -> Path:
-    return Path(source.removeprefix("file://")).expanduser()
+    """The local path a ``path``, ``file://``, ``local://`` or cached local URI reads."""
+    target = source.rsplit("::", 1)[-1]
+    if "://" in target:
+        target = target.split("://", 1)[1]
+    return Path(target).expanduser()
 
 
-def check_source(source: str, allowed_roots: tuple[Path, ...], what: str = "data source") -> None:
-    """Refuse a local source outside the allowed roots (after following symlinks), or one
-    that does not exist."""
+def check_scheme(source: str, remote_schemes: tuple[str, ...], what: str) -> None:
+    """Refuse a URI whose scheme is not allowed, or that chains through a wrapper that
+    could read anything other than what it names."""
+    *wrappers, target = source.split("::")
+    bad = [w for w in wrappers if w.split("://", 1)[0].lower() not in CACHE_WRAPPERS]
+    if bad or _protocol(target) not in (*LOCAL_PROTOCOLS, *remote_schemes):
+        schemes = ", ".join(f"{s}://" for s in remote_schemes)
+        raise PathEscapeError(
+            f"{what} {source!r}: only local paths, file://, {schemes} and the cache "
+            f"wrappers {', '.join(f'{w}::' for w in CACHE_WRAPPERS)} are allowed (an "
+            "operator can allow more schemes with DESPINA_SOURCE_SCHEMES)"
+        )
+
+
+def check_source(
+    source: str,
+    allowed_roots: tuple[Path, ...],
+    what: str = "data source",
+    remote_schemes: tuple[str, ...] = DEFAULT_REMOTE_SCHEMES,
+) -> None:
+    """Refuse a source whose scheme is not allowed, a local one (whatever protocol reads
+    it) outside the allowed roots after following symlinks, or one that does not exist."""
+    if "\x00" in source:
+        raise PathEscapeError(f"{what} {source!r} holds a NUL byte")
     if source.startswith("builtin:"):
         return
     if source.startswith("fashion-mnist:"):
         path = Path(source.removeprefix("fashion-mnist:").partition("?")[0]).expanduser()
-    elif is_remote(source):
-        return
     else:
+        check_scheme(source, remote_schemes, what)
+        if is_remote(source):
+            return
         path = local_path(source)
     resolved = path.resolve()
     if not any(resolved.is_relative_to(root) for root in allowed_roots):

@@ -44,6 +44,7 @@ from despina.control.states import TaskState, group_state
 from despina.control.store import Store
 from despina.control.store.common import utcnow
 from despina.core.errors import ConfigError, ConflictError, NotFoundError
+from despina.jobs.batch import PredictConfig
 from despina.jobs.model_folder import check_extractor, check_model_folder
 from despina.security.chain import verify_chain
 from despina.security.envelope import Keyring, read_artifact, rotate
@@ -163,7 +164,8 @@ class ControlPlane:
         """Check the model folder (inside the allowed roots, complete) and extractor now (a
         clear error at deploy time, not at the first request), then record the deployment
         for the server to host."""
-        check_source(str(Path(spec.model).expanduser()), self.settings.allowed_roots, "model")
+        model = str(Path(spec.model).expanduser())
+        check_source(model, self.settings.allowed_roots, "model", remote_schemes=())
         folder = check_model_folder(spec.model)
         check_extractor(spec.extractor, folder)
         if spec.cluster is not None:
@@ -192,14 +194,18 @@ class ControlPlane:
     def create_group(self, spec: GroupSpec) -> TaskGroup:
         """Validate everything that can be checked now, then record the group."""
         self.store.get_cluster(spec.cluster)
-        check_source(spec.source, self.settings.allowed_roots)
+        roots, schemes = self.settings.allowed_roots, self.settings.source_schemes
+        check_source(spec.source, roots, remote_schemes=schemes)
         if spec.script is not None:
+            check_source(spec.script, roots, "script", remote_schemes=())
             script = Path(spec.script).expanduser().resolve()
             if not script.is_file():
                 raise NotFoundError(f"script {script} does not exist")
             spec = spec.model_copy(update={"script": str(script)})
         if spec.job is not None:
-            parse_config(spec.job, spec.config)
+            cfg = parse_config(spec.job, spec.config)
+            if isinstance(cfg, PredictConfig):  # the job reads this folder: confined too
+                check_source(cfg.model, roots, "model", remote_schemes=())
             if spec.job in WHOLE_SOURCE_JOBS and spec.partitions != 1:
                 raise ConfigError(
                     f"the {spec.job} job works on the whole source; use --partitions 1"
@@ -246,7 +252,11 @@ class ControlPlane:
         if group.started_at is not None:
             tasks = self._unfinished(name)
         else:
-            check_source(group.source, self.settings.allowed_roots)
+            check_source(
+                group.source,
+                self.settings.allowed_roots,
+                remote_schemes=self.settings.source_schemes,
+            )
             parts = plan(group.source, group.partitions)
             tasks = self.store.start_group(name, parts, self.settings.logs_dir)
         self._changed()

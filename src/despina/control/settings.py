@@ -9,6 +9,9 @@ from pydantic import Field
 
 from despina.core.config import FrozenModel, default_home, env_flag
 
+#: Remote schemes a source may use unless the operator enables more (DESPINA_SOURCE_SCHEMES).
+DEFAULT_REMOTE_SCHEMES = ("s3",)
+
 
 class ControlSettings(FrozenModel):
     """Where state lives and how the scheduler behaves.
@@ -32,6 +35,9 @@ class ControlSettings(FrozenModel):
         "is seen)",
     )
     retry_backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles each time")
+    source_schemes: tuple[str, ...] = Field(
+        DEFAULT_REMOTE_SCHEMES, description="remote schemes a data source may use"
+    )
     encrypt: bool = Field(
         True, description="seal task outputs, models and reports (DESPINA_ENCRYPT=off: plain)"
     )
@@ -53,8 +59,11 @@ class ControlSettings(FrozenModel):
         ):
             if os.environ.get(env):
                 extra[key] = float(os.environ[env])
+        schemes = os.environ.get("DESPINA_SOURCE_SCHEMES", "")
+        extra_schemes = tuple(s.strip().lower() for s in schemes.split(",") if s.strip())
         return cls(
             home=home,
+            source_schemes=(*DEFAULT_REMOTE_SCHEMES, *extra_schemes),
             encrypt=env_flag("DESPINA_ENCRYPT", True),
             database_url=url,
             allowed_roots=tuple(r.resolve() for r in roots),
