@@ -142,6 +142,36 @@ def test_every_route_with_every_caller_answers_as_the_table_says(
     assert not wrong, "\n".join(wrong)
 
 
+def test_a_scoped_token_cannot_widen_its_scope_through_the_query(
+    world: tuple[ThreadServer, dict[str, str], int], plane: ControlPlane, home: Path
+) -> None:
+    """An operator scoped to group g, against a route whose scope is a query parameter:
+    repeated, empty, missing and oddly-encoded parameters never reach another group."""
+    server, tokens, _ = world
+    plane.create_group(GroupSpec(name="gb", cluster="c", source=str(write_files(home / "e", 2)),
+                                 job="preprocess"))  # fmt: skip
+    plane.start_group("gb")
+    scoped = {"Authorization": f"Bearer {tokens['scoped_op']}"}
+    queries = {
+        "group=g&group=gb": 422,  # the guard read the first, the route the last
+        "group=gb&group=g": 422,
+        "group=g&gr%6Fup=gb": 422,  # an encoded key is the same key to the route
+        "group=": 403,
+        "group": 403,
+        "": 403,
+        "group=G": 403,
+        "group=g%00": 403,
+        "group=%67": 200,  # "g", percent-encoded: the same group
+        "group=g": 200,
+    }
+    with httpx.Client(base_url=server.url, timeout=30, headers=scoped) as http:
+        for query, want in queries.items():
+            r = http.get(f"/v1/tasks?{query}")
+            assert r.status_code == want, (query, r.status_code, r.text)
+            if r.status_code == 200:
+                assert {t["group"] for t in r.json()["items"]} == {"g"}, query
+
+
 def test_the_matrix_covers_every_route_and_every_route_has_a_rule(
     plane: ControlPlane, digits_model: Path
 ) -> None:

@@ -30,7 +30,13 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from despina.control.store.access import AccessStore
-from despina.core.errors import AuthError, DespinaError, ForbiddenError, RateLimitedError
+from despina.core.errors import (
+    AuthError,
+    ConfigError,
+    DespinaError,
+    ForbiddenError,
+    RateLimitedError,
+)
 from despina.security.ratelimit import FailureLimiter
 from despina.security.roles import Permission, Principal, Role
 from despina.security.tokens import Scope as TokenScope
@@ -302,10 +308,10 @@ class AuthGuard:
                 raise ForbiddenError("no access rule covers this route; only admins may use it")
             return
         kind, name = rule.kind, None
+        if rule.param is not None and rule.param.startswith("?"):
+            name = _query(scope, rule.param[1:])  # read (and checked once) for everyone
         if rule.param is not None and p.scopes:
-            if rule.param.startswith("?"):
-                name = _query(scope, rule.param[1:])
-            else:
+            if not rule.param.startswith("?"):
                 name = str(params.get(rule.param, ""))
             if kind == "task" and name and self.resolve_task_group is not None:
                 kind = "group"
@@ -335,7 +341,13 @@ class AuthGuard:
 
 
 def _query(scope: Scope, key: str) -> str | None:
-    from urllib.parse import parse_qs
+    """The one value of query parameter ``key``, decoded as the route decodes it; a
+    parameter given twice is refused, since the guard and the route could read different
+    ones (the scope check the first, the route the last)."""
+    from urllib.parse import parse_qsl
 
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(key)
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == key]
+    if len(values) > 1:
+        raise ConfigError(f"query parameter {key!r} is given {len(values)} times; give it once")
     return values[0] if values else None
