@@ -160,3 +160,28 @@ def test_a_killed_server_restarts_and_retries_what_it_left_running(
     names = plane.group_result("g").column("name").to_pylist()
     plane.close()
     assert names == [f"item-{i:04d}.txt" for i in range(30)]
+
+
+def test_a_forwarded_address_does_not_reset_the_failed_login_limit(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From loopback, each bad token with a new X-Forwarded-For used to count as a new
+    client and was never limited; now forwarded headers are trusted only from proxies the
+    operator names (DESPINA_TRUSTED_PROXIES)."""
+    monkeypatch.setenv("DESPINA_AUTH_FAIL_LIMIT", "5")
+    server = _Server(home, _free_port())
+    try:
+        codes = [
+            httpx.get(
+                f"{server.url}/v1/clusters",
+                headers={
+                    "Authorization": "Bearer dsp_" + "x" * 43,
+                    "X-Forwarded-For": f"10.0.0.{i}",
+                },
+                timeout=10,
+            ).status_code
+            for i in range(12)
+        ]
+        assert codes[:5] == [401] * 5 and set(codes[6:]) == {429}, codes
+    finally:
+        server.kill()

@@ -105,7 +105,7 @@ def serve(
 
     from despina.jobs.model_folder import check_extractor, check_model_folder
     from despina.serving.access_log import configure_json_logging
-    from despina.serving.settings import AuthSettings, ServeOneSettings
+    from despina.serving.settings import AuthSettings, ServeOneSettings, proxy_options
     from despina.serving.workers import run_workers
 
     folder = check_model_folder(model_dir)
@@ -126,6 +126,7 @@ def serve(
     )
     configure_json_logging()
     options: dict[str, Any] = {
+        **proxy_options(),
         "app": "despina.serving.api:serve_from_env",
         "factory": True,
         "log_level": "warning",

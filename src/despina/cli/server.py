@@ -40,6 +40,7 @@ def server_start(
     from despina.security.process import harden_process
     from despina.serving.access_log import configure_json_logging
     from despina.serving.api import create_app
+    from despina.serving.settings import proxy_options
 
     tls = _tls_options(tls_cert, tls_key)
     harden_process()  # secrets in memory and environment: no /proc reads, no core dumps
@@ -61,6 +62,7 @@ def server_start(
         ssl_certfile=tls.get("ssl_certfile"),
         ssl_keyfile=tls.get("ssl_keyfile"),
         timeout_graceful_shutdown=10,
+        **proxy_options(),
     )
 
 

@@ -123,3 +123,14 @@ def peer_slot_from_env() -> tuple[str, int] | None:
     """The peers file and slot ``run_workers`` handed this process; None when alone."""
     path, slot = os.environ.get(PEERS_FILE), os.environ.get(PEER_SLOT)
     return None if not path or slot is None else (path, int(slot))
+
+
+def proxy_options() -> dict[str, Any]:
+    """uvicorn's options for ``X-Forwarded-For``: trusted only from the proxies the operator
+    names in ``DESPINA_TRUSTED_PROXIES`` (comma-separated addresses). uvicorn's own default
+    trusts it from 127.0.0.1, where any local client could then pick its own address and
+    slip past the failed-login limiter."""
+    proxies = os.environ.get("DESPINA_TRUSTED_PROXIES", "").strip()
+    if not proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": proxies}
