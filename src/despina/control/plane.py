@@ -401,6 +401,9 @@ class ControlPlane:
         path = Path(self.store.get_task(task_id).log_path)
         if not path.is_file():
             return "", offset
+        size = path.stat().st_size
+        if offset >= size:  # past the end, however far: nothing new yet
+            return "", offset
         with open(path, "rb") as fh:
             fh.seek(offset)
             data = fh.read()

@@ -48,12 +48,25 @@ def check_given_token(token: str) -> str:
     return token
 
 
+#: The longest lifetime a duration may ask for: beyond it a date overflows, and a token
+#: that outlives its holder's job is what expiry exists to prevent.
+MAX_DURATION = timedelta(days=10 * 365)
+
+
 def parse_duration(text: str) -> timedelta:
     """``30d``, ``12h``, ``90m``, ``2w`` → a timedelta."""
     m = _DURATION.match(text.strip().lower())
     if not m or int(m.group(1)) == 0:
         raise ConfigError(f"cannot read duration {text!r}: use a number and s, m, h, d or w (30d)")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        duration = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    except OverflowError:
+        duration = MAX_DURATION + timedelta(days=1)
+    if duration > MAX_DURATION:
+        raise ConfigError(
+            f"duration {text!r} is over {MAX_DURATION.days // 365} years; ask for less"
+        )
+    return duration
 
 
 @dataclass(frozen=True)
