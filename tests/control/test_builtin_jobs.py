@@ -14,7 +14,7 @@ from despina.control.models import ClusterSpec, GroupSpec
 from despina.control.plane import ControlPlane
 from despina.control.runtime import to_table
 from despina.control.states import TaskState
-from despina.core.errors import TaskError
+from despina.core.errors import NotFoundError, TaskError
 from tests.conftest import write_digits
 
 
@@ -67,6 +67,11 @@ def test_a_broken_model_path_fails_the_task_with_a_clear_reason(
 ) -> None:
     data = write_digits(home / "digits", per_class=2)
     plane.create_cluster(ClusterSpec(name="c", workers=1))
+    missing = {"model": str(home / "gone")}
+    with pytest.raises(NotFoundError, match="does not exist"):  # checked at creation
+        plane.create_group(GroupSpec(name="p", cluster="c", source=str(data), job="predict",
+                                     config=missing))  # fmt: skip
+    (home / "no-model").mkdir()  # a folder, but not a model's: found when the task runs
     plane.create_group(
         GroupSpec(
             name="p",

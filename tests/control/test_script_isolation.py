@@ -58,3 +58,74 @@ def test_a_script_sees_its_declared_env_and_no_secrets(
     # The worker itself had them (it seals the output with the master key).
     part = Path(task.outputs[0]).read_bytes()
     assert part.startswith(b"DSPENC1")
+
+
+PROCS_SCRIPT = '''
+import os
+
+
+def main(context):
+    """Every despina worker's command line and environment this process can read."""
+    seen = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().decode(errors="replace")
+        except OSError:
+            continue
+        if "despina.control.worker" not in cmdline:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                environ = fh.read().decode(errors="replace")
+        except OSError as exc:
+            environ = f"unreadable: {exc}"
+        seen.append(cmdline + "\\n" + environ)
+    return "\\x1e".join(seen)  # one string: a returned list means output paths
+'''
+
+
+def test_a_worker_has_no_store_url_on_its_command_line_and_no_admin_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's URL (with PostgreSQL, its password) came as a worker's argument, so
+    ``ps`` and every script saw it; the admin token was inherited. Run as root, where a
+    script can read another process's environment, to see what a worker holds."""
+    from tests.control.fixtures import make_settings
+
+    home = tmp_path / "s3cret-home"
+    home.mkdir()
+    monkeypatch.setenv("DESPINA_ADMIN_TOKEN", "dsp_" + "a" * 43)
+    plane = ControlPlane(make_settings(home))
+    try:
+        (home / "procs.py").write_text(PROCS_SCRIPT)
+        plane.create_cluster(ClusterSpec(name="c", workers=1))
+        plane.create_group(
+            GroupSpec(
+                name="g",
+                cluster="c",
+                source=str(write_files(home / "d", 1)),
+                script=str(home / "procs.py"),
+            )
+        )
+        (task,) = plane.start_group("g", wait=True)
+        assert task.state is TaskState.SUCCEEDED, plane.task_logs(task.id)[0]
+        seen = plane.get_task(task.id).metrics["result"]
+        assert seen, "the script found no worker to look at"
+        for entry in seen.split("\x1e"):
+            cmdline, _, environ = entry.partition("\n")
+            assert "s3cret-home" not in cmdline and "sqlite" not in cmdline, cmdline
+            assert "DESPINA_ADMIN_TOKEN" not in environ and "DESPINA_DATABASE_URL" not in environ
+    finally:
+        plane.close()
+
+
+def test_a_store_that_cannot_be_opened_does_not_print_its_password() -> None:
+    from despina.control.store import Store
+    from despina.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        Store("postgresql+psycopg://despina:hunter2@127.0.0.1:1/despina")
+    assert "hunter2" not in str(err.value) and "***" in str(err.value)

@@ -37,6 +37,7 @@ def server_start(
     """
     import uvicorn
 
+    from despina.control.store.engine import masked
     from despina.security.process import harden_process
     from despina.serving.access_log import configure_json_logging
     from despina.serving.api import create_app
@@ -50,7 +51,9 @@ def server_start(
         _ = plane.keyring  # created (0600) on the first start
     scheme = "https" if tls else "http"
     _warn_if_exposed(host, tls)
-    err.print(f"Despina server on {scheme}://{host}:{port} (store: {_safe_url(plane)})")
+    err.print(
+        f"Despina server on {scheme}://{host}:{port} (store: {masked(plane.settings.database_url)})"
+    )
     configure_json_logging()
     uvicorn.run(
         create_app(plane),
@@ -86,13 +89,6 @@ def _warn_if_exposed(host: str, tls: dict[str, str]) -> None:
             f"[yellow]warning:[/] listening on {host} without TLS: tokens cross the network "
             "in clear text; pass --tls-cert/--tls-key or put a TLS proxy in front"
         )
-
-
-def _safe_url(plane: Any) -> str:
-    """The store's URL without its password (it would land in logs and terminals)."""
-    from sqlalchemy.engine import make_url
-
-    return str(make_url(plane.settings.database_url).render_as_string(hide_password=True))
 
 
 def bootstrap_admin(store: Any) -> None:

@@ -21,11 +21,17 @@ def run_one(store_url: str, task_id: int) -> dict[str, Any]:
         store.close()
 
 
-def worker_main(conn: Connection, store_url: str, parent_pid: int) -> None:
-    """Loop: receive a task id, run it, send back ``(task_id, ok, reason, result)``."""
+def worker_main(conn: Connection, parent_pid: int) -> None:
+    """Receive the store's URL, then loop: receive a task id, run it, send back
+    ``(task_id, ok, reason, result)``. The URL (it may hold a password) comes over the
+    socket, never on the command line, where ``ps`` would show it to every user."""
     from despina.security.process import harden_process
 
     harden_process()  # it may hold the master key: keep same-user scripts out of it
+    try:
+        store_url = conn.recv()
+    except (EOFError, OSError):
+        return
     limit_threads()
     exit_with_parent(parent_pid)
     from despina.control.dispatch import execute
@@ -49,9 +55,9 @@ def worker_main(conn: Connection, store_url: str, parent_pid: int) -> None:
 
 
 if __name__ == "__main__":
-    # ``python -m despina.control.worker FD STORE_URL PARENT_PID``: started by the local
+    # ``python -m despina.control.worker FD PARENT_PID``: started by the local
     # executor with one end of a socket pair (a plain process, so the parent's __main__
     # is never re-imported, unlike multiprocessing's spawn).
     import sys
 
-    worker_main(Connection(int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))
+    worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]))

@@ -29,13 +29,19 @@ class _Worker:
     task_id: int | None = None
 
 
+#: Variables of the scheduler's environment that its workers never get.
+WITHHELD = frozenset({"DESPINA_ADMIN_TOKEN", "DESPINA_TOKEN", "DESPINA_DATABASE_URL"})
+
+
 class LocalExecutor:
     """Up to ``workers`` tasks at once, each in its own worker process."""
 
     def __init__(self, store_url: str, workers: int, sealing: dict[str, str]) -> None:
         self.store_url = store_url
         self.workers = workers
-        self.env = {**os.environ, **sealing}
+        # Nothing a worker does not need: the store's URL goes over its socket, not argv or
+        # the environment, and no token is passed on.
+        self.env = {k: v for k, v in os.environ.items() if k not in WITHHELD} | sealing
         self._pool: list[_Worker] = []
 
     def _spawn(self) -> _Worker:
@@ -47,7 +53,6 @@ class LocalExecutor:
                 "-m",
                 "despina.control.worker",
                 str(fd),
-                self.store_url,
                 str(os.getpid()),
             ],
             pass_fds=[fd],
@@ -57,6 +62,7 @@ class LocalExecutor:
         theirs.close()
         conn = Connection(os.dup(mine.fileno()))
         mine.close()
+        conn.send(self.store_url)  # the first message: where the store is
         worker = _Worker(proc, conn)
         self._pool.append(worker)
         return worker

@@ -44,7 +44,7 @@ def open_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     except Exception as exc:  # unknown dialect, missing driver
         raise ConfigError(
-            f"cannot use database {url!r}: {exc}. PostgreSQL needs "
+            f"cannot use database {masked(url)!r}: {exc}. PostgreSQL needs "
             "'pip install despina[postgres]' and a URL like postgresql+psycopg://user@host/db"
         ) from exc
 
@@ -72,3 +72,14 @@ def migrate(engine: Engine) -> None:
         finally:
             if sqlite:
                 conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
+def masked(url: str) -> str:
+    """The store's URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return str(make_url(url).render_as_string(hide_password=True))
+    except ArgumentError:
+        return "(an unreadable database URL)"

@@ -47,7 +47,7 @@ from despina.control.store.common import (
     utcnow,
 )
 from despina.control.store.deployments import DeploymentStore
-from despina.control.store.engine import migrate, open_engine
+from despina.control.store.engine import masked, migrate, open_engine
 from despina.control.store.tables import ClusterRow, DeploymentRow, EventRow, GroupRow, TaskRow
 from despina.core.errors import ConfigError, ConflictError, NotFoundError, StateError
 
@@ -64,7 +64,7 @@ class Store(AccessStore, DeploymentStore):
             try:
                 migrate(self.engine)
             except OperationalError as exc:
-                raise ConfigError(f"cannot open the store at {url}: {exc.orig}") from exc
+                raise ConfigError(f"cannot open the store at {masked(url)}: {exc.orig}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(
             self.engine.execution_options(despina_write=True), expire_on_commit=False
