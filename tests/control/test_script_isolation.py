@@ -129,3 +129,40 @@ def test_a_store_that_cannot_be_opened_does_not_print_its_password() -> None:
     with pytest.raises(ConfigError) as err:
         Store("postgresql+psycopg://despina:hunter2@127.0.0.1:1/despina")
     assert "hunter2" not in str(err.value) and "***" in str(err.value)
+
+
+def test_home_logs_and_outputs_are_owner_only(tmp_path: Path) -> None:
+    """An existing DESPINA_HOME that others can enter is tightened to 0700; a task's log
+    and output, and the folders made for them, are 0600 and 0700."""
+    import stat
+
+    from tests.control.fixtures import make_settings
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    plane = ControlPlane(make_settings(home))
+    try:
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        (home / "rows.py").write_text(ENV_SCRIPT)
+        plane.create_cluster(ClusterSpec(name="c", workers=1))
+        plane.create_group(
+            GroupSpec(
+                name="g",
+                cluster="c",
+                source=str(write_files(home / "d", 2)),
+                script=str(home / "rows.py"),
+            )
+        )
+        (task,) = plane.start_group("g", wait=True)
+        assert task.state is TaskState.SUCCEEDED
+        log, output = Path(task.log_path), Path(task.outputs[0])
+        for path, mode in [
+            (log, 0o600),
+            (output, 0o600),
+            (log.parent, 0o700),
+            (output.parent, 0o700),
+        ]:
+            assert stat.S_IMODE(path.stat().st_mode) == mode, (path, oct(path.stat().st_mode))
+    finally:
+        plane.close()

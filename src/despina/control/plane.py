@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -52,13 +54,25 @@ from despina.security.passwords import hash_password
 from despina.security.roles import Role
 from despina.security.tokens import Scope, parse_duration
 
+logger = logging.getLogger(__name__)
+
+
+def private_folder(folder: Path) -> None:
+    """Create ``folder`` owner-only (0700), or tighten an existing one that others can
+    enter (as ssh and PostgreSQL refuse a data folder others can read)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if mode & 0o077:
+        folder.chmod(0o700)
+        logger.warning("%s was mode %o; tightened to 0700 (it holds keys and data)", folder, mode)
+
 
 class ControlPlane:
     """Everything a user does with clusters, groups and tasks, on one store."""
 
     def __init__(self, settings: ControlSettings | None = None, store: Store | None = None) -> None:
         self.settings = settings or ControlSettings.from_env()
-        self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only
+        private_folder(self.settings.home)
         self.store = store or Store(self.settings.database_url)
         self._keyring: Keyring | None = None
         self._listeners: list[Callable[[], None]] = []

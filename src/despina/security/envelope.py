@@ -69,10 +69,11 @@ def check_private(path: Path) -> None:
         )
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to a temporary name beside ``path`` (created with ``mode``, less the
-    umask), then rename it over ``path``: readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    umask; owner-only unless asked), then rename it over ``path``: readers see the old
+    file or the new, never half. A folder it creates is owner-only."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as fh:
