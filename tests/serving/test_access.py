@@ -243,6 +243,56 @@ def test_repeated_failures_from_one_client_answer_429(
         server.stop()
 
 
+def test_a_flood_of_concurrent_bad_attempts_is_limited_before_it_is_checked(
+    plane: ControlPlane,
+) -> None:
+    """60 concurrent wrong passwords and 100 concurrent bad tokens from one client: at most
+    the limit of them is checked (each counted before its check), the rest get 429 at
+    once, password checks run a few at a time, and /health answers throughout."""
+    import asyncio
+    import time
+
+    from despina.security.passwords import hash_password
+
+    plane.store.create_user("ana", Role.VIEWER, hash_password("a long passphrase"))
+    token = plane.store.bootstrap_admin()
+    auth = Authenticator(plane.store, AuthSettings(fail_limit=20, fail_window_s=60))
+    server = ThreadServer(app=create_app(plane, auth=auth, run_scheduler=False), token=token)
+
+    async def flood() -> tuple[list[int], list[int], float]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            health: list[float] = []
+
+            async def watch() -> None:
+                for _ in range(20):
+                    t0 = time.perf_counter()
+                    assert (await http.get("/health")).status_code == 200
+                    health.append(time.perf_counter() - t0)
+                    await asyncio.sleep(0.05)
+
+            wrong = {"user": "ana", "password": "guess", "expires": "1h"}
+            logins = [http.post("/v1/login", json=wrong) for _ in range(60)]
+            watcher = asyncio.ensure_future(watch())
+            login_codes = [r.status_code for r in await asyncio.gather(*logins)]
+            auth.limiter.window_s = 0.001  # forget the logins; now the tokens
+            await asyncio.sleep(0.01)
+            auth.limiter.window_s = 60
+            bad = {"Authorization": "Bearer dsp_" + "b" * 43}
+            tokens = [http.get("/v1/clusters", headers=bad) for _ in range(100)]
+            token_codes = [r.status_code for r in await asyncio.gather(*tokens)]
+            await watcher
+            return login_codes, token_codes, max(health)
+
+    try:
+        logins, tokens, slowest = asyncio.run(flood())
+        assert logins.count(401) <= 20 and logins.count(429) >= 40, logins
+        assert set(logins) <= {401, 429}
+        assert tokens.count(401) <= 20 and tokens.count(429) >= 80, tokens
+        assert slowest < 2.0, f"/health took {slowest:.2f}s during the flood"
+    finally:
+        server.stop()
+
+
 def test_requests_waiting_on_one_token_share_one_store_lookup(
     plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ and ``/v1/whoami`` for any valid token."""
 from __future__ import annotations
 
 import functools
+import threading
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from pydantic import Field
 
 from despina.control.models import ActivityEntry, TokenInfo, User, UserSpec
 from despina.core.config import FrozenModel
-from despina.core.errors import AuthError, ConfigError, NotFoundError
+from despina.core.errors import AuthError, ConfigError, NotFoundError, RateLimitedError
 from despina.security.chain import verify_chain
 from despina.security.passwords import hash_password, verify_password
 from despina.security.tokens import Scope, parse_duration
@@ -33,6 +34,11 @@ class LoginSpec(FrozenModel):
 
 class NewToken(TokenInfo):
     token: str = Field(description="shown once; Despina keeps only its hash")
+
+
+#: Password checks that may run at once: Argon2id takes tens of MiB and a core each, so
+#: a flood of logins waits here instead of taking the server's memory.
+HASHING = threading.BoundedSemaphore(2)
 
 
 @functools.cache
@@ -59,14 +65,24 @@ def admin_router(auth: Authenticator) -> APIRouter:
         lifetime = parse_duration(spec.expires)
         if lifetime > timedelta(days=30):
             raise ConfigError("a login token lives at most 30d; use despina token create")
+        wait = auth.limiter.begin(client)  # counted before the check, as the guard does
+        if wait:
+            raise RateLimitedError(
+                f"too many failed attempts from {client}; wait {wait:.0f}s", wait
+            )
+        ok = False
         try:
-            stored = store.password_hash(spec.user)
-        except NotFoundError:
-            stored = None
-        # A missing user costs the same Argon2 check as a wrong password (no timing tell).
-        ok = verify_password(stored or _dummy_hash(), spec.password) and stored is not None
+            try:
+                stored = store.password_hash(spec.user)
+            except NotFoundError:
+                stored = None
+            # A missing user costs the same Argon2 check as a wrong password (no timing
+            # tell); at most a few checks at once, each taking tens of MiB.
+            with HASHING:
+                ok = verify_password(stored or _dummy_hash(), spec.password) and bool(stored)
+        finally:
+            auth.limiter.end(client, ok)
         if not ok:
-            auth.limiter.failed(client)
             target = f"/v1/login as {spec.user}"
             store.record_activity("anonymous", "POST /v1/login", target, "401")
             raise AuthError("wrong user name or password (or the user has no password)")

@@ -17,6 +17,7 @@ Every mutating request, allowed or refused, is appended to the hash-chained acti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -239,15 +240,7 @@ class AuthGuard:
         mutating = rule.mutating if rule is not None else method not in ("GET", "OPTIONS")
         actor = "anonymous"
         try:
-            token = bearer(scope)
-            if token is None:
-                self.auth.limiter.failed(client)
-                raise AuthError("this route needs a token: send 'Authorization: Bearer TOKEN'")
-            try:
-                principal = await self._principal(token)
-            except AuthError:
-                self.auth.limiter.failed(client)
-                raise
+            principal = await self._checked(bearer(scope), client)
             actor = principal.user
             scope.setdefault("state", {})["principal"] = principal
             if template is not None:
@@ -274,6 +267,30 @@ class AuthGuard:
         finally:
             if not recorded:  # the app failed before answering
                 await self._record(actor, method, template, scope, "500")
+
+    async def _checked(self, token: str | None, client: str) -> Principal:
+        """The principal of ``token``. A token the cache knows to be valid costs nothing;
+        any other check counts as an attempt of ``client`` before it runs (the limiter's
+        begin/end), so concurrent bad tokens cannot all get past the limit at once."""
+        if token is not None:
+            with contextlib.suppress(AuthError):
+                known = self.auth.cached(token)
+                if known is not None:
+                    return known
+        wait = self.auth.limiter.begin(client)
+        if wait:
+            raise RateLimitedError(
+                f"too many failed attempts from {client}; wait {wait:.0f}s", wait
+            )
+        ok = False
+        try:
+            if token is None:
+                raise AuthError("this route needs a token: send 'Authorization: Bearer TOKEN'")
+            principal = await self._principal(token)
+            ok = True
+            return principal
+        finally:
+            self.auth.limiter.end(client, ok)
 
     async def _principal(self, token: str) -> Principal:
         """The token's principal: from the cache (a hash on the loop), else from the store
