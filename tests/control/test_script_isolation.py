@@ -166,3 +166,46 @@ def test_home_logs_and_outputs_are_owner_only(tmp_path: Path) -> None:
             assert stat.S_IMODE(path.stat().st_mode) == mode, (path, oct(path.stat().st_mode))
     finally:
         plane.close()
+
+
+def test_a_partition_swapped_moved_or_replaced_by_a_plain_file_is_refused(
+    plane: ControlPlane, home: Path
+) -> None:
+    """Sealed partitions are bound to their group and partition: another group's file,
+    a copy of a sibling partition (rows duplicated) or a plain Parquet file put in a
+    partition's place fails to open, instead of injecting rows."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from despina.core.errors import IntegrityError
+
+    script = home / "env.py"
+    script.write_text(ENV_SCRIPT)
+    plane.create_cluster(ClusterSpec(name="c", workers=1))
+    for name in ("ga", "gb"):
+        plane.create_group(
+            GroupSpec(
+                name=name,
+                cluster="c",
+                source=str(write_files(home / name, 2)),
+                script=str(script),
+                partitions=2,
+            )
+        )
+        plane.start_group(name, wait=True)
+    rows = plane.group_result("ga").num_rows
+    part = {(t.group, t.partition): Path(t.outputs[0]) for t in plane.list_tasks()}
+    original = part["ga", 0].read_bytes()
+    attacks = {
+        "another group's partition": lambda: shutil.copy(part["gb", 0], part["ga", 0]),
+        "a sibling partition": lambda: shutil.copy(part["ga", 1], part["ga", 0]),
+        "a plain Parquet file": lambda: pq.write_table(pa.table({"key": ["x"]}), part["ga", 0]),
+    }
+    for what, attack in attacks.items():
+        attack()
+        with pytest.raises(IntegrityError):
+            plane.group_result("ga")
+        part["ga", 0].write_bytes(original)
+        assert plane.group_result("ga").num_rows == rows, what

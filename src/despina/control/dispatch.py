@@ -20,7 +20,7 @@ from typing import Any
 from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, run_builtin
 from despina.control.models import Task, TaskGroup
 from despina.control.runtime import TaskContext, seal_tree, write_partition
-from despina.control.script_host import run_in_child, script_env
+from despina.control.script_host import DEFAULT_TASK_MEMORY_GB, run_in_child, script_env
 from despina.control.store import Store
 from despina.core.errors import DespinaError, TaskError
 
@@ -111,9 +111,11 @@ def _run(group: TaskGroup, task: Task, spec: dict[str, Any], ctx: TaskContext) -
         return outputs
     if group.script is None:  # GroupSpec guarantees job or script
         raise TaskError(f"group {group.name} has neither a job nor a script")
+    memory_gb = group.resources.memory_gb or DEFAULT_TASK_MEMORY_GB
     job = {
         "script": group.script,
         "spec": spec,
+        "memory_bytes": int(memory_gb * 2**30),
         "context": {
             "task_id": ctx.task_id,
             "partition": ctx.partition,

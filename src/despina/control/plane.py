@@ -40,6 +40,7 @@ from despina.control.models import (
     UserSpec,
 )
 from despina.control.partitions import check_source, plan
+from despina.control.runtime import partition_context
 from despina.control.scheduler import Scheduler
 from despina.control.settings import ControlSettings
 from despina.control.states import TaskState, group_state
@@ -93,9 +94,9 @@ class ControlPlane:
             self._keyring = Keyring.load(self.settings.key_file, create=True)
         return self._keyring
 
-    def read_output(self, path: str | Path) -> bytes:
-        """A file a task wrote, decrypted when it is sealed."""
-        return read_artifact(path, self.keyring)
+    def read_output(self, path: str | Path, context: str | None = None) -> bytes:
+        """A file a task wrote, decrypted; with encryption on, a plain one is refused."""
+        return read_artifact(path, self.keyring, context, sealed=self.settings.encrypt)
 
     def rotate_keys(self) -> tuple[str, str, int]:
         """Re-wrap every sealed file under the home with a new master key (see
@@ -365,10 +366,14 @@ class ControlPlane:
                 f"group {name!r} is not complete: partitions {missing[:10]} have not "
                 "succeeded (see 'despina group status')"
             )
-        parts = [p for t in sorted(tasks, key=lambda t: t.partition) for p in t.outputs]
+        parts = [
+            (p, partition_context(name, t.partition))
+            for t in sorted(tasks, key=lambda t: t.partition)
+            for p in t.outputs
+        ]
         tables = [
-            pq.read_table(pa.BufferReader(self.read_output(p)))
-            for p in parts
+            pq.read_table(pa.BufferReader(self.read_output(p, context)))
+            for p, context in parts
             if p.endswith(".parquet")
         ]
         if not tables:

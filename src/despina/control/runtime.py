@@ -72,7 +72,7 @@ def part_path(output: Path, partition: int) -> Path:
 def write_partition(ctx: TaskContext, table: pa.Table) -> list[str]:
     """This task's rows as ``part-0000N.parquet`` under the group's output; its outputs."""
     path = part_path(ctx.output, ctx.partition)
-    write_atomic(table, path)
+    write_atomic(table, path, partition_context(ctx.group, ctx.partition))
     ctx.metrics["rows"] = table.num_rows
     return [str(path)]
 
@@ -85,12 +85,18 @@ def output_keyring() -> Keyring | None:
     return default_keyring()
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write Parquet (sealed when the plane encrypts) to a temporary name in the same
-    folder, then rename over ``path``."""
+def partition_context(group: str, partition: int) -> str:
+    """What a partition's sealed file is bound to: another group's or partition's file
+    put in its place fails to open."""
+    return f"group {group} partition {partition}"
+
+
+def write_atomic(table: pa.Table, path: Path, context: str = "") -> None:
+    """Write Parquet (sealed, bound to ``context``, when the plane encrypts) to a temporary
+    name in the same folder, then rename over ``path``."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    write_sealed(path, sink.getvalue().to_pybytes(), output_keyring())
+    write_sealed(path, sink.getvalue().to_pybytes(), output_keyring(), context)
 
 
 def seal_tree(paths: list[str]) -> None:

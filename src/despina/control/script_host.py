@@ -13,9 +13,12 @@ nothing secret can be inherited by a child. Host and child exit when their paren
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -28,8 +31,10 @@ import pyarrow as pa
 
 from despina.control.runtime import TaskContext, load_script, to_table
 from despina.core.errors import TaskError
-from despina.core.processes import THREAD_LIMITS, exit_with_parent
+from despina.core.processes import THREAD_LIMITS, die_with_parent
 
+#: A script task's memory (address space) when its group sets none (--memory-gb).
+DEFAULT_TASK_MEMORY_GB = 4.0
 # What a script may inherit from the worker besides its group's env: nothing secret.
 PASSED_THROUGH = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
@@ -83,7 +88,10 @@ class ScriptHost:
                 if isinstance(outcome, TaskError):
                     raise outcome
                 if outcome is None:
-                    raise TaskError(f"the script's process died (exit code {rest[0]})")
+                    raise TaskError(
+                        f"the script's process died (exit code {rest[0]}); a signal such as "
+                        f"-9 or -6 may be its memory limit ({rest[1]}; raise --memory-gb)"
+                    )
                 return outcome
 
 
@@ -103,7 +111,11 @@ def _child(conn: Connection, msg: dict[str, Any]) -> None:
     """In the forked child: take the group's env and the task's log, run the script."""
     from despina.control.partitions import load_batch
 
-    exit_with_parent(os.getppid())
+    os.setsid()  # its own process group: the host kills it and all it started as one
+    die_with_parent(signal.SIGKILL, msg["host"])
+    limit = msg["job"].get("memory_bytes")
+    if limit:  # a script over it gets MemoryError (or dies), never the worker
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.environ.clear()
     os.environ.update(msg["env"])
     fd = os.open(msg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -146,15 +158,33 @@ def _child(conn: Connection, msg: dict[str, Any]) -> None:
     except BaseException as exc:
         traceback.print_exc()
         reason = str(exc) if isinstance(exc, TaskError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError):
+            reason = f"the script went over its memory limit ({_gib(limit)}; raise --memory-gb)"
         conn.send(("error", reason))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
 
 
+def _gib(limit: int | None) -> str:
+    return f"{limit / 2**30:g} GiB" if limit else "none set"
+
+
 def host_main(conn: Connection, parent_pid: int) -> None:
-    """The host's loop: receive a job, fork a child for it, report its exit code."""
-    exit_with_parent(parent_pid)
+    """The host's loop: receive a job, fork a child for it, report its exit code. When a
+    job ends, whatever the script left running in its process group is killed; when the
+    worker dies (timeout, cancel, crash), the kernel tells the host, which kills the
+    running job's group first."""
+    running: list[int] = []
+
+    def worker_died(*_: Any) -> None:
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        os._exit(3)
+
+    signal.signal(signal.SIGTERM, worker_died)
+    die_with_parent(signal.SIGTERM, parent_pid)
     import despina.control.partitions  # noqa: F401 - imported once here, shared by every fork
 
     while True:
@@ -162,17 +192,24 @@ def host_main(conn: Connection, parent_pid: int) -> None:
             msg = conn.recv()
         except (EOFError, OSError):
             return
+        msg["host"] = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 _child(conn, msg)
             except BaseException:
                 code = 1
             finally:
                 os._exit(code)
+        running.append(pid)
         _, status = os.waitpid(pid, 0)
-        conn.send(("exit", os.waitstatus_to_exitcode(status)))
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # a grandchild it left behind goes with it
+        running.remove(pid)
+        code = os.waitstatus_to_exitcode(status)
+        conn.send(("exit", code, _gib(msg["job"].get("memory_bytes"))))
 
 
 if __name__ == "__main__":

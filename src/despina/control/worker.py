@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 from multiprocessing.connection import Connection
 from typing import Any
 
 from despina.core.errors import TaskError
-from despina.core.processes import exit_with_parent, limit_threads
+from despina.core.processes import die_with_parent, limit_threads
 
 
 def run_one(store_url: str, task_id: int) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def worker_main(conn: Connection, parent_pid: int) -> None:
     except (EOFError, OSError):
         return
     limit_threads()
-    exit_with_parent(parent_pid)
+    die_with_parent(signal.SIGKILL, parent_pid)  # its script host then kills its job
     from despina.control.dispatch import execute
     from despina.control.store import Store
 

@@ -172,14 +172,28 @@ def _unwrap(ring: Keyring, header: dict[str, str]) -> bytes:
         raise IntegrityError("the artifact's data key does not unwrap: tampered header") from None
 
 
-def seal(data: bytes, ring: Keyring) -> bytes:
-    """``data`` encrypted under a fresh data key, in the sealed-artifact format."""
+def _payload_aad(context: str) -> bytes:
+    """What the payload's tag also covers: where the artifact belongs (a group and
+    partition), so a file moved or swapped into another place fails to open."""
+    return _PAYLOAD_AAD + (b"\0" + context.encode() if context else b"")
+
+
+def seal(data: bytes, ring: Keyring, context: str = "") -> bytes:
+    """``data`` encrypted under a fresh data key, in the sealed-artifact format, bound to
+    ``context`` (opened only with the same one)."""
     data_key = AESGCM.generate_key(bit_length=256)
     nonce = secrets.token_bytes(12)
     header = {"v": "1", "alg": "AES-256-GCM", "nonce": base64.b64encode(nonce).decode()}
+    if context:  # readable, so a file can be opened on its own; the tag still checks it
+        header["ctx"] = context
     header.update(_wrap(ring, data_key))
     raw = json.dumps(header, sort_keys=True).encode()
-    return MAGIC + _LEN.pack(len(raw)) + raw + AESGCM(data_key).encrypt(nonce, data, _PAYLOAD_AAD)
+    return (
+        MAGIC
+        + _LEN.pack(len(raw))
+        + raw
+        + AESGCM(data_key).encrypt(nonce, data, _payload_aad(context))
+    )
 
 
 def is_sealed(blob: bytes) -> bool:
@@ -203,18 +217,23 @@ def _split(blob: bytes, what: str) -> tuple[dict[str, str], int]:
     return header, start + n
 
 
-def unseal(blob: bytes, ring: Keyring, what: str = "the artifact") -> bytes:
-    """The plaintext of a sealed artifact; IntegrityError if anything was changed."""
+def unseal(
+    blob: bytes, ring: Keyring, what: str = "the artifact", context: str | None = None
+) -> bytes:
+    """The plaintext of a sealed artifact; IntegrityError if anything was changed, or it
+    was sealed for another place than ``context`` (None: the place its header names)."""
     header, body = _split(blob, what)
+    if context is None:
+        context = header.get("ctx", "")
     data_key = _unwrap(ring, header)
     try:
         return AESGCM(data_key).decrypt(
-            base64.b64decode(header["nonce"]), blob[body:], _PAYLOAD_AAD
+            base64.b64decode(header["nonce"]), blob[body:], _payload_aad(context)
         )
     except InvalidTag:
         raise IntegrityError(
-            f"{what} failed its integrity check (tampered with or truncated); restore it "
-            "from a backup or re-run the task that wrote it"
+            f"{what} failed its integrity check (tampered with, truncated, or moved here "
+            "from another group or partition); restore it or re-run the task that wrote it"
         ) from None
 
 
@@ -228,9 +247,10 @@ def rewrap(blob: bytes, ring: Keyring, what: str = "the artifact") -> bytes:
 
 
 # ---- files -------------------------------------------------------------------------
-def write_sealed(path: Path, data: bytes, ring: Keyring | None) -> None:
-    """Write ``data`` atomically (:func:`write_atomic`), sealed when ``ring``."""
-    write_atomic(path, seal(data, ring) if ring is not None else data)
+def write_sealed(path: Path, data: bytes, ring: Keyring | None, context: str = "") -> None:
+    """Write ``data`` atomically (:func:`write_atomic`), sealed (to ``context``) when
+    ``ring``."""
+    write_atomic(path, seal(data, ring, context) if ring is not None else data)
 
 
 def rewrap_file(path: Path, ring: Keyring) -> bool:
@@ -283,10 +303,18 @@ def default_keyring(*, create: bool = False) -> Keyring:
     return Keyring.load(default_home() / "master.key", create=create)
 
 
-def read_artifact(path: Path | str, ring: Keyring | None = None) -> bytes:
+def read_artifact(
+    path: Path | str, ring: Keyring | None = None, context: str | None = None, sealed: bool = False
+) -> bytes:
     """A file's plaintext: decrypted when it is sealed (with ``ring``, else the keyring
-    of ``DESPINA_HOME``), as is when it is not."""
+    of ``DESPINA_HOME``; bound to ``context``), as is when it is not, unless ``sealed``
+    says it must be (encryption is on: a plain file put in its place is refused)."""
     blob = Path(path).read_bytes()
     if not is_sealed(blob):
+        if sealed:
+            raise IntegrityError(
+                f"{path} is not sealed although encryption is on: a plain file was put in "
+                "its place; restore it or re-run the task that wrote it"
+            )
         return blob
-    return unseal(blob, ring or default_keyring(), str(path))
+    return unseal(blob, ring or default_keyring(), str(path), context)
