@@ -23,10 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from despina.control.access import AccessAdmin
 from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, parse_config
 from despina.control.models import (
     SERVE_JOB,
-    ActivityEntry,
     Cluster,
     ClusterSpec,
     Deployment,
@@ -35,9 +35,6 @@ from despina.control.models import (
     GroupStatus,
     Task,
     TaskGroup,
-    TokenInfo,
-    User,
-    UserSpec,
 )
 from despina.control.partitions import check_source, plan
 from despina.control.runtime import partition_context
@@ -49,11 +46,7 @@ from despina.control.store.common import utcnow
 from despina.core.errors import ConfigError, ConflictError, NotFoundError
 from despina.jobs.batch import PredictConfig
 from despina.jobs.model_folder import check_extractor, check_model_folder
-from despina.security.chain import verify_chain
 from despina.security.envelope import Keyring, read_artifact, rotate
-from despina.security.passwords import hash_password
-from despina.security.roles import Role
-from despina.security.tokens import Scope, parse_duration
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +61,7 @@ def private_folder(folder: Path) -> None:
         logger.warning("%s was mode %o; tightened to 0700 (it holds keys and data)", folder, mode)
 
 
-class ControlPlane:
+class ControlPlane(AccessAdmin):
     """Everything a user does with clusters, groups and tasks, on one store."""
 
     def __init__(self, settings: ControlSettings | None = None, store: Store | None = None) -> None:
@@ -128,51 +121,6 @@ class ControlPlane:
 
     def delete_cluster(self, name: str) -> None:
         self.store.delete_cluster(name)
-
-    # ---- users, tokens, activity (whoever opens the embedded store acts as admin) -----
-    def _record(self, action: str, target: str) -> None:
-        import getpass
-
-        self.store.record_activity(f"local:{getpass.getuser()}", action, target, "ok")
-
-    def create_user(self, name: str, role: str, password: str | None = None) -> User:
-        spec = UserSpec(name=name, role=Role.parse(role))
-        pw_hash = hash_password(password) if password is not None else None
-        user = self.store.create_user(spec.name, spec.role, pw_hash)
-        self._record("user add", f"{name} ({role})")
-        return user
-
-    def list_users(self) -> list[User]:
-        return self.store.list_users()
-
-    def delete_user(self, name: str) -> None:
-        self.store.delete_user(name)
-        self._record("user rm", name)
-
-    def create_token(
-        self, user: str, expires: str | None = None, scopes: tuple[str, ...] = ()
-    ) -> tuple[str, TokenInfo]:
-        token, info = self.store.issue_token(
-            user,
-            scopes=tuple(Scope.parse(s) for s in scopes),
-            expires_in=parse_duration(expires) if expires else None,
-        )
-        self._record("token create", f"{info.id} for {user}")
-        return token, info
-
-    def list_tokens(self, user: str | None = None) -> list[TokenInfo]:
-        return self.store.list_tokens(user)
-
-    def revoke_token(self, token_id: str) -> TokenInfo:
-        info = self.store.revoke_token(token_id)
-        self._record("token revoke", token_id)
-        return info
-
-    def list_events(self, limit: int = 100, offset: int = 0) -> list[ActivityEntry]:
-        return self.store.list_activity(limit, offset)
-
-    def verify_events(self) -> dict[str, Any]:
-        return verify_chain(e.model_dump() for e in self.store.iter_activity()).__dict__
 
     # ---- deployments ----------------------------------------------------------------
     def create_deployment(self, spec: DeploymentSpec) -> Deployment:
