@@ -18,13 +18,15 @@ def test_count_pixels_runs_on_a_folder_with_unreadable_files(
     export_digits(data, size=8)
     truth = inject_problems(data, seed=0, blurred=0, darkened=0, near_duplicates=0)
     assert truth.corrupt  # the demo's own broken files are there
+    script = home / "count_pixels.py"  # where a user keeps it: inside the allowed roots
+    script.write_text((EXAMPLES / "count_pixels.py").read_text())
     plane.create_cluster(ClusterSpec(name="local", workers=2))
     plane.create_group(
         GroupSpec(
             name="stats",
             cluster="local",
             source=str(data),
-            script=str(EXAMPLES / "count_pixels.py"),
+            script=str(script),
             partitions=3,
         )
     )
