@@ -247,6 +247,7 @@ def render_html(
     records: Sequence[ImageRecord],
     outcomes: dict[str, CheckOutcome],
     per_issue: int = 12,
+    tables: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     """One self-contained HTML page: counts, the worst samples of each kind of finding
     (each gallery says how many of how many it shows and links the full list), duplicate
@@ -278,7 +279,7 @@ def render_html(
             ],
         }
 
-    tables = issue_tables(df)
+    tables = tables if tables is not None else issue_tables(df)
     sections = []
     lab = tables["label"]
     sections.append(
@@ -370,16 +371,19 @@ def write_outputs(
     records: Sequence[ImageRecord],
     outcomes: dict[str, CheckOutcome],
     drop_label_issues: bool,
-) -> None:
+) -> pd.DataFrame:
     """Write samples.csv, summary.json, report.html, cleaned.csv and the per-issue lists
-    (issues/*.csv, worst first) into ``out``."""
-    typed_labels(df).to_csv(out / "samples.csv", index=False)
+    (issues/*.csv, worst first) into ``out``; the samples as written (typed labels)."""
+    samples = typed_labels(df)
+    samples.to_csv(out / "samples.csv", index=False)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     cleaned_manifest(df, drop_label_issues).to_csv(out / "cleaned.csv", index=False)
     (out / "issues").mkdir(exist_ok=True)
-    for key, table in issue_tables(df).items():
+    tables = issue_tables(df)
+    for key, table in tables.items():
         table.to_csv(out / ISSUE_FILES[key], index=False)
-    (out / "report.html").write_text(render_html(df, summary, records, outcomes))
+    (out / "report.html").write_text(render_html(df, summary, records, outcomes, tables=tables))
+    return samples
 
 
 def _json_default(o: object) -> Any:

@@ -25,14 +25,17 @@ from despina.control.store import Store
 from despina.core.errors import DespinaError, TaskError
 
 
+def _owner_only(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 @contextlib.contextmanager
 def _task_environment(log_path: Path, env: dict[str, str]) -> Iterator[logging.Logger]:
     """Send stdout, stderr and logging to the task's log file; set its env; undo after."""
     log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))  # owner-only
     saved_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    with open(log_path, "a", buffering=1, encoding="utf-8") as fh:
+    with open(log_path, "a", buffering=1, encoding="utf-8", opener=_owner_only) as fh:
         handler = logging.StreamHandler(fh)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()

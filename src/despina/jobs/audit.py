@@ -21,7 +21,6 @@ from despina.audit.report import (
     cleaned_manifest,
     counts_of,
     health_score,
-    typed_labels,
     write_outputs,
 )
 from despina.audit.runner import run_checks, select_checks
@@ -280,9 +279,8 @@ def audit(
         "versions": _versions(),
     }
     with stage("report"):
-        write_outputs(out_dir, df, summary, records, outcomes, cfg.drop_label_issues)
+        samples = write_outputs(out_dir, df, summary, records, outcomes, cfg.drop_label_issues)
     summary["timings"] = timings
-    samples = typed_labels(df)
     return AuditReport(
         out_dir, samples, summary, outcomes, ctx.pred_probs, ctx.embeddings, round_probs
     )

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 from starlette.routing import Match
@@ -293,15 +294,12 @@ class AuthGuard:
             self.auth.limiter.end(client, ok)
 
     async def _principal(self, token: str) -> Principal:
-        """The token's principal: from the cache (a hash on the loop), else from the store
-        on a thread, one lookup per token however many requests wait for it. When a
+        """The principal of a token the cache could not vouch for (see :meth:`_checked`): from
+        the store on a thread, one lookup per token however many requests wait for it. When a
         token's cache entry expired under load, every request in flight with it missed at
         once: at concurrency 32 each server process ran 16 store queries on 16 threads
         every ``cache_s`` seconds, opening SQLite connections beyond the pool's. Sharing
         the lookup avoids that (docs/benchmarks.md, serving)."""
-        principal = self.auth.cached(token)
-        if principal is not None:
-            return principal
         key = hash_token(token)
         lookup = self._lookups.get(key)
         if lookup is None:
@@ -361,8 +359,6 @@ def _query(scope: Scope, key: str) -> str | None:
     """The one value of query parameter ``key``, decoded as the route decodes it; a
     parameter given twice is refused, since the guard and the route could read different
     ones (the scope check the first, the route the last)."""
-    from urllib.parse import parse_qsl
-
     query = scope.get("query_string", b"").decode("latin-1")
     values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == key]
     if len(values) > 1:
