@@ -65,8 +65,10 @@ def process(batch, context):
 
 
 def test_an_s3_folder_runs_as_partitions_with_a_builtin_job_and_a_script(
-    s3: str, plane: ControlPlane, home: Path
+    s3: str, plane: ControlPlane, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A script that reads S3 itself needs the network, which scripts lack unless allowed.
+    monkeypatch.setenv("DESPINA_SCRIPT_NETWORK", "on")
     n = _upload(write_digits(home / "digits", per_class=3, classes=4), "bucket")
     plane.create_cluster(ClusterSpec(name="c", workers=2))
     source = "s3://bucket/digits"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -60,62 +61,57 @@ def test_a_script_sees_its_declared_env_and_no_secrets(
     assert part.startswith(b"DSPENC1")
 
 
-PROCS_SCRIPT = '''
-import os
+SLOW_SCRIPT = """
+import time
 
 
 def main(context):
-    """Every despina worker's command line and environment this process can read."""
+    time.sleep(3)
+"""
+
+
+def _workers() -> list[tuple[str, str]]:
+    """Every despina worker's command line and environment, as root reads them."""
     seen = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmdline = fh.read().decode(errors="replace")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if "despina.control.worker" in cmdline:
+                seen.append((cmdline, Path(f"/proc/{pid}/environ").read_bytes().decode()))
         except OSError:
             continue
-        if "despina.control.worker" not in cmdline:
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                environ = fh.read().decode(errors="replace")
-        except OSError as exc:
-            environ = f"unreadable: {exc}"
-        seen.append(cmdline + "\\n" + environ)
-    return "\\x1e".join(seen)  # one string: a returned list means output paths
-'''
+    return seen
 
 
 def test_a_worker_has_no_store_url_on_its_command_line_and_no_admin_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The store's URL (with PostgreSQL, its password) came as a worker's argument, so
-    ``ps`` and every script saw it; the admin token was inherited. Run as root, where a
-    script can read another process's environment, to see what a worker holds."""
+    ``ps`` saw it; the admin token was inherited. Read what a running worker holds."""
     from tests.control.fixtures import make_settings
+    from tests.waiting import wait_for
 
     home = tmp_path / "s3cret-home"
     home.mkdir()
     monkeypatch.setenv("DESPINA_ADMIN_TOKEN", "dsp_" + "a" * 43)
     plane = ControlPlane(make_settings(home))
     try:
-        (home / "procs.py").write_text(PROCS_SCRIPT)
+        (home / "slow.py").write_text(SLOW_SCRIPT)
         plane.create_cluster(ClusterSpec(name="c", workers=1))
         plane.create_group(
             GroupSpec(
                 name="g",
                 cluster="c",
                 source=str(write_files(home / "d", 1)),
-                script=str(home / "procs.py"),
+                script=str(home / "slow.py"),
             )
         )
-        (task,) = plane.start_group("g", wait=True)
+        with ThreadPoolExecutor(1) as pool:
+            run = pool.submit(plane.start_group, "g", wait=True)
+            seen = wait_for(_workers, 20, 0.05, "a running worker")
+            (task,) = run.result()
         assert task.state is TaskState.SUCCEEDED, plane.task_logs(task.id)[0]
-        seen = plane.get_task(task.id).metrics["result"]
-        assert seen, "the script found no worker to look at"
-        for entry in seen.split("\x1e"):
-            cmdline, _, environ = entry.partition("\n")
+        for cmdline, environ in seen:
             assert "s3cret-home" not in cmdline and "sqlite" not in cmdline, cmdline
             assert "DESPINA_ADMIN_TOKEN" not in environ and "DESPINA_DATABASE_URL" not in environ
     finally:

@@ -19,7 +19,7 @@ STUCK = """
 import ctypes, os
 
 def main(context):
-    with open(os.environ["PIDS"], "a") as fh:
+    with open(os.path.join(context.output, "pids"), "a") as fh:
         fh.write(f"{os.getpid()}\\n")
     ctypes.PyDLL(None).sleep(600)  # one C call that holds the interpreter lock
 """
@@ -30,7 +30,7 @@ import os, time
 def main(context):
     if os.fork() == 0:  # a double fork: the grandchild is nobody's child
         if os.fork() == 0:
-            with open(os.environ["PIDS"], "a") as fh:
+            with open(os.path.join(context.output, "pids"), "a") as fh:
                 fh.write(f"{os.getpid()}\\n")
             time.sleep(600)
         os._exit(0)
@@ -64,14 +64,13 @@ def _group(plane: ControlPlane, home: Path, name: str, script: str, **kw: Any) -
             source=str(write_files(home / f"d-{name}", 1)),
             script=str(path),
             max_retries=0,
-            env={"PIDS": str(home / "pids")},
             **kw,
         )
     )
 
 
-def _pids(home: Path) -> list[int]:
-    return [int(p) for p in (home / "pids").read_text().split()]
+def _pids(home: Path, group: str) -> list[int]:
+    return [int(p) for p in (home / "outputs" / group / "pids").read_text().split()]
 
 
 @pytest.fixture
@@ -86,7 +85,7 @@ def test_a_script_stuck_in_a_c_call_dies_with_its_timeout(
     _group(cluster, home, "stuck", STUCK, timeout_s=2)
     (task,) = cluster.start_group("stuck", wait=True)
     assert task.state is TaskState.FAILED and "timed out" in (task.exit_reason or "")
-    [pid] = _pids(home)
+    [pid] = _pids(home, "stuck")
     wait_for(lambda: not _alive(pid), 10, 0.1, f"the stuck script (pid {pid}) ending")
 
 
@@ -94,8 +93,9 @@ def test_a_grandchild_does_not_outlive_its_finished_task(cluster: ControlPlane, 
     _group(cluster, home, "orphan", ORPHAN)
     (task,) = cluster.start_group("orphan", wait=True)
     assert task.state is TaskState.SUCCEEDED, task.exit_reason
-    wait_for(lambda: (home / "pids").is_file(), 10, 0.05, "the grandchild's pid")
-    [pid] = _pids(home)
+    pids = home / "outputs" / "orphan" / "pids"
+    wait_for(pids.is_file, 10, 0.05, "the grandchild's pid")
+    [pid] = _pids(home, "orphan")
     wait_for(lambda: not _alive(pid), 10, 0.1, f"the grandchild (pid {pid}) ending")
 
 

@@ -20,7 +20,12 @@ from typing import Any
 from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, run_builtin
 from despina.control.models import Task, TaskGroup
 from despina.control.runtime import TaskContext, seal_tree, write_partition
-from despina.control.script_host import DEFAULT_TASK_MEMORY_GB, run_in_child, script_env
+from despina.control.script_host import (
+    DEFAULT_TASK_MEMORY_GB,
+    run_in_child,
+    sandbox_for,
+    script_env,
+)
 from despina.control.store import Store
 from despina.core.errors import DespinaError, TaskError
 
@@ -119,6 +124,7 @@ def _run(group: TaskGroup, task: Task, spec: dict[str, Any], ctx: TaskContext) -
         "script": group.script,
         "spec": spec,
         "memory_bytes": int(memory_gb * 2**30),
+        "sandbox": sandbox_for(spec, Path(ctx.output)),
         "context": {
             "task_id": ctx.task_id,
             "partition": ctx.partition,

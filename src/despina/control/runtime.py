@@ -10,9 +10,9 @@ plane encrypts, every output is sealed (:mod:`despina.security.envelope`).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,14 +134,17 @@ def to_table(rows: Any) -> pa.Table:
         ) from exc
 
 
-def load_script(path: str) -> Any:
-    """Import a user script as a fresh module (its syntax errors surface here)."""
+def read_script(path: str) -> str:
+    """A user script's source, read before the script's sandbox closes its folder."""
     file = Path(path)
     if not file.is_file():
         raise TaskError(f"script {file} does not exist")
-    spec = importlib.util.spec_from_file_location(f"despina_script_{abs(hash(path))}", file)
-    if spec is None or spec.loader is None:
-        raise TaskError(f"cannot import {file} as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    return file.read_text(encoding="utf-8")
+
+
+def load_script(path: str, source: str) -> Any:
+    """Run a user script's ``source`` as a fresh module (its syntax errors surface here)."""
+    module = types.ModuleType(f"despina_script_{abs(hash(path))}")
+    module.__file__ = path
+    exec(compile(source, path, "exec"), module.__dict__)
     return module

@@ -5,23 +5,29 @@ master key; a user's script must see neither. Each worker keeps one *script host
 process started with a clean environment (``PATH``, ``HOME``, locale, temp dir) that
 imports the stack once and then forks a fresh child per script task (a fork costs
 milliseconds where a new interpreter imports the whole stack again: many small tasks).
-The child takes the group's ``env``, sends its log to the task's log file, runs the
-script, and sends progress, metrics and rows back over the host's socket; the worker
-writes the rows (sealed, like every output). Nothing secret ever enters the host, so
-nothing secret can be inherited by a child. Host and child exit when their parent does.
+The child takes the group's ``env``, sends its log to the task's log file, reads the
+script and its partition, confines itself (:mod:`despina.security.sandbox`: its input,
+its output folder and a private temp folder, nothing else), runs the script, and sends
+progress, metrics and rows back over the host's socket as JSON and Arrow (never pickle:
+the worker must not run what a script sends); the worker writes the rows (sealed, like
+every output). Nothing secret ever enters the host, so nothing secret can be inherited
+by a child. Host and child exit when their parent does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -29,19 +35,55 @@ from typing import Any
 
 import pyarrow as pa
 
-from despina.control.runtime import TaskContext, load_script, to_table
+from despina.control.runtime import TaskContext, load_script, read_script, to_table
+from despina.control.settings import script_network, unsafe_scripts
+from despina.core.config import default_home
 from despina.core.errors import TaskError
 from despina.core.processes import THREAD_LIMITS, die_with_parent
+from despina.security.sandbox import Confinement, confine, runtime_paths, unavailable
+from despina.security.settings import key_file_from_env
 
 #: A script task's memory (address space) when its group sets none (--memory-gb).
 DEFAULT_TASK_MEMORY_GB = 4.0
 # What a script may inherit from the worker besides its group's env: nothing secret.
-PASSED_THROUGH = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+PASSED_THROUGH = ("PATH", "PYTHONPATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+PASSED_THROUGH += ("TMPDIR",)  # where the host makes each script's private temp folder
+UNSAFE_WARNING = (
+    "DESPINA_UNSAFE_SCRIPTS=1: this script runs unconfined, with the worker's rights; it "
+    "can read the store, the master key and every group's outputs"
+)
 
 
 def script_env(declared: dict[str, str]) -> dict[str, str]:
     env = {k: os.environ[k] for k in PASSED_THROUGH if k in os.environ}
     return {**env, **THREAD_LIMITS, **declared}
+
+
+def sandbox_for(spec: dict[str, Any], output: Path) -> dict[str, Any]:
+    """What a script task may touch (its partition's files, its group's output folder),
+    decided by the worker; or a TaskError when this machine cannot confine scripts and
+    the operator has not opted in to running them unconfined."""
+    unsafe = unsafe_scripts()
+    reason = unavailable()
+    if reason and not unsafe:
+        raise TaskError(
+            f"this worker cannot confine user scripts: {reason}. Run scripts on a worker "
+            "that can, or set DESPINA_UNSAFE_SCRIPTS=1 where every script's author is "
+            "trusted (a script would run with the worker's rights)"
+        )
+    if unsafe and reason is None:
+        unsafe = False  # the sandbox works here: the opt-in is not needed, so not used
+    if unsafe:
+        logging.getLogger(__name__).warning(UNSAFE_WARNING)
+    output.mkdir(mode=0o700, parents=True, exist_ok=True)
+    files = [p for p in spec.get("paths", []) if "://" not in p] if spec["kind"] == "files" else []
+    return {
+        "unsafe": unsafe,
+        "read": [str(Path(p).resolve()) for p in files],
+        "write": [str(output.resolve())],
+        "network": script_network(),
+        "exclude": [str(p) for p in (default_home(), key_file_from_env()) if p is not None],
+    }
 
 
 class ScriptHost:
@@ -70,16 +112,18 @@ class ScriptHost:
         self.conn.send({"job": job, "env": env, "log": str(log_path)})
         outcome: Any = None
         while True:
-            try:
-                kind, *rest = self.conn.recv()
-            except (EOFError, OSError):
-                raise TaskError("the script host died; the worker will start a new one") from None
+            kind, *rest = self._receive()
             if kind == "progress":
-                ctx.progress(rest[0], rest[1])
+                done, total = rest
+                if not isinstance(done, int) or not isinstance(total, int | None):
+                    raise TaskError("the script reported progress that is not a count")
+                ctx.progress(done, total)
             elif kind == "metrics":
+                if not isinstance(rest[0], dict):
+                    raise TaskError("the script reported metrics that are not a mapping")
                 ctx.metrics.update(rest[0])
             elif kind == "rows":
-                outcome = ("rows", pa.ipc.open_stream(self.conn.recv_bytes()).read_all())
+                outcome = ("rows", pa.ipc.open_stream(self._receive(raw=True)).read_all())
             elif kind == "main":
                 outcome = ("main", rest[0])
             elif kind == "error":
@@ -94,6 +138,22 @@ class ScriptHost:
                     )
                 return outcome
 
+    def _receive(self, raw: bool = False) -> Any:
+        """The next message: JSON (a list), or Arrow bytes when ``raw``. What a script
+        sends is data to check, never code to run, so nothing here is unpickled."""
+        try:
+            data = self.conn.recv_bytes()
+            if raw:
+                return data
+            message = json.loads(data)
+        except (EOFError, OSError):
+            raise TaskError("the script host died; the worker will start a new one") from None
+        except ValueError:
+            raise TaskError("the script sent the worker a message that is not JSON") from None
+        if not isinstance(message, list) or not message or not isinstance(message[0], str):
+            raise TaskError("the script sent the worker a malformed message")
+        return message
+
 
 _host: ScriptHost | None = None
 
@@ -107,17 +167,31 @@ def run_in_child(job: dict[str, Any], env: dict[str, str], log_path: Path, ctx: 
 
 
 # ---- the host and its children --------------------------------------------------------
+def _send(conn: Connection, *message: Any) -> None:
+    conn.send_bytes(json.dumps(message, default=_plain).encode())
+
+
+def _plain(value: Any) -> Any:
+    """numpy numbers and other values a script may put in its metrics, as JSON."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
+
+
 def _child(conn: Connection, msg: dict[str, Any]) -> None:
-    """In the forked child: take the group's env and the task's log, run the script."""
+    """In the forked child: take the group's env and the task's log, read the script and
+    its partition, confine this process, run the script."""
     from despina.control.partitions import load_batch
 
     os.setsid()  # its own process group: the host kills it and all it started as one
     die_with_parent(signal.SIGKILL, msg["host"])
-    limit = msg["job"].get("memory_bytes")
+    job = msg["job"]
+    limit = job.get("memory_bytes")
     if limit:  # a script over it gets MemoryError (or dies), never the worker
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.environ.clear()
     os.environ.update(msg["env"])
+    os.environ.update({"TMPDIR": msg["tmp"], "HOME": msg["tmp"]})
+    tempfile.tempdir = msg["tmp"]  # the host's choice, cached before the fork, is closed
     fd = os.open(msg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -128,29 +202,30 @@ def _child(conn: Connection, msg: dict[str, Any]) -> None:
         stream=sys.stderr,
         force=True,
     )
-    job = msg["job"]
     ctx = TaskContext(
         **job["context"],
         logger=logging.getLogger("despina.task"),
-        _report=lambda d, t: conn.send(("progress", d, t)),
+        _report=lambda d, t: _send(conn, "progress", d, t),
     )
     try:
-        module = load_script(job["script"])
+        source = read_script(job["script"])
+        batch = load_batch(ctx.source, job["spec"])
+        _confine(job["sandbox"], msg["tmp"])
+        module = load_script(job["script"], source)
         if hasattr(module, "process"):
-            batch = load_batch(ctx.source, job["spec"])
             table = to_table(module.process(batch, ctx))
-            conn.send(("metrics", ctx.metrics))
+            _send(conn, "metrics", ctx.metrics)
             sink = io.BytesIO()
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
-            conn.send(("rows",))
+            _send(conn, "rows")
             conn.send_bytes(sink.getvalue())
         elif hasattr(module, "main"):
             result = module.main(ctx)
-            conn.send(("metrics", ctx.metrics))
+            _send(conn, "metrics", ctx.metrics)
             if result is not None and not isinstance(result, (list, tuple, int, float, str)):
                 result = str(result)
-            conn.send(("main", list(result) if isinstance(result, tuple) else result))
+            _send(conn, "main", list(result) if isinstance(result, tuple) else result)
         else:
             raise TaskError(
                 f"script {job['script']} defines neither process(batch, context) nor main(context)"
@@ -160,10 +235,25 @@ def _child(conn: Connection, msg: dict[str, Any]) -> None:
         reason = str(exc) if isinstance(exc, TaskError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, MemoryError):
             reason = f"the script went over its memory limit ({_gib(limit)}; raise --memory-gb)"
-        conn.send(("error", reason))
+        _send(conn, "error", reason)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def _confine(sandbox: dict[str, Any], tmp: str) -> None:
+    """Confine this child as the worker asked, or say loudly that it runs unconfined."""
+    if sandbox.get("unsafe"):
+        logging.getLogger("despina.task").warning(UNSAFE_WARNING)
+        return
+    runtime = runtime_paths(Path(p) for p in sandbox["exclude"])
+    confine(
+        Confinement(
+            read=(*runtime, *sandbox["read"]),
+            write=(*sandbox["write"], tmp),
+            network=bool(sandbox["network"]),
+        )
+    )
 
 
 def _gib(limit: int | None) -> str:
@@ -193,6 +283,7 @@ def host_main(conn: Connection, parent_pid: int) -> None:
         except (EOFError, OSError):
             return
         msg["host"] = os.getpid()
+        msg["tmp"] = tempfile.mkdtemp(prefix="despina-script-")
         pid = os.fork()
         if pid == 0:
             code = 0
@@ -208,8 +299,9 @@ def host_main(conn: Connection, parent_pid: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)  # a grandchild it left behind goes with it
         running.remove(pid)
+        shutil.rmtree(msg["tmp"], ignore_errors=True)
         code = os.waitstatus_to_exitcode(status)
-        conn.send(("exit", code, _gib(msg["job"].get("memory_bytes"))))
+        _send(conn, "exit", code, _gib(msg["job"].get("memory_bytes")))
 
 
 if __name__ == "__main__":

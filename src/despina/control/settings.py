@@ -94,3 +94,13 @@ def worker_seals() -> bool:
     """Whether this worker seals what its tasks write: the executor sets
     ``DESPINA_ENCRYPT=on`` (and ``DESPINA_KEY_FILE``) from the plane's settings."""
     return os.environ.get("DESPINA_ENCRYPT") == "on"
+
+
+def unsafe_scripts() -> bool:
+    """``DESPINA_UNSAFE_SCRIPTS=1``: run scripts unconfined where no sandbox is available."""
+    return env_flag("DESPINA_UNSAFE_SCRIPTS", False)
+
+
+def script_network() -> bool:
+    """``DESPINA_SCRIPT_NETWORK=1``: let confined scripts open TCP connections."""
+    return env_flag("DESPINA_SCRIPT_NETWORK", False)
