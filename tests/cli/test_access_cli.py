@@ -43,7 +43,15 @@ def test_users_tokens_and_the_activity_log_from_the_cli(home: Path) -> None:
         "token create",
         "token revoke",
     ]
-    assert "intact: 3 entries" in ok("events", "verify")
+    report = json.loads(ok("events", "verify", "--json"))
+    assert report["ok"] and report["entries"] == 3
+    head = report["head"]
+    assert "reaches the expected head (entry 3)" in ok("events", "verify", "--expect", head)
+    with sqlite3.connect(home / "despina.db") as db:  # cut back: a shorter, valid chain
+        db.execute("DROP TRIGGER activity_no_delete")
+        db.execute("DELETE FROM activity WHERE seq = 3")
+    assert "intact: 2 entries" in ok("events", "verify")
+    assert "not in the log" in fails(11, "events", "verify", "--expect", head)
     with sqlite3.connect(home / "despina.db") as db:  # an intruder with the database file
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             db.execute("UPDATE activity SET target = 'someone else' WHERE seq = 2")

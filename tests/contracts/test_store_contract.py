@@ -205,10 +205,8 @@ def test_users_and_tokens_keep_only_hashes(store: Store) -> None:
 
 
 def test_the_activity_log_chains_entries_and_notices_edits_and_deletions(store: Store) -> None:
-    from despina.security.chain import verify_chain
-
     def verify() -> Any:
-        return verify_chain(e.model_dump() for e in store.iter_activity(batch=3))
+        return store.verify_activity()
 
     for i in range(8):
         store.record_activity("ana", "POST /v1/groups", f"/v1/groups/g{i}", "201")
@@ -229,6 +227,50 @@ def test_the_activity_log_chains_entries_and_notices_edits_and_deletions(store: 
     assert not report.ok and report.broken_at == 6 and "missing" in (report.reason or "")
 
 
+def test_a_chain_rewritten_without_the_key_or_cut_back_is_detected(store: Store) -> None:
+    """Whoever can write the database can recompute an unkeyed chain; not a keyed one.
+    Deleting the newest entries leaves a valid shorter chain: an earlier head tells."""
+    import hashlib
+    import json
+
+    from despina.security.chain import FIELDS, GENESIS
+
+    for i in range(5):
+        store.record_activity("ana", "POST /v1/groups", f"/v1/groups/g{i}", "201")
+    head = store.verify_activity().head
+    assert store.verify_activity(expect=head).expected_at == 5
+    _drop_append_only_triggers(store)
+    with store.engine.begin() as conn:  # an intruder rewrites entry 2 and re-chains all
+        conn.exec_driver_sql("UPDATE activity SET actor = 'eve' WHERE seq = 2")
+        rows = conn.exec_driver_sql(
+            "SELECT seq, at, actor, action, target, outcome FROM activity ORDER BY seq"
+        ).fetchall()
+        prev = GENESIS
+        for row in rows:
+            body = json.dumps(dict(zip(FIELDS, row, strict=True)), sort_keys=True,
+                              separators=(",", ":"))  # fmt: skip
+            digest = hashlib.sha256(prev.encode() + b"\n" + body.encode()).hexdigest()
+            conn.exec_driver_sql(
+                "UPDATE activity SET prev_hash = %s, hash = %s WHERE seq = %s"
+                if store.engine.dialect.name == "postgresql"
+                else "UPDATE activity SET prev_hash = ?, hash = ? WHERE seq = ?",
+                (prev, digest, row[0]),
+            )
+            prev = digest
+    report = store.verify_activity()
+    assert not report.ok and report.broken_at == 1 and "forged" in (report.reason or "")
+    with store.engine.begin() as conn:  # start over: a clean chain, then cut back
+        conn.exec_driver_sql("DELETE FROM activity")
+    for i in range(5):
+        store.record_activity("ana", "POST /v1/groups", f"/v1/groups/g{i}", "201")
+    head = store.verify_activity().head
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM activity WHERE seq >= 4")
+    assert store.verify_activity().ok  # a shorter chain is still a valid chain...
+    cut = store.verify_activity(expect=head)
+    assert not cut.ok and "not in the log" in (cut.reason or "")  # ...but not the one seen
+
+
 def _drop_append_only_triggers(store: Store) -> None:
     with store.engine.begin() as conn:
         if store.engine.dialect.name == "postgresql":
@@ -241,11 +283,9 @@ def _drop_append_only_triggers(store: Store) -> None:
 def test_concurrent_writers_never_fork_the_activity_chain(store: Store) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from despina.security.chain import verify_chain
-
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: store.record_activity("w", "POST /x", str(i), "200"), range(60)))
-    report = verify_chain(e.model_dump() for e in store.iter_activity())
+    report = store.verify_activity()
     assert report.ok and report.entries == 60
 
 

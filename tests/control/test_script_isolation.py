@@ -205,3 +205,32 @@ def test_a_partition_swapped_moved_or_replaced_by_a_plain_file_is_refused(
             plane.group_result("ga")
         part["ga", 0].write_bytes(original)
         assert plane.group_result("ga").num_rows == rows, what
+
+
+def test_env_values_are_sealed_bound_to_their_group_and_survive_key_rotation(
+    plane: ControlPlane, home: Path
+) -> None:
+    from despina.core.errors import IntegrityError
+
+    script = home / "env.py"
+    script.write_text(ENV_SCRIPT)
+    plane.create_cluster(ClusterSpec(name="c", workers=1))
+    source = str(write_files(home / "d", 1))
+    for name in ("g", "h"):
+        spec = GroupSpec(
+            name=name, cluster="c", source=source, script=str(script), env={"TOKEN": name * 9}
+        )
+        assert plane.create_group(spec).env == {"TOKEN": "***"}
+    stored = plane.store.get_group("g").env["TOKEN"]
+    assert stored.startswith("sealed:") and "ggggggggg" not in stored
+    plane.rotate_keys()
+    assert plane.group_env("g") == {"TOKEN": "g" * 9}
+    (task,) = plane.start_group("g", wait=True)
+    assert task.state is TaskState.SUCCEEDED, plane.task_logs(task.id)[0]
+    seen = dict(zip(*plane.group_result("g").to_pydict().values(), strict=True))
+    assert seen["TOKEN"] == "g" * 9
+    assert "g" * 9 not in plane.task_logs(task.id)[0]
+    # A sealed value copied into another group's env does not open there.
+    plane.store.set_group_env("h", {"TOKEN": stored})
+    with pytest.raises(IntegrityError):
+        plane.group_env("h")

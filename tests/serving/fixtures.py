@@ -19,7 +19,7 @@ from despina.serving.api import create_app
 from despina.serving.auth import Authenticator
 from despina.serving.host import DeploymentHost
 from despina.serving.settings import ServingSettings
-from tests.control.fixtures import ThreadServer, admin_token
+from tests.control.fixtures import ACTIVITY_KEY, ThreadServer, admin_token
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +52,7 @@ def digit_pngs() -> list[tuple[bytes, str]]:
 def serving_app(host: DeploymentHost, folder: Path, **kw: Any) -> tuple[Any, str]:
     """``despina serve``'s app around ``host``, with tokens in a store under ``folder``;
     returns the app and an admin token."""
-    store = Store(f"sqlite:///{folder}/despina.db")
+    store = Store(f"sqlite:///{folder}/despina.db", activity_key=ACTIVITY_KEY)
     token = admin_token(store)
     return create_app(None, host=host, auth=Authenticator(store), **kw), token
 

@@ -46,6 +46,7 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("POST", "/v1/groups", "/v1/groups", "422 422 403 403 403 401 401 401"),
     ("GET", "/v1/groups", "/v1/groups", "200 200 200 403 403 401 401 401"),
     ("GET", "/v1/groups/{name}", "/v1/groups/g", "200 200 200 403 200 401 401 401"),
+    ("GET", "/v1/groups/{name}/env", "/v1/groups/g/env", "200 200 403 403 200 401 401 401"),
     ("DELETE", "/v1/groups/{name}", "/v1/groups/nope", "404 404 403 403 403 401 401 401"),
     ("POST", "/v1/groups/{name}/start", "/v1/groups/nope/start", "404 404 403 403 403 401 401 401"),
     ("GET", "/v1/groups/{name}/status", "/v1/groups/g/status", "200 200 200 403 200 401 401 401"),
@@ -84,7 +85,11 @@ def world(
     plane.create_cluster(ClusterSpec(name="c", workers=1))
     plane.create_group(
         GroupSpec(
-            name="g", cluster="c", source=str(write_files(home / "d", 3)), script=str(rows_script)
+            name="g",
+            cluster="c",
+            source=str(write_files(home / "d", 3)),
+            script=str(rows_script),
+            env={"API_KEY": "hunter2-" + "k" * 20},
         )
     )
     (task,) = plane.start_group("g", wait=True)
@@ -140,6 +145,30 @@ def test_every_route_with_every_caller_answers_as_the_table_says(
                 if str(got.status_code) != want:
                     wrong.append(f"{method} {path} as {column}: {got.status_code} != {want}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_groups_env_values_are_shown_only_to_admins_and_its_operators(
+    world: tuple[ThreadServer, dict[str, str], int], home: Path
+) -> None:
+    server, tokens, task_id = world
+    secret = "hunter2-" + "k" * 20
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for column in ("admin", "operator", "scoped_op", "viewer"):
+            auth = {"Authorization": f"Bearer {tokens[column]}"}
+            assert http.get("/v1/groups/g", headers=auth).json()["env"] == {"API_KEY": "***"}
+            listed = http.get("/v1/groups", headers=auth).json()
+            assert secret not in str(listed)
+            env = http.get("/v1/groups/g/env", headers=auth)
+            if column == "viewer":
+                assert env.status_code == 403
+            else:
+                assert env.json() == {"API_KEY": secret}
+        admin = {"Authorization": f"Bearer {tokens['admin']}"}
+        events = http.get("/v1/events", headers=admin).text
+        logs = http.get(f"/v1/tasks/{task_id}/logs", headers=admin).text
+    assert secret not in events and secret not in logs
+    # Sealed at rest: the store's file holds no trace of the value.
+    assert secret.encode() not in (home / "despina.db").read_bytes()
 
 
 def test_a_scoped_token_cannot_widen_its_scope_through_the_query(

@@ -143,19 +143,31 @@ def events_ls(
 
 @events_app.command("verify")
 @handled
-def events_verify(as_json: AsJson = False, server: Server = None) -> None:
-    """Recompute the hash chain; exit non-zero if an entry was edited or deleted."""
-    report = client_for(server).verify_events()
+def events_verify(
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            help="a head printed by an earlier verify: fail if the log no longer reaches it "
+            "(its newest entries were deleted)"
+        ),
+    ] = None,
+    as_json: AsJson = False,
+    server: Server = None,
+) -> None:
+    """Recompute the keyed hash chain; exit non-zero if an entry was edited, forged or
+    deleted. Keep the head it prints somewhere else, and pass it to --expect later."""
+    report = client_for(server).verify_events(expect)
     if as_json:
         print_json(report)
     if not report["ok"]:
-        raise IntegrityError(
-            f"the activity log is broken at entry {report['broken_at']}: {report['reason']}"
-        )
+        where = f" at entry {report['broken_at']}" if report["broken_at"] else ""
+        raise IntegrityError(f"the activity log is broken{where}: {report['reason']}")
     if not as_json:
-        console.print(
-            f"activity log intact: {report['entries']} entries, head {report['head'][:16]}"
+        reached = f"; it reaches the expected head (entry {report['expected_at']})"
+        typer.echo(
+            f"activity log intact: {report['entries']} entries" + (reached if expect else "")
         )
+        typer.echo(f"head {report['head']}")  # one line, unwrapped: to keep and pass to --expect
 
 
 @handled

@@ -174,6 +174,19 @@ def group_ls(as_json: AsJson = False, server: Server = None) -> None:
     )
 
 
+@group_app.command("env")
+@handled
+def group_env(name: str, as_json: AsJson = False, server: Server = None) -> None:
+    """The group's --env values in the clear (admins and the group's operators; everyone
+    else, and every other command, sees ***)."""
+    env = client_for(server).group_env(name)
+    if as_json:
+        print_json(env)
+        return
+    for key, value in env.items():
+        typer.echo(f"{key}={value}")
+
+
 @group_app.command("rm")
 @handled
 def group_rm(name: str, server: Server = None) -> None:

@@ -174,8 +174,9 @@ class HttpControlClient:
         params = {"limit": limit, "offset": offset}
         return [ActivityEntry(**e) for e in self._call("GET", "/v1/events", params=params)]
 
-    def verify_events(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/v1/events/verify"))
+    def verify_events(self, expect: str | None = None) -> dict[str, Any]:
+        params = {"expect": expect} if expect else {}
+        return dict(self._call("GET", "/v1/events/verify", params=params))
 
     def login(self, user: str, password: str, expires: str = "12h") -> tuple[str, TokenInfo]:
         """A password for a token (``POST /v1/login``)."""
@@ -194,6 +195,9 @@ class HttpControlClient:
 
     def get_group(self, name: str) -> TaskGroup:
         return TaskGroup(**self._call("GET", f"/v1/groups/{name}"))
+
+    def group_env(self, name: str) -> dict[str, str]:
+        return dict(self._call("GET", f"/v1/groups/{name}/env"))
 
     def list_groups(self, cluster: str | None = None) -> list[TaskGroup]:
         params = {"cluster": cluster} if cluster else {}

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, run_builtin
+from despina.control.group_env import open_env
 from despina.control.models import Task, TaskGroup
-from despina.control.runtime import TaskContext, seal_tree, write_partition
+from despina.control.runtime import TaskContext, output_keyring, seal_tree, write_partition
 from despina.control.script_host import (
     DEFAULT_TASK_MEMORY_GB,
     run_in_child,
@@ -68,6 +69,7 @@ def execute(store: Store, task_id: int) -> dict[str, Any]:
     """
     task = store.get_task(task_id)
     group = store.get_group(task.group)
+    group = group.model_copy(update={"env": open_env(group.name, group.env, output_keyring())})
     spec = store.task_spec(task_id)
     log_path = Path(task.log_path)
     with _task_environment(log_path, group.env) as log:

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from despina.control.access import AccessAdmin
 from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, parse_config
+from despina.control.group_env import is_sealed_value, masked, open_env, rewrap_env, seal_env
 from despina.control.models import (
     SERVE_JOB,
     Cluster,
@@ -46,6 +47,7 @@ from despina.control.store.common import utcnow
 from despina.core.errors import ConfigError, ConflictError, NotFoundError
 from despina.jobs.batch import PredictConfig
 from despina.jobs.model_folder import check_extractor, check_model_folder
+from despina.security.chain import load_activity_key
 from despina.security.envelope import Keyring, read_artifact, rotate
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,9 @@ class ControlPlane(AccessAdmin):
     def __init__(self, settings: ControlSettings | None = None, store: Store | None = None) -> None:
         self.settings = settings or ControlSettings.from_env()
         private_folder(self.settings.home)
-        self.store = store or Store(self.settings.database_url)
+        key = load_activity_key(self.settings.activity_key_file)
+        self.store = store or Store(self.settings.database_url, activity_key=key)
+        self.store.activity_key = self.store.activity_key or key
         self._keyring: Keyring | None = None
         self._listeners: list[Callable[[], None]] = []
 
@@ -95,9 +99,15 @@ class ControlPlane(AccessAdmin):
         """Re-wrap every sealed file under the home with a new master key (see
         :func:`despina.security.envelope.rotate`); the old and new key ids and the count."""
         old = self.keyring
-        self._keyring, count = rotate(old, self.settings.home)
+        self._keyring, count = rotate(old, self.settings.home, self._rewrap_envs)
         self._record("keys rotate", f"{old.kid} -> {self._keyring.kid} ({count} artifacts)")
         return old.kid, self._keyring.kid, count
+
+    def _rewrap_envs(self, ring: Keyring) -> int:
+        groups = [g for g in self.store.list_groups() if any(map(is_sealed_value, g.env.values()))]
+        for group in groups:
+            self.store.set_group_env(group.name, rewrap_env(group.env, ring))
+        return len(groups)
 
     def close(self) -> None:
         self.store.close()
@@ -187,13 +197,20 @@ class ControlPlane(AccessAdmin):
             source = str(Path(spec.source).expanduser().resolve())
         spec = spec.model_copy(update={"source": source})
         output = self.settings.outputs_dir / spec.name
-        return self.store.create_group(spec, str(output))
+        if self.settings.encrypt and spec.env:
+            spec = spec.model_copy(update={"env": seal_env(spec.name, spec.env, self.keyring)})
+        return _masked(self.store.create_group(spec, str(output)))
 
     def get_group(self, name: str) -> TaskGroup:
-        return self.store.get_group(name)
+        return _masked(self.store.get_group(name))
 
     def list_groups(self, cluster: str | None = None) -> list[TaskGroup]:
-        return self.store.list_groups(cluster)
+        return [_masked(g) for g in self.store.list_groups(cluster)]
+
+    def group_env(self, name: str) -> dict[str, str]:
+        """The group's env in the clear (for admins and operators; others see ``***``)."""
+        ring = self.keyring if self.settings.encrypt else None
+        return open_env(name, self.store.get_group(name).env, ring)
 
     def delete_group(self, name: str) -> None:
         self.store.delete_group(name)
@@ -389,3 +406,7 @@ class ControlPlane(AccessAdmin):
                     yield text
                 return
             time.sleep(poll_s)
+
+
+def _masked(group: TaskGroup) -> TaskGroup:
+    return group.model_copy(update={"env": masked(group.env)})

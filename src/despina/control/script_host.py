@@ -46,8 +46,18 @@ from despina.security.settings import key_file_from_env
 #: A script task's memory (address space) when its group sets none (--memory-gb).
 DEFAULT_TASK_MEMORY_GB = 4.0
 # What a script may inherit from the worker besides its group's env: nothing secret.
-PASSED_THROUGH = ("PATH", "PYTHONPATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
-PASSED_THROUGH += ("TMPDIR",)  # where the host makes each script's private temp folder
+# TMPDIR: where the host makes each script's private temp folder.
+PASSED_THROUGH = (
+    "PATH",
+    "PYTHONPATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+)
 UNSAFE_WARNING = (
     "DESPINA_UNSAFE_SCRIPTS=1: this script runs unconfined, with the worker's rights; it "
     "can read the store, the master key and every group's outputs"

@@ -82,6 +82,10 @@ class ControlSettings(FrozenModel):
         return {"DESPINA_ENCRYPT": "on", "DESPINA_KEY_FILE": str(self.key_file)}
 
     @property
+    def activity_key_file(self) -> Path:
+        return self.home / "activity.key"
+
+    @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
 

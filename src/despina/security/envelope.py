@@ -25,6 +25,7 @@ import os
 import secrets
 import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,9 +279,13 @@ def sealed_files(root: Path) -> list[Path]:
     return found
 
 
-def rotate(ring: Keyring, root: Path) -> tuple[Keyring, int]:
+def rotate(
+    ring: Keyring, root: Path, rewrap_more: Callable[[Keyring], int] | None = None
+) -> tuple[Keyring, int]:
     """Re-wrap every sealed file under ``root`` with a new master key (a key file) or with
     the current one (``DESPINA_MASTER_KEY``, the old one in ``..._PREVIOUS_...``).
+    ``rewrap_more`` re-wraps what is sealed elsewhere (values in the store), with both keys
+    at hand; it returns its count.
 
     The key file holds old and new keys until every file is re-wrapped, so an interrupted
     rotation loses nothing: run it again. Returns the keyring now in force and the count.
@@ -289,6 +294,8 @@ def rotate(ring: Keyring, root: Path) -> tuple[Keyring, int]:
         ring = ring.with_new_key()
         ring.save()
     count = sum(rewrap_file(p, ring) for p in sealed_files(root))
+    if rewrap_more is not None:
+        count += rewrap_more(ring)
     if ring.path is not None:
         ring = ring.without_previous()
         ring.save()

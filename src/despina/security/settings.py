@@ -47,3 +47,9 @@ def ca_bundle_from_env() -> str | None:
 def admin_token_from_env() -> str | None:
     """``DESPINA_ADMIN_TOKEN``: the first admin's token, instead of a printed one."""
     return os.environ.get("DESPINA_ADMIN_TOKEN") or None
+
+
+def activity_key_from_env() -> str | None:
+    """``DESPINA_ACTIVITY_KEY``: base64 of the activity log's MAC key, instead of the file
+    ``activity.key`` in Despina's home (servers that share one store share this key)."""
+    return os.environ.get("DESPINA_ACTIVITY_KEY") or None

@@ -14,7 +14,6 @@ from pydantic import Field
 from despina.control.models import ActivityEntry, TokenInfo, User, UserSpec
 from despina.core.config import FrozenModel
 from despina.core.errors import AuthError, ConfigError, NotFoundError, RateLimitedError
-from despina.security.chain import verify_chain
 from despina.security.passwords import hash_password, verify_password
 from despina.security.tokens import Scope, parse_duration
 from despina.serving.auth import Authenticator
@@ -130,8 +129,9 @@ def admin_router(auth: Authenticator) -> APIRouter:
         return store.list_activity(limit, offset)
 
     @router.get("/events/verify")
-    def verify_events() -> dict[str, Any]:
-        report = verify_chain(e.model_dump() for e in store.iter_activity())
-        return report.__dict__
+    def verify_events(
+        expect: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
+    ) -> dict[str, Any]:
+        return store.verify_activity(expect).__dict__
 
     return router

@@ -249,6 +249,7 @@ def serve_from_env() -> FastAPI:
     the CLI sets (``DESPINA_SERVE_MODEL``, ``_NAME``, ``_EXTRACTOR``)."""
     from despina.control.settings import ControlSettings
     from despina.control.store import Store
+    from despina.security.chain import load_activity_key
     from despina.security.process import harden_process
 
     harden_process()
@@ -259,5 +260,7 @@ def serve_from_env() -> FastAPI:
     auth_settings = AuthSettings.from_env()
     auth = None
     if auth_settings.enabled:  # tokens live in the same store as the server's
-        auth = Authenticator(Store(ControlSettings.from_env().database_url), auth_settings)
+        control = ControlSettings.from_env()
+        key = load_activity_key(control.activity_key_file)
+        auth = Authenticator(Store(control.database_url, activity_key=key), auth_settings)
     return create_app(None, serving=settings, host=host, auth=auth)

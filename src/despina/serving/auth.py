@@ -88,6 +88,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/groups"): _op(),
     ("GET", "/v1/groups"): Rule(READ),
     ("GET", "/v1/groups/{name}"): Rule(READ, "group", "name"),
+    ("GET", "/v1/groups/{name}/env"): Rule(OPERATE, "group", "name"),
     ("DELETE", "/v1/groups/{name}"): _op("group", "name"),
     ("POST", "/v1/groups/{name}/start"): _op("group", "name"),
     ("GET", "/v1/groups/{name}/status"): Rule(READ, "group", "name"),

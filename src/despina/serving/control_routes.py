@@ -54,6 +54,10 @@ def control_router(plane: ControlPlane) -> APIRouter:
     def get_group(name: str) -> TaskGroup:
         return plane.get_group(name)
 
+    @router.get("/v1/groups/{name}/env")
+    def group_env(name: str) -> dict[str, str]:
+        return plane.group_env(name)
+
     @router.delete("/v1/groups/{name}", status_code=204)
     def delete_group(name: str) -> None:
         plane.delete_group(name)

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from despina.control.models import ActivityEntry, TokenInfo, User
 from despina.control.store.common import insert_row, snapshot, utcnow
 from despina.control.store.tables import ActivityRow, TokenRow, UserRow
-from despina.core.errors import ConflictError, NotFoundError
-from despina.security.chain import GENESIS, entry_hash
+from despina.core.errors import ConfigError, ConflictError, NotFoundError
+from despina.security.chain import GENESIS, ChainReport, entry_hash, verify_chain
 from despina.security.roles import Role
 from despina.security.tokens import Scope, hash_token, new_token, new_token_id
 
@@ -44,6 +44,9 @@ class AccessStore:
     """Users, tokens and activity; needs the store's ``_session`` transactions."""
 
     _session: Callable[..., AbstractContextManager[Session]]
+    #: The activity log's MAC key (see :mod:`despina.security.chain`); kept out of the
+    #: database, given by whoever opens the store to write the log.
+    activity_key: bytes | None = None
 
     # ---- users ----------------------------------------------------------------------
     def create_user(self, name: str, role: Role, password_hash: str | None = None) -> User:
@@ -156,6 +159,7 @@ class AccessStore:
         """Append one entry, chained to the last. Appends are serialized: SQLite's write
         lock, PostgreSQL's transaction-scoped advisory lock; a key conflict (another
         database, or a writer that got there first) is retried."""
+        key = self._activity_key()
         for attempt in range(20):
             try:
                 with self._session(write=True) as s:
@@ -171,13 +175,26 @@ class AccessStore:
                         "outcome": outcome[:32],
                     }
                     prev = GENESIS if last is None else last.hash
-                    row = ActivityRow(**fields, prev_hash=prev, hash=entry_hash(prev, fields))
+                    row = ActivityRow(**fields, prev_hash=prev, hash=entry_hash(prev, fields, key))
                     s.add(row)
                     s.flush()
                     return _entry(row)
             except SqlIntegrityError:
                 time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
         raise ConflictError("could not append to the activity log (too much contention)")
+
+    def verify_activity(self, expect: str | None = None) -> ChainReport:
+        """Recompute the chain (see :func:`despina.security.chain.verify_chain`)."""
+        entries = (e.model_dump() for e in self.iter_activity())
+        return verify_chain(entries, self._activity_key(), expect)
+
+    def _activity_key(self) -> bytes:
+        if self.activity_key is None:
+            raise ConfigError(
+                "this store was opened without the activity log's key; open it through "
+                "ControlPlane, or pass activity_key=load_activity_key(HOME / 'activity.key')"
+            )
+        return self.activity_key
 
     def list_activity(self, limit: int = 100, offset: int = 0) -> list[ActivityEntry]:
         """Newest first."""

@@ -57,8 +57,11 @@ logger = logging.getLogger(__name__)
 class Store(AccessStore, DeploymentStore):
     """Clusters, task groups and tasks in one SQL database (see the module docstring)."""
 
-    def __init__(self, url: str, *, migrate_schema: bool = True) -> None:
+    def __init__(
+        self, url: str, *, migrate_schema: bool = True, activity_key: bytes | None = None
+    ) -> None:
         self.url = url
+        self.activity_key = activity_key
         self.engine = open_engine(url)
         if migrate_schema:
             try:
@@ -148,6 +151,10 @@ class Store(AccessStore, DeploymentStore):
         with self._session() as s:
             row = self._group_row(s, name)
             return _group(row, self._cluster_name(s, row.cluster_id))
+
+    def set_group_env(self, name: str, env: dict[str, str]) -> None:
+        with self._session(write=True) as s:
+            self._group_row(s, name).env = env
 
     def list_groups(self, cluster: str | None = None) -> list[TaskGroup]:
         with self._session() as s:
