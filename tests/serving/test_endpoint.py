@@ -140,6 +140,38 @@ def test_bad_uploads_get_clear_errors_and_the_server_stays_up(
     _still_up(digits_server, digit_pngs)
 
 
+def test_large_uploads_share_a_pixel_budget_and_small_ones_do_not_wait(
+    digits_model: Path, digit_pngs: list[tuple[bytes, str]], tmp_path: Path
+) -> None:
+    """Eight 9-megapixel uploads at once on a budget of one: each decodes alone or gets
+    503 with Retry-After, and a small upload sent meanwhile is answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from despina.serving.host import DeploymentHost
+    from despina.serving.settings import ServingSettings
+
+    settings = ServingSettings(threads=1, decode_budget_pixels=9_000_000, decode_wait_s=0)
+    host = DeploymentHost(settings)
+    host.add("digits", str(digits_model))
+    app, token = serving_app(host, tmp_path, serving=settings)
+    server = ThreadServer(app=app, token=token)
+    server.client = server.http(timeout=120)  # type: ignore[attr-defined]
+    big = _huge_png(3000, 3000)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: _post(server, big), range(8)))
+            small = _post(server, digit_pngs[0][0])
+        codes = sorted(r.status_code for r in answers)
+        assert set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
+        busy = next(r for r in answers if r.status_code == 503)
+        assert busy.headers["retry-after"] and "DESPINA_DECODE_BUDGET_PIXELS" in busy.text
+        assert small.status_code == 200, small.text
+        assert host.budget.peak == 9_000_000 and host.budget.used == 0
+    finally:
+        server.client.close()  # type: ignore[attr-defined]
+        server.stop()
+
+
 def test_wrong_field_content_type_and_deployment(
     digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
 ) -> None:

@@ -56,7 +56,7 @@ def _fast_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _header_size(data: bytes, path: str) -> tuple[int, int] | str:
+def header_size(data: bytes, path: str) -> tuple[int, int] | str:
     """Read width and height from the header only (no pixel decoding), or return why not."""
     import io
 
@@ -83,7 +83,7 @@ def decode_bytes(data: bytes, name: str, max_pixels: int) -> Decoded:
     """Decode encoded image bytes to RGB, refusing empty, truncated and oversized input."""
     if not data:
         return Decoded(None, "corrupt", "zero-byte file")
-    size = _header_size(data, name)
+    size = header_size(data, name)
     if size == "oversized":
         return Decoded(None, "oversized", f"over Pillow's decompression-bomb limit: {name}")
     if isinstance(size, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from despina.audit.image_stats import image_statistics
 from despina.core.errors import InputError
 from despina.core.processes import usable_cores
-from despina.data.decode import decode_bytes
+from despina.data.decode import decode_bytes, header_size
 from despina.serving.batching import MicroBatcher
+from despina.serving.budget import LARGE_PIXELS, PixelBudget
 from despina.serving.drift import DriftMonitor
 from despina.serving.extraction import Box, make_extractor
 from despina.serving.model import OOD_THRESHOLD, Inference, ServingModel, ood_score
@@ -70,9 +72,14 @@ class Deployment:
         extractor: str = "whole",
         settings: ServingSettings | None = None,
         observer: Any = None,
+        budget: PixelBudget | None = None,
     ) -> None:
         self.name = name
         self.settings = settings or ServingSettings()
+        # Shared by every deployment of a server process (the host passes its own).
+        self.budget = budget or PixelBudget(
+            self.settings.decode_budget, self.settings.decode_wait_s
+        )
         if self.settings.opencv_threads:
             # A server's parallelism is its concurrent requests; on an upload's small
             # images OpenCV's own threads cost more to wake than they save
@@ -198,12 +205,16 @@ class Deployment:
         if self.peers is not None and self.inflight == 1:
             self.peers.mark(True)
         try:
-            small = len(data) <= INLINE_BYTES
+            size = header_size(data, filename) if data else None
+            pixels = size[0] * size[1] if isinstance(size, tuple) else 0
+            large = pixels > LARGE_PIXELS  # held by the budget while it is prepared
+            small = len(data) <= INLINE_BYTES and not large
             early: Prepared | None = None
             if not small:  # a long decode would hold up the model worker
                 self.batcher.incoming += 1  # a batch may wait for it (max_wait_ms)
                 try:
-                    early = await run_in_threadpool(self.prepare, data, filename)
+                    async with self.budget.hold(pixels) if large else nullcontext():
+                        early = await run_in_threadpool(self.prepare, data, filename)
                 finally:
                     self.batcher.incoming -= 1
 

@@ -25,6 +25,7 @@ from despina.control.plane import ControlPlane
 from despina.control.states import TaskState
 from despina.control.store.common import utcnow
 from despina.core.errors import NotFoundError, OverloadedError, StateError
+from despina.serving.budget import PixelBudget
 from despina.serving.deployment import Deployment
 from despina.serving.settings import ServingSettings
 
@@ -62,6 +63,8 @@ class DeploymentHost:
         self._sync_lock = threading.Lock()
         # Set to make the server's sync loop run now (see despina.serving.api).
         self.wake = threading.Event()
+        # Large uploads' pixels decoded at once, by all deployments of this process.
+        self.budget = PixelBudget(self.settings.decode_budget, self.settings.decode_wait_s)
 
     def set_observer(self, observer: Any) -> None:
         """Report to ``observer`` (ServingMetrics) from now on, loaded deployments too."""
@@ -72,7 +75,7 @@ class DeploymentHost:
 
     def add(self, name: str, model: str, extractor: str = "whole") -> Deployment:
         """Load a deployment that lives only in this server (``despina serve``)."""
-        dep = Deployment(name, model, extractor, self.settings, self.observer)
+        dep = Deployment(name, model, extractor, self.settings, self.observer, self.budget)
         with self._lock:
             self.loaded[name] = dep
             self._fixed.add(name)
@@ -145,7 +148,9 @@ class DeploymentHost:
 
                 dep: Any = RayServed(rec, cluster, self.settings, self.observer)
             else:
-                dep = Deployment(rec.name, rec.model, rec.extractor, self.settings, self.observer)
+                dep = Deployment(
+                    rec.name, rec.model, rec.extractor, self.settings, self.observer, self.budget
+                )
         # A folder that broke since deploy time, or Ray failing (which may raise SystemExit
         # from its own threads): the task fails, the server's sync loop goes on.
         except (Exception, SystemExit) as exc:

@@ -28,6 +28,15 @@ class ServingSettings(FrozenModel):
 
     max_upload_bytes: int = Field(20 * 2**20, ge=1, description="larger uploads get 413")
     max_pixels: int = Field(36_000_000, ge=1, description="larger images get 422")
+    decode_budget_pixels: int = Field(
+        0,
+        ge=0,
+        description="pixels of large uploads decoded at once, all requests together; "
+        "0: twice max_pixels",
+    )
+    decode_wait_s: float = Field(
+        2.0, ge=0, description="longest wait for the decode budget before 503 Retry-After"
+    )
     max_batch: int = Field(32, ge=1, description="rows per model call; 1 turns batching off")
     max_wait_ms: float = Field(
         2.0, ge=0, description="longest wait to fill a batch with large uploads being decoded"
@@ -50,6 +59,11 @@ class ServingSettings(FrozenModel):
         1, ge=0, description="OpenCV's threads in a serving process; 0: OpenCV's default"
     )
     top_k: int = Field(3, ge=1, le=100)
+
+    @property
+    def decode_budget(self) -> int:
+        return self.decode_budget_pixels or 2 * self.max_pixels
+
     drift_window: int = Field(1000, ge=10)
 
     @classmethod
@@ -57,6 +71,8 @@ class ServingSettings(FrozenModel):
         env = {
             "max_upload_bytes": "DESPINA_MAX_UPLOAD_BYTES",
             "max_pixels": "DESPINA_MAX_PIXELS",
+            "decode_budget_pixels": "DESPINA_DECODE_BUDGET_PIXELS",
+            "decode_wait_s": "DESPINA_DECODE_WAIT_S",
             "max_batch": "DESPINA_MAX_BATCH",
             "max_wait_ms": "DESPINA_MAX_WAIT_MS",
             "max_queue": "DESPINA_MAX_QUEUE",
