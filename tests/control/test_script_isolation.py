@@ -167,9 +167,10 @@ def test_home_logs_and_outputs_are_owner_only(tmp_path: Path) -> None:
 def test_a_partition_swapped_moved_or_replaced_by_a_plain_file_is_refused(
     plane: ControlPlane, home: Path
 ) -> None:
-    """Sealed partitions are bound to their group and partition: another group's file,
-    a copy of a sibling partition (rows duplicated) or a plain Parquet file put in a
-    partition's place fails to open, instead of injecting rows."""
+    """Sealed partitions are bound to their group, partition and attempt: another group's
+    file, a copy of a sibling partition (rows duplicated), an earlier attempt's file (a
+    stale worker's late write) or a plain Parquet file put in a partition's place fails
+    to open, instead of injecting rows."""
     import shutil
 
     import pyarrow as pa
@@ -205,6 +206,47 @@ def test_a_partition_swapped_moved_or_replaced_by_a_plain_file_is_refused(
             plane.group_result("ga")
         part["ga", 0].write_bytes(original)
         assert plane.group_result("ga").num_rows == rows, what
+
+
+FLAKY_SCRIPT = """
+import os
+
+
+def process(batch, context):
+    marker = os.path.join(context.output, "tried")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("the first attempt fails")
+    return [{"attempt": context.attempt}]
+"""
+
+
+def test_a_stale_attempts_late_write_is_refused(plane: ControlPlane, home: Path) -> None:
+    """A worker thought dead may still write its attempt's file after a retry succeeded:
+    the file is bound to its attempt, so it fails to open instead of replacing rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from despina.control.runtime import partition_context
+    from despina.core.errors import IntegrityError
+    from despina.security.envelope import write_sealed
+
+    script = home / "flaky.py"
+    script.write_text(FLAKY_SCRIPT)
+    plane.create_cluster(ClusterSpec(name="c", workers=1))
+    plane.create_group(
+        GroupSpec(name="g", cluster="c", source=str(write_files(home / "d", 1)),
+                  script=str(script), max_retries=1)
+    )  # fmt: skip
+    (task,) = plane.start_group("g", wait=True)
+    assert task.state is TaskState.SUCCEEDED and task.attempt == 2
+    assert plane.group_result("g").to_pydict() == {"attempt": [2]}
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"attempt": [1]}), sink)
+    stale = sink.getvalue().to_pybytes()
+    write_sealed(Path(task.outputs[0]), stale, plane.keyring, partition_context("g", 0, 1))
+    with pytest.raises(IntegrityError):
+        plane.group_result("g")
 
 
 def test_env_values_are_sealed_bound_to_their_group_and_survive_key_rotation(

@@ -14,6 +14,7 @@ from despina.core.errors import ConfigError, IntegrityError
 from despina.security.envelope import (
     MAGIC,
     Keyring,
+    file_context,
     is_sealed,
     read_artifact,
     rewrap,
@@ -137,3 +138,20 @@ def test_read_artifact_decrypts_with_the_homes_key_and_reads_plain_files_as_is(
     write_sealed(tmp_path / "p.json", b'{"b": 2}', None)
     assert read_artifact(tmp_path / "m.json") == b'{"a": 1}'
     assert read_artifact(tmp_path / "p.json") == b'{"b": 2}'
+
+
+def test_a_sealed_folders_file_moved_or_renamed_fails_to_open(tmp_path: Path) -> None:
+    """Files of a sealed model or report folder are bound to their path within it."""
+    ring = Keyring.generate()
+    model = tmp_path / "g" / "model"
+    for name in ("model.onnx", "index.bin"):
+        write_sealed(model / name, name.encode() * 10, ring, file_context(Path("model") / name))
+    assert read_artifact(model / "index.bin", ring) == b"index.bin" * 10
+    (model / "index.bin").write_bytes((model / "model.onnx").read_bytes())  # swapped
+    with pytest.raises(IntegrityError, match="moved or copied here"):
+        read_artifact(model / "index.bin", ring)
+    elsewhere = tmp_path / "h" / "report"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "model.onnx").write_bytes((model / "model.onnx").read_bytes())
+    with pytest.raises(IntegrityError, match="moved or copied here"):
+        read_artifact(elsewhere / "model.onnx", ring)

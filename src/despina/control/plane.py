@@ -332,7 +332,7 @@ class ControlPlane(AccessAdmin):
                 "succeeded (see 'despina group status')"
             )
         parts = [
-            (p, partition_context(name, t.partition))
+            (p, partition_context(name, t.partition, t.attempt))
             for t in sorted(tasks, key=lambda t: t.partition)
             for p in t.outputs
         ]

@@ -23,7 +23,13 @@ import pyarrow.parquet as pq
 
 from despina.control.settings import worker_seals
 from despina.core.errors import TaskError
-from despina.security.envelope import Keyring, default_keyring, is_sealed, write_sealed
+from despina.security.envelope import (
+    Keyring,
+    default_keyring,
+    file_context,
+    is_sealed,
+    write_sealed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ def part_path(output: Path, partition: int) -> Path:
 def write_partition(ctx: TaskContext, table: pa.Table) -> list[str]:
     """This task's rows as ``part-0000N.parquet`` under the group's output; its outputs."""
     path = part_path(ctx.output, ctx.partition)
-    write_atomic(table, path, partition_context(ctx.group, ctx.partition))
+    write_atomic(table, path, partition_context(ctx.group, ctx.partition, ctx.attempt))
     ctx.metrics["rows"] = table.num_rows
     return [str(path)]
 
@@ -85,10 +91,10 @@ def output_keyring() -> Keyring | None:
     return default_keyring()
 
 
-def partition_context(group: str, partition: int) -> str:
-    """What a partition's sealed file is bound to: another group's or partition's file
-    put in its place fails to open."""
-    return f"group {group} partition {partition}"
+def partition_context(group: str, partition: int, attempt: int) -> str:
+    """What a partition's sealed file is bound to: another group's, partition's or
+    attempt's file (a stale worker's late write) put in its place fails to open."""
+    return f"group {group} partition {partition} attempt {attempt}"
 
 
 def write_atomic(table: pa.Table, path: Path, context: str = "") -> None:
@@ -101,16 +107,18 @@ def write_atomic(table: pa.Table, path: Path, context: str = "") -> None:
 
 def seal_tree(paths: list[str]) -> None:
     """Seal, in place, every file under the folders a whole-source job wrote (models,
-    reports, cleaned manifests) when the plane encrypts."""
+    reports, cleaned manifests) when the plane encrypts; each is bound to its path within
+    the folder (``model/model.onnx``), so a file renamed or moved in fails to open."""
     ring = output_keyring()
     if ring is None:
         return
     for top in paths:
+        base = Path(top).parent
         for path in sorted(Path(top).rglob("*")):
             if path.is_file() and not path.is_symlink():
                 data = path.read_bytes()
                 if not is_sealed(data):
-                    write_sealed(path, data, ring)
+                    write_sealed(path, data, ring, file_context(path.relative_to(base)))
 
 
 def to_table(rows: Any) -> pa.Table:

@@ -310,6 +310,9 @@ def default_keyring(*, create: bool = False) -> Keyring:
     return Keyring.load(default_home() / "master.key", create=create)
 
 
+FILE_CONTEXT = "file "
+
+
 def read_artifact(
     path: Path | str, ring: Keyring | None = None, context: str | None = None, sealed: bool = False
 ) -> bytes:
@@ -324,4 +327,18 @@ def read_artifact(
                 "its place; restore it or re-run the task that wrote it"
             )
         return blob
+    if context is None:  # a file bound to its path within its folder must be read there
+        bound = _split(blob, str(path))[0].get("ctx", "")
+        if bound.startswith(FILE_CONTEXT) and not Path(path).as_posix().endswith(
+            "/" + bound[len(FILE_CONTEXT) :]
+        ):
+            raise IntegrityError(
+                f"{path} was sealed as {bound[len(FILE_CONTEXT) :]!r}: it was moved or copied "
+                "here from elsewhere; restore it or re-run the task that wrote it"
+            )
     return unseal(blob, ring or default_keyring(), str(path), context)
+
+
+def file_context(relative: Path) -> str:
+    """What a file of a sealed folder is bound to: its path within the folder."""
+    return FILE_CONTEXT + relative.as_posix()
