@@ -72,17 +72,15 @@ def script_env(declared: dict[str, str]) -> dict[str, str]:
 def sandbox_for(spec: dict[str, Any], output: Path) -> dict[str, Any]:
     """What a script task may touch (its partition's files, its group's output folder),
     decided by the worker; or a TaskError when this machine cannot confine scripts and
-    the operator has not opted in to running them unconfined."""
+    the operator has not opted in to running them unconfined (``DESPINA_UNSAFE_SCRIPTS``,
+    which also turns the sandbox off where it works, for teams that trust every script)."""
     unsafe = unsafe_scripts()
-    reason = unavailable()
-    if reason and not unsafe:
+    if not unsafe and (reason := unavailable()):
         raise TaskError(
             f"this worker cannot confine user scripts: {reason}. Run scripts on a worker "
             "that can, or set DESPINA_UNSAFE_SCRIPTS=1 where every script's author is "
             "trusted (a script would run with the worker's rights)"
         )
-    if unsafe and reason is None:
-        unsafe = False  # the sandbox works here: the opt-in is not needed, so not used
     if unsafe:
         logging.getLogger(__name__).warning(UNSAFE_WARNING)
     output.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -285,7 +283,13 @@ def host_main(conn: Connection, parent_pid: int) -> None:
 
     signal.signal(signal.SIGTERM, worker_died)
     die_with_parent(signal.SIGTERM, parent_pid)
-    import despina.control.partitions  # noqa: F401 - imported once here, shared by every fork
+    # Imported once here and shared by every fork: what reading a partition needs (a
+    # child importing pandas itself would pay for it on every task).
+    import pandas  # noqa: F401
+    import pyarrow.csv
+    import pyarrow.parquet  # noqa: F401
+
+    import despina.control.partitions  # noqa: F401
 
     while True:
         try:
