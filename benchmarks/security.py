@@ -12,6 +12,9 @@ set to 10**12, what the server did before the budget): ordinary uploads alone (r
 per second at 8 connections), then the same uploads while 8 clients send 36-megapixel
 JPEGs without pause (their latency, the large uploads' outcomes, the server's peak memory).
 
+Login flood: ``/health`` latency on ``despina server start`` while 60 wrong passwords
+arrive at once, beside the same probes with no flood.
+
     python benchmarks/security.py [--tasks 200] [--seconds 10]
 """
 
@@ -230,12 +233,63 @@ def hammer(
     return len(latencies) / (time.perf_counter() - t0), latencies
 
 
+def login_flood_section(attempts: int = 60) -> None:
+    """``/health`` latency while ``attempts`` wrong passwords arrive at once, on a real
+    ``despina server start`` (its own process), against the same requests with no flood."""
+    import asyncio
+    import subprocess
+
+    cli = str(Path(sys.executable).parent / "despina")
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "DESPINA_HOME": home, "DESPINA_ADMIN_TOKEN": TOKEN}
+        subprocess.run(
+            [cli, "user", "add", "ana", "--role", "viewer", "--password"],
+            input="a long passphrase\na long passphrase\n",
+            env=env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        with Server([cli, "server", "start", "--port", "{port}"], {"DESPINA_HOME": home}) as srv:
+            base = f"http://127.0.0.1:{srv.port}"
+
+            async def measure(flood: bool) -> tuple[list[float], list[int]]:
+                async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+                    wrong = {"user": "ana", "password": "guess", "expires": "1h"}
+                    pending = None
+                    if flood:
+                        logins = [http.post("/v1/login", json=wrong) for _ in range(attempts)]
+                        pending = asyncio.gather(*logins)
+                    health = []
+                    for _ in range(40):
+                        t0 = time.perf_counter()
+                        assert (await http.get("/health")).status_code == 200
+                        health.append((time.perf_counter() - t0) * 1000)
+                        await asyncio.sleep(0.05)
+                    codes = [r.status_code for r in await pending] if pending else []
+                    return health, codes
+
+            quiet, _ = asyncio.run(measure(False))
+            time.sleep(61)  # the failure window passes: the flood starts from zero
+            loud, codes = asyncio.run(measure(True))
+    rows = [
+        ["no flood", statistics.median(quiet), max(quiet), ""],
+        [
+            f"{attempts} wrong passwords at once",
+            statistics.median(loud),
+            max(loud),
+            f"{codes.count(401)} × 401, {codes.count(429)} × 429",
+        ],
+    ]
+    print(f"## /health during a login flood (despina server start, {attempts} at once)\n")
+    print(table(["while", "/health p50 ms", "max ms", "logins answered"], rows))
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args()
     sandbox_section(args.tasks)
+    login_flood_section()
     from despina.core.config import TrainConfig
     from despina.jobs.batch import TrainJobConfig, train_model
 
