@@ -23,5 +23,6 @@ def test_public_api_is_pinned() -> None:
             "TrainConfig",
             "__version__",
             "audit",
+            "optimize",
         ]
     )

@@ -59,6 +59,14 @@ def audit(
     return run(source, out, config, root=root, progress=progress)
 
 
+def optimize(source: str | Path, out: str | Path, **options: Any) -> Any:
+    """Search the model for ``source`` and write ``best.yaml`` into ``out`` (see
+    :func:`despina.jobs.optimize.optimize` for the options)."""
+    from despina.jobs.optimize import optimize as run
+
+    return run(source, out, **options)
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
@@ -85,4 +93,5 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "audit",
+    "optimize",
 ]

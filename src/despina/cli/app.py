@@ -23,6 +23,7 @@ from despina.cli.clusters import cluster_app
 from despina.cli.common import handled
 from despina.cli.deployments import deploy, deployments_app, serve
 from despina.cli.groups import group_app
+from despina.cli.optimize import optimize
 from despina.cli.progress import RichProgress
 from despina.cli.server import server_app
 from despina.cli.tasks import task_app
@@ -51,6 +52,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
 app.command("login")(login)
 app.command("whoami")(whoami)
+app.command("optimize")(optimize)
 console = Console()
 err = Console(stderr=True)
 
@@ -101,6 +103,13 @@ def audit(
         Path | None,
         typer.Option(help="folder manifest paths must stay inside (default: the manifest's)"),
     ] = None,
+    model_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="best.yaml from despina optimize (its model, training and input size win "
+            "over --width, --depth, --epochs and --image-size)"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Train a CNN with cross-validation and report label issues, outliers, duplicates, defects."""
@@ -120,6 +129,13 @@ def audit(
         )
     except ValidationError as exc:
         raise _fail(_config_error(exc), 2) from None
+    if model_config is not None:
+        from despina.jobs.search_space import load_model_config
+
+        try:
+            cfg = load_model_config(model_config, cfg)
+        except DespinaError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
     try:
         if quiet:
             report = run_audit(source, out, cfg, root=root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,6 +21,16 @@ class ModelConfig(FrozenModel):
     width: int = Field(32, ge=4, le=512, description="channels of the first conv block")
     depth: int = Field(2, ge=1, le=5, description="number of conv blocks (each halves the size)")
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    activation: Literal["relu", "gelu", "silu", "elu"] = "relu"
+    kernel_size: Literal[3, 5] = 3
+    residual: bool = Field(False, description="blocks with a shortcut connection")
+    pooling: Literal["max", "avg"] = "max"
+
+    @classmethod
+    def from_saved(cls, meta: dict[str, Any]) -> ModelConfig:
+        """The config a saved model's JSON records (models saved before a field existed
+        get its default, which is what they were trained with)."""
+        return cls(**{k: meta[k] for k in cls.model_fields if k in meta})
 
 
 class TrainConfig(FrozenModel):
@@ -41,6 +51,12 @@ class TrainConfig(FrozenModel):
         "model served with an object extractor robust to imperfect crops",
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    loss: Literal["cross_entropy", "gce", "sce"] = Field(
+        "cross_entropy",
+        description="cross-entropy, or a noise-robust loss: generalized (gce) or "
+        "symmetric (sce) cross-entropy",
+    )
+    optimizer: Literal["adamw", "sgd"] = "adamw"
 
 
 #: The most worker processes an audit starts on its own: beyond it, folds and decoding

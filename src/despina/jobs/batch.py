@@ -87,7 +87,7 @@ def train_model(
     source: str,
     out_dir: Path,
     cfg: TrainJobConfig,
-    on_epoch: Callable[[int, float, float], None] | None = None,
+    on_epoch: Callable[[int, float, float, float], None] | None = None,
 ) -> dict[str, Any]:
     """Train on every readable image of ``source``; write ``out_dir/model``."""
     from despina.audit.image_stats import ImageStats

@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from despina.core.config import ModelConfig
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+}
+
+
+def _act(name: str) -> nn.Module:
+    cls = ACTIVATIONS[name]
+    return cls(inplace=True) if cls in (nn.ReLU, nn.SiLU, nn.ELU) else cls()
+
+
+class ResidualBlock(nn.Module):
+    """Two convs + BN with a shortcut (a 1x1 conv where the width changes), then pooling."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, act: str, pool: nn.Module) -> None:
+        super().__init__()
+        pad = kernel // 2
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, kernel, padding=pad, bias=False),
+            nn.BatchNorm2d(c_out),
+            _act(act),
+            nn.Conv2d(c_out, c_out, kernel, padding=pad, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1, bias=False)
+        self.act = _act(act)
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.act(self.body(x) + self.shortcut(x)))
+
 
 class SmallCNN(nn.Module):
-    """``depth`` blocks of two 3x3 convs + BN + ReLU + 2x2 max-pool, widths doubling.
-
-    ``embed`` returns the pooled penultimate features used by the audit's checks.
+    """``depth`` blocks of two convs + BN + activation + 2x2 pooling, widths doubling; plain
+    or residual. ``embed`` returns the pooled penultimate features the audit's checks use.
     """
 
     def __init__(
@@ -19,27 +55,44 @@ class SmallCNN(nn.Module):
         width: int = 32,
         depth: int = 2,
         dropout: float = 0.2,
+        activation: str = "relu",
+        kernel_size: int = 3,
+        residual: bool = False,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
+        pad = kernel_size // 2
         for i in range(depth):
             out = width * 2**i
-            layers += [
-                nn.Conv2d(channels, out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(out),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(out, out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(out),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ]
+            pool: nn.Module = nn.MaxPool2d(2) if pooling == "max" else nn.AvgPool2d(2)
+            if residual:
+                layers.append(ResidualBlock(channels, out, kernel_size, activation, pool))
+            else:  # the layout of models saved before residual blocks existed
+                layers += [
+                    nn.Conv2d(channels, out, kernel_size, padding=pad, bias=False),
+                    nn.BatchNorm2d(out),
+                    _act(activation),
+                    nn.Conv2d(out, out, kernel_size, padding=pad, bias=False),
+                    nn.BatchNorm2d(out),
+                    _act(activation),
+                    pool,
+                ]
             channels = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(channels, num_classes)
         self.embedding_dim = channels
+
+    @classmethod
+    def from_config(
+        cls, in_channels: int, num_classes: int, config: ModelConfig | dict[str, Any]
+    ) -> SmallCNN:
+        """The CNN a :class:`ModelConfig` (or a saved model's JSON) describes."""
+        cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_saved(config)
+        return cls(in_channels, num_classes, **cfg.model_dump())
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.features(x)), 1)

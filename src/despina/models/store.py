@@ -48,12 +48,8 @@ def load_model(folder: Path) -> SavedModel:
         raise NotFoundError(f"{folder} is not a Despina model folder ({MODEL_CONFIG}, {WEIGHTS})")
     try:
         meta = json.loads(read_artifact(cfg_path))
-        model = SmallCNN(
-            in_channels=int(meta["in_channels"]),
-            num_classes=len(meta["class_names"]),
-            width=int(meta["width"]),
-            depth=int(meta["depth"]),
-            dropout=float(meta.get("dropout", 0.0)),
+        model = SmallCNN.from_config(
+            int(meta["in_channels"]), len(meta["class_names"]), {"dropout": 0.0, **meta}
         )
         model.load_state_dict(load_weights(read_artifact(w_path)))
     except (KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:

@@ -13,10 +13,13 @@ from sklearn.model_selection import train_test_split
 
 from despina.core.config import ModelConfig, TrainConfig
 from despina.models.cnn import SmallCNN
+from despina.training.losses import make_loss
 
 logger = logging.getLogger(__name__)
 
-EpochCallback = Callable[[int, float, float], None]
+#: Called after each epoch with (epoch, training loss, validation loss, validation
+#: accuracy); raising in it (a pruned search trial) ends the training there.
+EpochCallback = Callable[[int, float, float, float], None]
 
 
 def _shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
@@ -74,12 +77,9 @@ def train_classifier(
     tr, va = validation_split(y, train_config.validation_fraction, seed)
     xt, yt = torch.from_numpy(np.ascontiguousarray(x[tr])), torch.from_numpy(y[tr])
     xv, yv = torch.from_numpy(np.ascontiguousarray(x[va])), torch.from_numpy(y[va])
-    model = SmallCNN(
-        x.shape[1], num_classes, model_config.width, model_config.depth, model_config.dropout
-    )
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
-    )
+    model = SmallCNN.from_config(x.shape[1], num_classes, model_config)
+    opt = _optimizer(model, train_config)
+    criterion = make_loss(train_config.loss, train_config.label_smoothing)
     steps = train_config.epochs * max(1, -(-len(tr) // train_config.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=train_config.learning_rate, total_steps=steps
@@ -100,17 +100,15 @@ def train_classifier(
                 xb = _shift(xb, gen, shift)
             if train_config.zoom_jitter:
                 xb = _zoom(xb, gen, train_config.zoom_jitter)
-            loss = F.cross_entropy(
-                model(xb), yt[batch], label_smoothing=train_config.label_smoothing
-            )
+            loss = criterion(model(xb), yt[batch])
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             sched.step()
             total += loss.item() * len(batch)
-        val_loss = _loss(model, xv, yv)
+        val_loss, val_acc = _evaluate(model, xv, yv)
         if on_epoch is not None:
-            on_epoch(epoch, total / max(1, len(tr)), val_loss)
+            on_epoch(epoch, total / max(1, len(tr)), val_loss, val_acc)
         if val_loss < best_loss - 1e-4:
             best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
         else:
@@ -123,16 +121,33 @@ def train_classifier(
     return model
 
 
+def _optimizer(model: SmallCNN, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.learning_rate,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=cfg.weight_decay,
+        )
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+    )
+
+
 @torch.no_grad()
-def _loss(model: SmallCNN, x: torch.Tensor, y: torch.Tensor) -> float:
+def _evaluate(model: SmallCNN, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Cross-entropy (what early stopping watches, whatever the training loss) and
+    accuracy on the validation split."""
     if len(x) == 0:
-        return 0.0
+        return 0.0, 0.0
     model.eval()
-    losses = [
-        F.cross_entropy(model(x[i : i + 512]), y[i : i + 512], reduction="sum")
-        for i in range(0, len(x), 512)
-    ]
-    return float(sum(losses)) / len(x)
+    loss, right = 0.0, 0
+    for i in range(0, len(x), 512):
+        logits = model(x[i : i + 512])
+        loss += float(F.cross_entropy(logits, y[i : i + 512], reduction="sum"))
+        right += int((logits.argmax(1) == y[i : i + 512]).sum())
+    return loss / len(x), right / len(x)
 
 
 @torch.no_grad()

@@ -1,0 +1,365 @@
+"""Search the CNN, its training and its preprocessing for the data at hand, with Optuna.
+
+Each trial trains one model with the parameters Optuna's TPE sampler proposes
+(multivariate, with the constant liar so parallel workers do not propose the same point)
+on a fixed 80% of the data, reports its validation accuracy after every epoch to a pruner
+(median: a trial worse than the median of earlier trials at the same epoch stops there),
+and is scored by its accuracy on the other 20%, against the labels as given (the only
+labels a user has). The first trial is always Despina's default model, so its score and
+cost are in the same study. Training seconds are recorded beside the accuracy: an audit
+trains folds × rounds such models, so the winner is the most accurate model whose
+estimated audit time stays within a budget (by default three times the default's).
+
+The study lives in an Optuna journal file under the output folder: workers in other
+processes share it, and running the same command again resumes it (trials a killed
+worker left running are marked failed and queued again). Outputs: ``best.yaml`` (what
+``despina audit --model-config`` and the ``train`` job read), ``trials.parquet`` and
+``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from despina.core.config import AuditConfig, ModelConfig
+from despina.core.errors import ConfigError, DataError
+from despina.core.processes import usable_cores
+from despina.jobs.search_report import StudyResult, report_html
+from despina.jobs.search_space import Space, configs, default_params
+
+logger = logging.getLogger(__name__)
+
+#: An audit's default: the folds and rounds each trained model stands for.
+AUDIT_TRAININGS = AuditConfig().folds * AuditConfig().label_rounds
+HOLDOUT = 0.2
+
+
+# ---- data ---------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """A source decoded once: its readable images' labels, the fixed 80/20 split, and
+    normalized arrays per (size, colour mode), made when a trial first asks."""
+
+    records: list[Any]
+    labels: np.ndarray
+    class_names: list[str]
+    auto_size: int
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    resized: dict[int, np.ndarray]
+    arrays_: dict[tuple[int, str], np.ndarray]
+
+    def arrays(self, size: int | None, color_mode: str) -> np.ndarray:
+        from despina.jobs.scan import scan
+        from despina.preprocessing.image import ImagePipeline
+
+        side = size or self.auto_size
+        if side not in self.resized:
+            self.resized[side] = scan(
+                self.records, side, "resize", AuditConfig().max_pixels
+            ).resized
+        if (side, color_mode) not in self.arrays_:
+            pipeline = ImagePipeline(side, "resize", color_mode).fit(self.resized[side])
+            self.arrays_[side, color_mode] = pipeline.transform_resized(self.resized[side])
+        return self.arrays_[side, color_mode]
+
+
+def prepare(source: str, seed: int) -> Prepared:
+    """Load ``source``, keep its readable images, and split them 80/20 (stratified)."""
+    from despina.data.sources import load_source
+    from despina.jobs.audit import auto_image_size
+    from despina.jobs.scan import scan
+    from despina.training.trainer import validation_split
+
+    dataset = load_source(source)
+    size = auto_image_size(dataset.records, ModelConfig().depth, AuditConfig().max_pixels)
+    scanned = scan(dataset.records, size, "resize", AuditConfig().max_pixels)
+    valid = np.array([f is not None for f in scanned.features])
+    records = [r for r, ok in zip(dataset.records, valid, strict=True) if ok]
+    names = dataset.class_names
+    labels = np.array([names.index(r.label) for r in records], dtype=np.int64)
+    if len(np.unique(labels)) < 2:
+        raise DataError(f"{source}: a search needs readable images of at least two classes")
+    train_idx, test_idx = validation_split(labels, HOLDOUT, seed)
+    return Prepared(
+        records, labels, names, size, train_idx, test_idx, {size: scanned.resized[valid]}, {}
+    )
+
+
+# ---- trials -------------------------------------------------------------------------
+def run_trial(trial: Any, data: Prepared, space: Space, base: AuditConfig) -> float:
+    """Train one model with the trial's parameters; its accuracy on the held-out 20%."""
+    import optuna
+    import torch
+
+    from despina.training.trainer import predict, train_classifier
+
+    params = space.suggest(trial)
+    cfg = configs(params, base)
+    x = data.arrays(cfg.image_size, cfg.color_mode)
+    curve: list[float] = []
+
+    def epoch_done(epoch: int, _train: float, _val: float, accuracy: float) -> None:
+        curve.append(round(accuracy, 5))
+        trial.report(accuracy, epoch)
+        if trial.should_prune():
+            trial.set_user_attr("curve", curve)
+            raise optuna.TrialPruned(f"epoch {epoch}: validation accuracy {accuracy:.3f}")
+
+    torch.manual_seed(base.seed)
+    t0 = time.perf_counter()
+    tr = data.train_idx
+    model = train_classifier(
+        x[tr], data.labels[tr], len(data.class_names), cfg.model, cfg.train, base.seed, epoch_done
+    )
+    seconds = time.perf_counter() - t0
+    probs, _ = predict(model, x[data.test_idx])
+    accuracy = float((probs.argmax(1) == data.labels[data.test_idx]).mean())
+    trial.set_user_attr("curve", curve)
+    trial.set_user_attr("train_seconds", round(seconds, 3))
+    trial.set_user_attr("audit_minutes", round(seconds * AUDIT_TRAININGS / 60, 3))
+    trial.set_user_attr("image_size", cfg.image_size or data.auto_size)
+    return accuracy
+
+
+# ---- the study ----------------------------------------------------------------------
+def _storage(out: Path) -> Any:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(out / "study.journal")))
+
+
+def _study(
+    out: Path, name: str, space: Space, seed: int, create: bool = True, worker: int = 0
+) -> Any:
+    """The study ``name`` in ``out``'s journal: created, or loaded when it exists (with
+    the same space, else a ConfigError). Each worker, and each resumption, seeds its
+    sampler apart: the same seed would propose the same points again."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _storage(out)
+    ids = {s.study_name: s._study_id for s in storage.get_all_studies()}
+    existing = len(storage.get_all_trials(ids[name], deepcopy=False)) if name in ids else 0
+    sampler = optuna.samplers.TPESampler(
+        seed=seed + 7919 * worker + 104729 * existing,
+        multivariate=True,
+        constant_liar=True,
+        n_startup_trials=5,
+    )
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get("space")
+    if stored is None and create:
+        study.set_user_attr("space", space.params)
+    elif stored is not None and stored != json.loads(json.dumps(space.params)):
+        raise ConfigError(
+            f"study {name!r} in {out} was run with another search space; resume it with the "
+            "same --space, or pick a new --study name"
+        )
+    return study
+
+
+def _requeue_stale(study: Any) -> int:
+    """Trials left RUNNING by a worker that was killed: failed, and queued again with the
+    same parameters (no other worker runs this study while its coordinator starts)."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+    return len(stale)
+
+
+def _worker(out: str, name: str, params: dict[str, Any], source: str, base_json: str,
+            seed: int, trials: int, deadline: float | None, threads: int,
+            worker: int) -> None:  # fmt: skip
+    """One worker process: load the data, then run trials until the study has ``trials``
+    finished ones or the deadline passes."""
+    import torch
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    torch.set_num_threads(threads)
+    space = Space(params)
+    base = AuditConfig.model_validate_json(base_json)
+    study = _study(Path(out), name, space, seed, create=False, worker=worker)
+    data = prepare(source, base.seed)
+    done = MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    timeout = None if deadline is None else max(0.0, deadline - time.time())
+    study.optimize(
+        lambda t: run_trial(t, data, space, base),
+        callbacks=[done],
+        timeout=timeout,
+        catch=(RuntimeError, ValueError),
+        gc_after_trial=True,
+    )
+
+
+def optimize(
+    source: str | Path,
+    out: str | Path,
+    *,
+    trials: int = 20,
+    timeout_s: float | None = None,
+    space: Space | None = None,
+    workers: int = 1,
+    study: str = "despina",
+    seed: int = 0,
+    epochs: int | None = None,
+    max_audit_minutes: float | None = None,
+    on_trial: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> StudyResult:
+    """Search ``space`` (default: :data:`DEFAULT_SPACE`) for the best model on ``source``
+    and write ``best.yaml``, ``trials.parquet`` and ``report.html`` into ``out``.
+
+    ``trials`` counts every finished trial of the study (a resumed one included);
+    ``workers`` processes share it; ``on_trial`` gets the table of trials as they end.
+    """
+    if trials < 1:
+        raise ConfigError(f"--trials {trials}: search at least one trial (20 is a fair start)")
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: use at least one worker process")
+    space = space or Space.parse(None)
+    out = Path(out)
+    base = AuditConfig(seed=seed)
+    if epochs is not None:
+        base = base.model_copy(update={"train": base.train.model_copy(update={"epochs": epochs})})
+    prepare(str(source), seed)  # bad data fails here, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    handle = _study(out, study, space, seed)
+    requeued = _requeue_stale(handle)
+    if requeued:
+        logger.warning("%d trial(s) left running by a killed worker are queued again", requeued)
+    if not handle.trials:
+        handle.enqueue_trial(default_params(space, base), user_attrs={"default": True})
+    deadline = None if timeout_s is None else time.time() + timeout_s
+    threads = max(1, usable_cores() // workers)
+    args = (str(out), study, space.params, str(source), base.model_dump_json(), seed, trials,
+            deadline, threads)  # fmt: skip
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(*args, i), daemon=True) for i in range(workers)]
+    for p in procs:
+        p.start()
+    seen = -1
+    while any(p.is_alive() for p in procs):
+        time.sleep(1.0)
+        table = trial_rows(handle)
+        finished = sum(r["state"] in ("COMPLETE", "PRUNED") for r in table)
+        if on_trial is not None and len(table) + finished != seen:
+            seen = len(table) + finished
+            on_trial(table)
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    table = trial_rows(handle)
+    if on_trial is not None:
+        on_trial(table)
+    if failed and not any(r["state"] == "COMPLETE" for r in table):
+        raise DataError(f"every search worker failed (exit codes {failed}); see the log above")
+    return _finish(handle, table, space, base, out, max_audit_minutes)
+
+
+def trial_rows(study: Any) -> list[dict[str, Any]]:
+    """Every trial of the study as a row: number, state, accuracy, costs, parameters."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        duration = None
+        if t.datetime_start and t.datetime_complete:
+            duration = (t.datetime_complete - t.datetime_start).total_seconds()
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "accuracy": t.value,
+                "train_seconds": t.user_attrs.get("train_seconds"),
+                "audit_minutes": t.user_attrs.get("audit_minutes"),
+                "duration_s": duration,
+                "default": bool(t.user_attrs.get("default")),
+                "curve": list(t.user_attrs.get("curve", [])),
+                "params": dict(t.params),
+            }
+        )
+    return rows
+
+
+def _finish(
+    study: Any,
+    table: list[dict[str, Any]],
+    space: Space,
+    base: AuditConfig,
+    out: Path,
+    max_audit_minutes: float | None,
+) -> StudyResult:
+    complete = [r for r in table if r["state"] == "COMPLETE" and r["accuracy"] is not None]
+    if not complete:
+        raise DataError("no trial of the search completed; see the log, or give it more time")
+    default = next((r for r in complete if r["default"]), None)
+    budget = max_audit_minutes
+    if budget is None:
+        anchor = default["audit_minutes"] if default else min(r["audit_minutes"] for r in complete)
+        budget = 3 * anchor
+    within = [r for r in complete if (r["audit_minutes"] or 0) <= budget] or complete
+    best = max(within, key=lambda r: (r["accuracy"], -(r["audit_minutes"] or 0)))
+    cfg = configs(best["params"], base)
+    size = study.trials[best["number"]].user_attrs.get("image_size", cfg.image_size)
+    chosen = {
+        "image_size": size,
+        "color_mode": cfg.color_mode,
+        "model": cfg.model.model_dump(),
+        "train": cfg.train.model_dump(),
+    }
+    _write_atomic(out / "best.yaml", yaml.safe_dump(chosen, sort_keys=False))
+    _write_trials(out / "trials.parquet", table)
+    result = StudyResult(
+        best_params=best["params"],
+        best_config=cfg.model_copy(update={"image_size": size}),
+        best_accuracy=float(best["accuracy"]),
+        default_accuracy=None if default is None else float(default["accuracy"]),
+        budget_minutes=float(budget),
+        trials=table,
+        out=out,
+    )
+    _write_atomic(out / "report.html", report_html(result, study))
+    return result
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_trials(path: Path, table: list[dict[str, Any]]) -> None:
+    keys = sorted({k for r in table for k in r["params"]})
+    columns: dict[str, Any] = {
+        k: [r[k] for r in table]
+        for k in ("number", "state", "accuracy", "train_seconds", "audit_minutes", "duration_s",
+                  "default")
+    }  # fmt: skip
+    columns["curve"] = [r["curve"] for r in table]
+    for k in keys:
+        columns[f"param_{k}"] = [json.dumps(r["params"].get(k)) for r in table]
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
