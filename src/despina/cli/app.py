@@ -23,7 +23,7 @@ from despina.cli.clusters import cluster_app
 from despina.cli.common import handled
 from despina.cli.deployments import deploy, deployments_app, serve
 from despina.cli.groups import group_app
-from despina.cli.optimize import optimize
+from despina.cli.optimize import compress, optimize
 from despina.cli.progress import RichProgress
 from despina.cli.server import server_app
 from despina.cli.tasks import task_app
@@ -53,6 +53,7 @@ app.add_typer(keys_app, name="keys")
 app.command("login")(login)
 app.command("whoami")(whoami)
 app.command("optimize")(optimize)
+app.command("compress")(compress)
 console = Console()
 err = Console(stderr=True)
 

@@ -1,4 +1,5 @@
-"""``despina optimize``: search the model, its training and preprocessing for a dataset."""
+"""``despina optimize`` searches the model, its training and preprocessing for a dataset;
+``despina compress`` makes a served model small and fast."""
 
 from __future__ import annotations
 
@@ -107,3 +108,33 @@ def optimize(
     console.print(
         f"audit with it: despina audit SOURCE --out DIR --model-config {out / 'best.yaml'}"
     )
+
+
+@handled
+def compress(
+    model_dir: Annotated[Path, typer.Argument(help="a model folder (what despina serve takes)")],
+    data: Annotated[
+        str, typer.Option(help="labelled images the model knows: calibration and held-out split")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the compressed model folder")],
+    max_drop: Annotated[
+        float, typer.Option(help="accuracy points it may lose on the held-out 20%")
+    ] = 0.5,
+    seed: Annotated[int, typer.Option(help="random seed of the split")] = 0,
+) -> None:
+    """Quantize the model to int8 (ONNX Runtime, static, calibrated on --data); refuse it,
+    writing nothing, if it loses more than --max-drop accuracy points."""
+    from despina.jobs.compress import compress as run
+
+    result = run(model_dir, data, out, max_drop=max_drop, seed=seed)
+    table = Table(title=f"{model_dir} → {out} (int8)", title_justify="left")
+    for col in ("model", "held-out accuracy", "images/s, batch 1", "images/s, batch 64"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for name, acc, rate in (
+        ("fp32", result.accuracy_before, result.rate_before),
+        ("int8", result.accuracy_after, result.rate_after),
+    ):
+        table.add_row(name, f"{acc:.4f}", f"{rate[1]:,.0f}", f"{rate[64]:,.0f}")
+    console.print(table)
+    console.print(f"lost {result.drop_points:.2f} points (allowed {max_drop:g}); serve it with: "
+                  f"despina serve {out}", highlight=False)  # fmt: skip
