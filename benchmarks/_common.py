@@ -53,8 +53,8 @@ def accuracy_of_saved(model_dir: Path, images: np.ndarray, y: np.ndarray) -> flo
     x = torch.from_numpy(pipe.transform([as_rgb(im) for im in images]))
     with torch.no_grad():
         pred = saved.model(x).argmax(1).numpy()
-    names = np.array([int(c) for c in saved.class_names])
-    return float((names[pred] == y).mean())
+    names = np.array(saved.class_names)  # class names; y as names or as integer labels
+    return float((names[pred] == np.asarray(y).astype(str)).mean())
 
 
 def prf(flags: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:

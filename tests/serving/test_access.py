@@ -370,33 +370,21 @@ def test_requests_waiting_on_one_token_share_one_store_lookup(
 
 # Names that exist in ``world``: half of the generated path parameters use them, so calls
 # reach the routes' logic, not only 404s (not for DELETE: the rest of the run needs them).
-SCHEMATHESIS_CONFIG = """
-[dictionaries.clusters]
-values = ["c"]
-[dictionaries.groups]
-values = ["g"]
-[dictionaries.deployments]
-values = ["digits"]
-[dictionaries.tasks]
-values = [TASK]
+KNOWN = {"clusters": ("name", '"c"'), "groups": ("name", '"g"'),
+         "deployments": ("name", '"digits"'), "tasks": ("task_id", "TASK")}  # fmt: skip
 
-[[operations]]
-include-path-regex = "^/v1/clusters/"
-include-method-regex = "GET|POST"
-parameters = { "path.name" = { dictionary = "clusters", probability = 0.5 } }
-[[operations]]
-include-path-regex = "^/v1/groups/"
-include-method-regex = "GET|POST"
-parameters = { "path.name" = { dictionary = "groups", probability = 0.5 } }
-[[operations]]
-include-path-regex = "^/v1/deployments/"
-include-method-regex = "GET|POST"
-parameters = { "path.name" = { dictionary = "deployments", probability = 0.5 } }
-[[operations]]
-include-path-regex = "^/v1/tasks/"
-include-method-regex = "GET|POST"
-parameters = { "path.task_id" = { dictionary = "tasks", probability = 0.5 } }
-"""
+
+def _schemathesis_config(task_id: int) -> str:
+    parts = []
+    for kind, (_, value) in KNOWN.items():
+        parts.append(f"[dictionaries.{kind}]\nvalues = [{value.replace('TASK', str(task_id))}]")
+    for kind, (param, _) in KNOWN.items():
+        binding = f'{{ dictionary = "{kind}", probability = 0.5 }}'
+        parts.append(
+            f'[[operations]]\ninclude-path-regex = "^/v1/{kind}/"\n'
+            f'include-method-regex = "GET|POST"\nparameters = {{ "path.{param}" = {binding} }}'
+        )
+    return "\n".join(parts) + "\n"
 
 
 def test_the_api_has_no_5xx_under_schemathesis(
@@ -409,7 +397,7 @@ def test_the_api_has_no_5xx_under_schemathesis(
     would lock itself out (the matrix covers both)."""
     server, tokens, task_id = world
     config = home / "schemathesis.toml"
-    config.write_text(SCHEMATHESIS_CONFIG.replace("TASK", str(task_id)))
+    config.write_text(_schemathesis_config(task_id))
     st = Path(sys.executable).parent / "st"
     run = subprocess.run(
         [

@@ -87,12 +87,7 @@ class Space:
     def load(cls, path: Path | None) -> Space:
         if path is None:
             return cls.parse(None)
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read the search space {path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a search space is a mapping of keys to choices")
+        data = _read_mapping(path, "the search space", "a mapping of keys to choices")
         return cls.parse(data, str(path))
 
     def suggest(self, trial: Any) -> dict[str, Any]:
@@ -157,12 +152,7 @@ def default_params(space: Space, base: AuditConfig) -> dict[str, Any]:
 def load_model_config(path: Path, base: AuditConfig | None = None) -> AuditConfig:
     """``base`` (default: the defaults) with the model, training and preprocessing of a
     ``best.yaml`` written by a search (or any YAML of those keys)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read the model config {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected image_size, color_mode, model and train keys")
+    data = _read_mapping(path, "the model config", "image_size, color_mode, model and train")
     allowed = {"image_size", "color_mode", "model", "train"}
     if set(data) - allowed:
         raise ConfigError(
@@ -179,3 +169,14 @@ def load_model_config(path: Path, base: AuditConfig | None = None) -> AuditConfi
         )
     except (ValidationError, TypeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _read_mapping(path: Path, what: str, expected: str) -> dict[str, Any]:
+    """A YAML file's top-level mapping; a ConfigError naming ``what`` it should hold."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected {expected}")
+    return data
