@@ -7,10 +7,11 @@ import base64
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from despina.control.models import ClusterSpec, GroupSpec
+from despina.control.models import ClusterSpec, GroupSpec, TaskGroup
 from despina.control.plane import ControlPlane
 from despina.control.states import TaskState
 from tests.control.fixtures import write_files
@@ -25,6 +26,21 @@ def process(batch, context):
 '''
 
 
+def _script_group(
+    plane: ControlPlane, home: Path, name: str, script: str, files: int = 1, **kw: Any
+) -> TaskGroup:
+    """Group ``name`` running ``script`` over ``files`` small files, on cluster ``c`` (made
+    on first use, one worker)."""
+    path = home / f"{name}.py"
+    path.write_text(script)
+    if not any(c.name == "c" for c in plane.list_clusters()):
+        plane.create_cluster(ClusterSpec(name="c", workers=1))
+    source = str(write_files(home / f"d-{name}", files))
+    return plane.create_group(
+        GroupSpec(name=name, cluster="c", source=source, script=str(path), **kw)
+    )
+
+
 def test_a_script_sees_its_declared_env_and_no_secrets(
     plane: ControlPlane, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -36,18 +52,7 @@ def test_a_script_sees_its_declared_env_and_no_secrets(
     }
     for k, v in secrets.items():
         monkeypatch.setenv(k, v)
-    script = home / "env.py"
-    script.write_text(ENV_SCRIPT)
-    plane.create_cluster(ClusterSpec(name="c", workers=1))
-    plane.create_group(
-        GroupSpec(
-            name="g",
-            cluster="c",
-            source=str(write_files(home / "d", 2)),
-            script=str(script),
-            env={"FOO": "bar"},
-        )
-    )
+    _script_group(plane, home, "g", ENV_SCRIPT, files=2, env={"FOO": "bar"})
     (task,) = plane.start_group("g", wait=True)
     assert task.state is TaskState.SUCCEEDED, plane.task_logs(task.id)[0]
     seen = dict(zip(*plane.group_result("g").to_pydict().values(), strict=True))
@@ -96,16 +101,7 @@ def test_a_worker_has_no_store_url_on_its_command_line_and_no_admin_token(
     monkeypatch.setenv("DESPINA_ADMIN_TOKEN", "dsp_" + "a" * 43)
     plane = ControlPlane(make_settings(home))
     try:
-        (home / "slow.py").write_text(SLOW_SCRIPT)
-        plane.create_cluster(ClusterSpec(name="c", workers=1))
-        plane.create_group(
-            GroupSpec(
-                name="g",
-                cluster="c",
-                source=str(write_files(home / "d", 1)),
-                script=str(home / "slow.py"),
-            )
-        )
+        _script_group(plane, home, "g", SLOW_SCRIPT)
         with ThreadPoolExecutor(1) as pool:
             run = pool.submit(plane.start_group, "g", wait=True)
             seen = wait_for(_workers, 20, 0.05, "a running worker")
@@ -140,16 +136,7 @@ def test_home_logs_and_outputs_are_owner_only(tmp_path: Path) -> None:
     plane = ControlPlane(make_settings(home))
     try:
         assert stat.S_IMODE(home.stat().st_mode) == 0o700
-        (home / "rows.py").write_text(ENV_SCRIPT)
-        plane.create_cluster(ClusterSpec(name="c", workers=1))
-        plane.create_group(
-            GroupSpec(
-                name="g",
-                cluster="c",
-                source=str(write_files(home / "d", 2)),
-                script=str(home / "rows.py"),
-            )
-        )
+        _script_group(plane, home, "g", ENV_SCRIPT, files=2)
         (task,) = plane.start_group("g", wait=True)
         assert task.state is TaskState.SUCCEEDED
         log, output = Path(task.log_path), Path(task.outputs[0])
@@ -178,19 +165,8 @@ def test_a_partition_swapped_moved_or_replaced_by_a_plain_file_is_refused(
 
     from despina.core.errors import IntegrityError
 
-    script = home / "env.py"
-    script.write_text(ENV_SCRIPT)
-    plane.create_cluster(ClusterSpec(name="c", workers=1))
     for name in ("ga", "gb"):
-        plane.create_group(
-            GroupSpec(
-                name=name,
-                cluster="c",
-                source=str(write_files(home / name, 2)),
-                script=str(script),
-                partitions=2,
-            )
-        )
+        _script_group(plane, home, name, ENV_SCRIPT, files=2, partitions=2)
         plane.start_group(name, wait=True)
     rows = plane.group_result("ga").num_rows
     part = {(t.group, t.partition): Path(t.outputs[0]) for t in plane.list_tasks()}
@@ -231,13 +207,7 @@ def test_a_stale_attempts_late_write_is_refused(plane: ControlPlane, home: Path)
     from despina.core.errors import IntegrityError
     from despina.security.envelope import write_sealed
 
-    script = home / "flaky.py"
-    script.write_text(FLAKY_SCRIPT)
-    plane.create_cluster(ClusterSpec(name="c", workers=1))
-    plane.create_group(
-        GroupSpec(name="g", cluster="c", source=str(write_files(home / "d", 1)),
-                  script=str(script), max_retries=1)
-    )  # fmt: skip
+    _script_group(plane, home, "g", FLAKY_SCRIPT, max_retries=1)
     (task,) = plane.start_group("g", wait=True)
     assert task.state is TaskState.SUCCEEDED and task.attempt == 2
     assert plane.group_result("g").to_pydict() == {"attempt": [2]}
@@ -254,15 +224,9 @@ def test_env_values_are_sealed_bound_to_their_group_and_survive_key_rotation(
 ) -> None:
     from despina.core.errors import IntegrityError
 
-    script = home / "env.py"
-    script.write_text(ENV_SCRIPT)
-    plane.create_cluster(ClusterSpec(name="c", workers=1))
-    source = str(write_files(home / "d", 1))
     for name in ("g", "h"):
-        spec = GroupSpec(
-            name=name, cluster="c", source=source, script=str(script), env={"TOKEN": name * 9}
-        )
-        assert plane.create_group(spec).env == {"TOKEN": "***"}
+        group = _script_group(plane, home, name, ENV_SCRIPT, env={"TOKEN": name * 9})
+        assert group.env == {"TOKEN": "***"}
     stored = plane.store.get_group("g").env["TOKEN"]
     assert stored.startswith("sealed:") and "ggggggggg" not in stored
     plane.rotate_keys()
