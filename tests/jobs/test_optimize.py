@@ -46,7 +46,7 @@ def _error(*args: str) -> str:
 def test_a_tiny_study_on_digits_writes_best_yaml_trials_and_a_report(tmp_path: Path) -> None:
     out = tmp_path / "search"
     text = _ok("optimize", "builtin:digits", "--out", str(out), "--trials", "4",
-               "--epochs", "2", "--workers", "2")  # fmt: skip
+               "--epochs", "2", "--workers", "2", "--objectives", "accuracy,latency")  # fmt: skip
     assert "best accuracy" in text and "default model" in text
     trials = pq.read_table(out / "trials.parquet").to_pylist()
     finished = [t for t in trials if t["state"] in ("COMPLETE", "PRUNED")]
@@ -54,6 +54,11 @@ def test_a_tiny_study_on_digits_writes_best_yaml_trials_and_a_report(tmp_path: P
     default = next(t for t in trials if t["default"])
     assert default["state"] == "COMPLETE" and default["accuracy"] > 0.8
     assert all(len(t["curve"]) >= 1 for t in finished)
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    assert all(t["infer_ms"] > 0 and t["audit_minutes"] > 0 for t in complete)
+    front = [t for t in complete if t["pareto"]]
+    assert front and "accuracy,latency" in text
+    assert max(complete, key=lambda t: t["accuracy"]) in front
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert set(best) == {"image_size", "color_mode", "model", "train"}
     top = max(t["accuracy"] for t in trials if t["state"] == "COMPLETE")
@@ -183,3 +188,33 @@ def test_the_audit_trains_the_model_best_yaml_describes(tmp_path: Path) -> None:
     best.write_text("colour_mode: rgb\n")
     assert "unknown keys" in _error("audit", "builtin:digits", "--out", str(tmp_path / "x"),
                                     "--model-config", str(best))  # fmt: skip
+
+
+def test_audit_optimize_searches_then_audits_with_the_winner(tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    text = _ok("audit", "builtin:digits", "--out", str(out), "--optimize", "2", "--epochs", "2",
+               "--folds", "2", "--label-rounds", "1", "--quiet")  # fmt: skip
+    assert "model search: best held-out accuracy" in text
+    best = yaml.safe_load((out / "search" / "best.yaml").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["model"] == best["model"]
+    assert summary["config"]["train"] == best["train"]
+    assert "not both" in _error("audit", "builtin:digits", "--out", str(tmp_path / "x"),
+                                "--optimize", "2", "--model-config", str(out / "search" /
+                                "best.yaml"))  # fmt: skip
+
+
+def test_the_pareto_front_holds_the_trials_nothing_beats(tmp_path: Path) -> None:
+    from despina.jobs.study import pareto
+
+    rows = [
+        {"number": 0, "state": "COMPLETE", "accuracy": 0.90, "audit_minutes": 1.0, "infer_ms": 3},
+        {"number": 1, "state": "COMPLETE", "accuracy": 0.95, "audit_minutes": 3.0, "infer_ms": 1},
+        {"number": 2, "state": "COMPLETE", "accuracy": 0.89, "audit_minutes": 2.0, "infer_ms": 2},
+        {"number": 3, "state": "PRUNED", "accuracy": 0.99, "audit_minutes": 0.1, "infer_ms": 1},
+    ]
+    assert pareto(rows, ("accuracy", "cost")) == {0, 1}
+    assert pareto(rows, ("accuracy", "latency")) == {1}
+    assert pareto(rows, ("accuracy", "cost", "latency")) == {0, 1, 2}
+    assert "objectives" in _error("optimize", "builtin:digits", "--out", str(tmp_path / "s"),
+                                  "--objectives", "latency")  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -111,6 +111,13 @@ def audit(
             "over --width, --depth, --epochs and --image-size)"
         ),
     ] = None,
+    optimize: Annotated[
+        int | None,
+        typer.Option(
+            help="search this many models first (despina optimize, into OUT/search) and audit "
+            "with the winner"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Train a CNN with cross-validation and report label issues, outliers, duplicates, defects."""
@@ -130,6 +137,10 @@ def audit(
         )
     except ValidationError as exc:
         raise _fail(_config_error(exc), 2) from None
+    if optimize is not None:
+        if model_config is not None:
+            raise _fail("give --optimize N or --model-config FILE, not both", 2)
+        model_config = _search_first(source, out / "search", optimize, cfg, quiet)
     if model_config is not None:
         from despina.jobs.search_space import load_model_config
 
@@ -164,6 +175,33 @@ def audit(
     table.add_row("[bold]health score", f"[bold]{report.health:.1%}")
     console.print(table)
     console.print(f"report: {report.report_html}")
+
+
+def _search_first(source: str, out: Path, trials: int, cfg: AuditConfig, quiet: bool) -> Path:
+    """``despina audit --optimize N``: the search, its choice printed; best.yaml's path."""
+    from despina.jobs.optimize import optimize as run_search
+
+    shown = [-1]
+
+    def line(rows: list[dict[str, Any]]) -> None:
+        done = sum(r["state"] in ("COMPLETE", "PRUNED") for r in rows)
+        if not quiet and done != shown[0]:
+            shown[0] = done
+            err.print(f"model search: {done}/{trials} trials finished", highlight=False)
+
+    try:
+        result = run_search(source, out, trials=trials, seed=cfg.seed,
+                            epochs=cfg.train.epochs, on_trial=line)  # fmt: skip
+    except DespinaError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    default = result.default_accuracy
+    console.print(
+        f"model search: best held-out accuracy {result.best_accuracy:.4f}"
+        + ("" if default is None else f" (default model {default:.4f})")
+        + f"; auditing with {out / 'best.yaml'}",
+        highlight=False,
+    )
+    return out / "best.yaml"
 
 
 @app.command()

@@ -62,7 +62,9 @@ def group_create(
     name: str,
     cluster: Annotated[str, typer.Option(help="cluster to run on")],
     source: Annotated[str, typer.Option(help="folder, file, fashion-mnist:DIR or s3://...")],
-    job: Annotated[str | None, typer.Option(help="preprocess, audit, train or predict")] = None,
+    job: Annotated[
+        str | None, typer.Option(help="preprocess, audit, train, predict or optimize")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="the job's YAML/JSON config")] = None,
     script: Annotated[Path | None, typer.Option(help="a .py defining process() or main()")] = None,
     partitions: Annotated[int, typer.Option(help="tasks to split the source into")] = 1,

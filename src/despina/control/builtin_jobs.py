@@ -1,8 +1,11 @@
 """The built-in jobs as tasks: ``preprocess`` and ``predict`` per partition; ``audit`` and
-``train`` over the whole source (their groups run as one partition)."""
+``train`` over the whole source (their groups run as one partition); ``optimize``, whose
+every partition is a worker of one model search over the whole source."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +24,18 @@ from despina.jobs.batch import (
     preprocess_records,
     train_model,
 )
+from despina.jobs.search_space import SearchConfig
 
 WHOLE_SOURCE_JOBS = frozenset({"audit", "train"})
+#: Jobs whose partitions each work on the whole source, side by side.
+WORKER_JOBS = frozenset({"optimize"})
 
 CONFIGS: dict[str, type[Any]] = {
     "preprocess": PreprocessConfig,
     "predict": PredictConfig,
     "train": TrainJobConfig,
     "audit": AuditConfig,
+    "optimize": SearchConfig,
 }
 
 
@@ -59,7 +66,11 @@ class _Progress:
         pass
 
 
-def run_builtin(job: str, group: TaskGroup, spec: dict[str, Any], ctx: TaskContext) -> list[str]:
+def run_builtin(
+    job: str, group: TaskGroup, spec: dict[str, Any], ctx: TaskContext, database_url: str = ""
+) -> list[str]:
+    """Run one task of a built-in job; ``database_url`` is the control plane's store (a
+    search keeps its study there when it is PostgreSQL)."""
     cfg = parse_config(job, group.config)
     if job in ("preprocess", "predict"):
         records = records_for(group.source, spec)
@@ -84,4 +95,38 @@ def run_builtin(job: str, group: TaskGroup, spec: dict[str, Any], ctx: TaskConte
             {"health_score": report.health, **{k: int(v) for k, v in report.counts.items()}}
         )
         return [str(Path(report.report_html).parent)]
+    if job == "optimize":
+        return _optimize(group, spec, cfg, ctx, database_url)
     raise ConfigError(f"unknown job {job!r}")
+
+
+def worker_parts(partitions: int) -> list[dict[str, Any]]:
+    """A worker job's partitions: one worker each, every one on the whole source."""
+    return [{"kind": "worker", "worker": i} for i in range(partitions)]
+
+
+def _optimize(
+    group: TaskGroup, spec: dict[str, Any], cfg: Any, ctx: TaskContext, database_url: str
+) -> list[str]:
+    """One worker of the group's model search; its partition is the trials it ran."""
+    from despina.jobs.optimize import run_group_worker
+    from despina.jobs.study import rows_table
+
+    ctx.progress(0, cfg.trials)
+    started = time.time()
+    if group.started_at is not None:  # the deadline counts from the group's start
+        started = group.started_at.replace(tzinfo=group.started_at.tzinfo or UTC).timestamp()
+    rows = run_group_worker(
+        group.source,
+        Path(ctx.output),
+        cfg,
+        name=cfg.study or group.name,
+        partition=int(spec["worker"]),
+        threads=max(1, int(group.resources.cpus)),
+        started=started,
+        database_url=database_url,
+        on_finished=lambda n: ctx.progress(n, cfg.trials),
+    )
+    ctx.metrics["trials"] = len(rows)
+    ctx.metrics["completed"] = sum(r["state"] == "COMPLETE" for r in rows)
+    return write_partition(ctx, rows_table(rows))

@@ -96,7 +96,7 @@ def execute(store: Store, task_id: int) -> dict[str, Any]:
         )
         t0 = time.perf_counter()
         try:
-            outputs = _run(group, task, spec, ctx)
+            outputs = _run(group, task, spec, ctx, store.url)
         except BaseException as exc:
             log.error("task failed:\n%s", traceback.format_exc())
             if isinstance(exc, TaskError | DespinaError):
@@ -113,9 +113,11 @@ def execute(store: Store, task_id: int) -> dict[str, Any]:
         return {"outputs": outputs, "metrics": ctx.metrics, "done": total, "total": total}
 
 
-def _run(group: TaskGroup, task: Task, spec: dict[str, Any], ctx: TaskContext) -> list[str]:
+def _run(
+    group: TaskGroup, task: Task, spec: dict[str, Any], ctx: TaskContext, database_url: str
+) -> list[str]:
     if group.job is not None:
-        outputs = run_builtin(group.job, group, spec, ctx)
+        outputs = run_builtin(group.job, group, spec, ctx, database_url)
         if group.job in WHOLE_SOURCE_JOBS:
             seal_tree(outputs)
         return outputs

@@ -17,7 +17,7 @@ from despina.core.config import FrozenModel
 from despina.security.roles import Role
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-BUILTIN_JOBS = ("preprocess", "audit", "train", "predict")
+BUILTIN_JOBS = ("preprocess", "audit", "train", "predict", "optimize")
 #: The job of a deployment's task group: a server hosts it (despina.serving.host), no
 #: executor runs it.
 SERVE_JOB = "serve"
@@ -71,7 +71,7 @@ class GroupSpec(FrozenModel):
     name: str
     cluster: str
     source: str = Field(description="a local folder or file, fashion-mnist:DIR, or an fsspec URI")
-    job: Literal["preprocess", "audit", "train", "predict"] | None = None
+    job: Literal["preprocess", "audit", "train", "predict", "optimize"] | None = None
     script: str | None = Field(None, description="a Python file defining process() or main()")
     config: dict[str, Any] = Field(default_factory=dict, description="the job's configuration")
     env: dict[str, str] = Field(default_factory=dict)
@@ -86,7 +86,8 @@ class GroupSpec(FrozenModel):
     def _job_or_script(self) -> GroupSpec:
         if (self.job is None) == (self.script is None):
             raise ValueError(
-                "give exactly one of --job (preprocess|audit|train|predict) or --script FILE"
+                "give exactly one of --job (preprocess|audit|train|predict|optimize) or "
+                "--script FILE"
             )
         bad = [k for k in self.env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
         if bad:

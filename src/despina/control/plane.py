@@ -24,7 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from despina.control.access import AccessAdmin
-from despina.control.builtin_jobs import WHOLE_SOURCE_JOBS, parse_config
+from despina.control.builtin_jobs import (
+    WHOLE_SOURCE_JOBS,
+    WORKER_JOBS,
+    parse_config,
+    worker_parts,
+)
 from despina.control.group_env import is_sealed_value, masked, open_env, rewrap_env, seal_env
 from despina.control.models import (
     SERVE_JOB,
@@ -237,7 +242,10 @@ class ControlPlane(AccessAdmin):
                 self.settings.allowed_roots,
                 remote_schemes=self.settings.source_schemes,
             )
-            parts = plan(group.source, group.partitions)
+            if group.job in WORKER_JOBS:
+                parts = worker_parts(group.partitions)
+            else:
+                parts = plan(group.source, group.partitions)
             tasks = self.store.start_group(name, parts, self.settings.logs_dir)
         self._changed()
         if wait:

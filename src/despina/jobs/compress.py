@@ -1,4 +1,5 @@
-"""Make a served model smaller and faster: ONNX Runtime's static int8 quantization.
+"""Make a served model smaller and faster: structured channel pruning with a short
+fine-tune (:mod:`despina.jobs.prune`), then ONNX Runtime's static int8 quantization.
 
 Static, not dynamic: activations are quantized with ranges calibrated on training images
 (QDQ format, per-channel weights), which is what speeds up convolutions on a CPU;
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from despina.core.artifacts import MODEL_CONFIG, ONNX_FILE, PREPROCESSING, SERVING_FILES
+from despina.core.artifacts import MODEL_CONFIG, ONNX_FILE, PREPROCESSING, SERVING_FILES, WEIGHTS
 from despina.core.errors import ConfigError, DataError, NotFoundError
 from despina.security.envelope import read_artifact
 
@@ -109,13 +110,21 @@ class _Calibration:
 
 
 def compress(
-    model_dir: str | Path, source: str, out: str | Path, *, max_drop: float = 0.5, seed: int = 0
+    model_dir: str | Path,
+    source: str,
+    out: str | Path,
+    *,
+    max_drop: float = 0.5,
+    seed: int = 0,
+    int8: bool = True,
+    prune: float | None = None,
+    fine_tune_epochs: int = 3,
 ) -> Compression:
-    """Quantize ``model_dir``'s ONNX graph to int8 (static, QDQ, per-channel), calibrated on
-    ``source``'s images; write the model folder to ``out`` unless it loses more than
-    ``max_drop`` accuracy points on the held-out 20% (then a ConfigError, nothing written)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    """Prune ``prune`` of the CNN's channels (fine-tuned on ``source``) and/or quantize the
+    ONNX graph to int8 (static, QDQ, per-channel, calibrated on ``source``'s images); write
+    the model folder to ``out`` unless it loses more than ``max_drop`` accuracy points on
+    the held-out 20% (then a ConfigError, nothing written)."""
+    from despina.jobs.prune import prune_folder
 
     model_dir, out = Path(model_dir), Path(out)
     if not (model_dir / ONNX_FILE).is_file():
@@ -124,23 +133,26 @@ def compress(
         raise ConfigError(f"{out} exists and is not empty; choose a new --out")
     if max_drop < 0:
         raise ConfigError(f"--max-drop {max_drop}: give the accuracy points you accept losing")
+    if not int8 and prune is None:
+        raise ConfigError("nothing to do: give --prune FRACTION, --int8, or both")
     calibration, x, y = _labelled(model_dir, source, seed)
+    steps: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(tmp) / "fp32.onnx"
         plain.write_bytes(read_artifact(model_dir / ONNX_FILE))
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
-        quantized = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(prepared),
-            str(quantized),
-            _Calibration(calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
-        before, after = _session(str(plain)), _session(str(quantized))
+        origin, final = model_dir, plain
+        if prune is not None:
+            origin = Path(tmp) / "pruned"
+            steps["pruning"] = prune_folder(model_dir, source, origin, prune, seed=seed,
+                                            epochs=fine_tune_epochs)  # fmt: skip
+            final = origin / ONNX_FILE
+        if int8:
+            final = _quantize(final, Path(tmp), calibration)
+            steps["int8"] = {
+                "method": "onnxruntime static int8 (QDQ, per-channel)",
+                "calibration_images": len(calibration),
+            }
+        before, after = _session(str(plain)), _session(str(final))
         result = Compression(
             accuracy_before=_accuracy(before, x, y),
             accuracy_after=_accuracy(after, x, y),
@@ -150,24 +162,26 @@ def compress(
         )
         if result.drop_points > max_drop:
             raise ConfigError(
-                f"int8 lost {result.drop_points:.2f} accuracy points on the held-out 20% "
-                f"({result.accuracy_before:.4f} → {result.accuracy_after:.4f}), more than "
-                f"--max-drop {max_drop:g}; nothing was written (keep the fp32 model, or allow more)"
+                f"{' + '.join(steps)} lost {result.drop_points:.2f} accuracy points on the "
+                f"held-out 20% ({result.accuracy_before:.4f} → {result.accuracy_after:.4f}), "
+                f"more than --max-drop {max_drop:g}; nothing was written (keep the fp32 model, "
+                "prune less, or allow more)"
             )
         staging = Path(
             tempfile.mkdtemp(prefix=".compress-", dir=out.parent if out.parent.exists() else None)
         )
-        for name in SERVING_FILES:
-            if (model_dir / name).is_file():
-                (staging / name).write_bytes(read_artifact(model_dir / name))
-        for extra in model_dir.iterdir():  # weights, the detector: copied as they are
-            if extra.is_file() and extra.name not in SERVING_FILES:
+        for extra in model_dir.iterdir():  # the detector, other files: copied as they are
+            unfit = prune is not None and extra.name == WEIGHTS  # pruned: the weights differ
+            if extra.is_file() and not (origin / extra.name).exists() and not unfit:
                 (staging / extra.name).write_bytes(read_artifact(extra))
-        shutil.copyfile(quantized, staging / ONNX_FILE)
+        for name in SERVING_FILES:
+            if (origin / name).is_file():
+                (staging / name).write_bytes(read_artifact(origin / name))
+        shutil.copyfile(final, staging / ONNX_FILE)
         meta = json.loads((staging / MODEL_CONFIG).read_text())
+        meta.pop("pruning", None)
         meta["compression"] = {
-            "method": "onnxruntime static int8 (QDQ, per-channel)",
-            "calibration_images": len(calibration),
+            **steps,
             "held_out_accuracy": [result.accuracy_before, result.accuracy_after],
         }
         (staging / MODEL_CONFIG).write_text(json.dumps(meta, indent=2))
@@ -175,3 +189,23 @@ def compress(
             out.rmdir()
         staging.rename(out)
     return result
+
+
+def _quantize(model: Path, tmp: Path, calibration: np.ndarray) -> Path:
+    """``model`` quantized to static int8 (QDQ, per-channel), calibrated on ``calibration``."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = tmp / "prepared.onnx"
+    quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+    quantized = tmp / "int8.onnx"
+    quantize_static(
+        str(prepared),
+        str(quantized),
+        _Calibration(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return quantized

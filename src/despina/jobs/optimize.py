@@ -10,11 +10,12 @@ cost are in the same study. Training seconds are recorded beside the accuracy: a
 trains folds × rounds such models, so the winner is the most accurate model whose
 estimated audit time stays within a budget (by default three times the default's).
 
-The study lives in an Optuna journal file under the output folder: workers in other
-processes share it, and running the same command again resumes it (trials a killed
-worker left running are marked failed and queued again). Outputs: ``best.yaml`` (what
-``despina audit --model-config`` and the ``train`` job read), ``trials.parquet`` and
-``report.html``.
+Workers share one study (see :mod:`despina.jobs.study` for where it lives): processes
+of this machine, or the tasks of an ``optimize`` task group on a cluster. Running the
+same search again resumes it; trials a killed worker left running are failed and queued
+again. Outputs: ``best.yaml`` (what ``despina audit --model-config`` and the ``train``
+job read), ``trials.parquet`` (with the Pareto front of accuracy against audit time, and
+inference time when asked) and ``report.html``.
 """
 
 from __future__ import annotations
@@ -30,15 +31,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from despina.core.config import AuditConfig, ModelConfig
 from despina.core.errors import ConfigError, DataError
 from despina.core.processes import usable_cores
 from despina.jobs.search_report import StudyResult, report_html
-from despina.jobs.search_space import Space, configs, default_params
+from despina.jobs.search_space import SearchConfig, Space, configs, default_params
+from despina.jobs.study import (
+    close_storage,
+    pareto,
+    requeue_stale,
+    rows_table,
+    study_storage,
+    trial_rows,
+    write_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +108,14 @@ def prepare(source: str, seed: int) -> Prepared:
 
 
 # ---- trials -------------------------------------------------------------------------
-def run_trial(trial: Any, data: Prepared, space: Space, base: AuditConfig) -> float:
+def run_trial(trial: Any, data: Prepared, space: Space, base: AuditConfig, worker: str) -> float:
     """Train one model with the trial's parameters; its accuracy on the held-out 20%."""
     import optuna
     import torch
 
     from despina.training.trainer import predict, train_classifier
 
+    trial.set_user_attr("worker", worker)
     params = space.suggest(trial)
     cfg = configs(params, base)
     x = data.arrays(cfg.image_size, cfg.color_mode)
@@ -126,33 +135,26 @@ def run_trial(trial: Any, data: Prepared, space: Space, base: AuditConfig) -> fl
         x[tr], data.labels[tr], len(data.class_names), cfg.model, cfg.train, base.seed, epoch_done
     )
     seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
     probs, _ = predict(model, x[data.test_idx])
+    infer_ms = 1000 * (time.perf_counter() - t1) / max(1, len(data.test_idx))
     accuracy = float((probs.argmax(1) == data.labels[data.test_idx]).mean())
     trial.set_user_attr("curve", curve)
     trial.set_user_attr("train_seconds", round(seconds, 3))
     trial.set_user_attr("audit_minutes", round(seconds * AUDIT_TRAININGS / 60, 3))
+    trial.set_user_attr("infer_ms", round(infer_ms, 4))
     trial.set_user_attr("image_size", cfg.image_size or data.auto_size)
     return accuracy
 
 
 # ---- the study ----------------------------------------------------------------------
-def _storage(out: Path) -> Any:
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(str(out / "study.journal")))
-
-
-def _study(
-    out: Path, name: str, space: Space, seed: int, create: bool = True, worker: int = 0
-) -> Any:
-    """The study ``name`` in ``out``'s journal: created, or loaded when it exists (with
-    the same space, else a ConfigError). Each worker, and each resumption, seeds its
-    sampler apart: the same seed would propose the same points again."""
+def open_study(storage: Any, name: str, space: Space, seed: int, worker: int = 0) -> Any:
+    """The study ``name``: created, or loaded when it exists (with the same space, else a
+    ConfigError). Each worker, and each resumption, seeds its sampler apart: the same
+    seed would propose the same points again."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _storage(out)
     ids = {s.study_name: s._study_id for s in storage.get_all_studies()}
     existing = len(storage.get_all_trials(ids[name], deepcopy=False)) if name in ids else 0
     sampler = optuna.samplers.TPESampler(
@@ -171,51 +173,60 @@ def _study(
         load_if_exists=True,
     )
     stored = study.user_attrs.get("space")
-    if stored is None and create:
+    if stored is None:
         study.set_user_attr("space", space.params)
-    elif stored is not None and stored != json.loads(json.dumps(space.params)):
+    elif stored != json.loads(json.dumps(space.params)):
         raise ConfigError(
-            f"study {name!r} in {out} was run with another search space; resume it with the "
-            "same --space, or pick a new --study name"
+            f"study {name!r} was run with another search space; resume it with the same "
+            "--space, or pick a new --study name"
         )
     return study
 
 
-def _requeue_stale(study: Any) -> int:
-    """Trials left RUNNING by a worker that was killed: failed, and queued again with the
-    same parameters (no other worker runs this study while its coordinator starts)."""
-    from optuna.trial import TrialState
-
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-    return len(stale)
+def _seed_default(study: Any, space: Space, base: AuditConfig) -> None:
+    """The first trial of a new study is Despina's default model."""
+    if not study.trials:
+        study.enqueue_trial(default_params(space, base), user_attrs={"default": True})
 
 
-def _worker(out: str, name: str, params: dict[str, Any], source: str, base_json: str,
-            seed: int, trials: int, deadline: float | None, threads: int,
-            worker: int) -> None:  # fmt: skip
-    """One worker process: load the data, then run trials until the study has ``trials``
-    finished ones or the deadline passes."""
-    import torch
+def run_worker(study: Any, data: Prepared, space: Space, base: AuditConfig, trials: int,
+               deadline: float | None, worker: str) -> None:  # fmt: skip
+    """Run trials until the study has ``trials`` finished ones or the deadline passes."""
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    torch.set_num_threads(threads)
-    space = Space(params)
-    base = AuditConfig.model_validate_json(base_json)
-    study = _study(Path(out), name, space, seed, create=False, worker=worker)
-    data = prepare(source, base.seed)
     done = MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    timeout = None if deadline is None else max(0.0, deadline - time.time())
+    if _finished(study) >= trials:
+        return
+    timeout = None if deadline is None else deadline - time.time()
+    if timeout is not None and timeout <= 0:
+        return
     study.optimize(
-        lambda t: run_trial(t, data, space, base),
+        lambda t: run_trial(t, data, space, base, worker),
         callbacks=[done],
         timeout=timeout,
         catch=(RuntimeError, ValueError),
         gc_after_trial=True,
     )
+
+
+def _finished(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _process_worker(journal: str, name: str, source: str, cfg_json: str, deadline: float | None,
+                    threads: int, worker: int) -> None:  # fmt: skip
+    """One worker process of :func:`optimize`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg = SearchConfig.model_validate_json(cfg_json)
+    space = Space.parse(cfg.space)
+    study = open_study(study_storage(Path(journal)), name, space, cfg.seed, worker)
+    data = prepare(source, cfg.seed)
+    run_worker(study, data, space, cfg.base(), cfg.trials, deadline, f"w{worker}")
 
 
 def optimize(
@@ -230,37 +241,40 @@ def optimize(
     seed: int = 0,
     epochs: int | None = None,
     max_audit_minutes: float | None = None,
+    objectives: tuple[str, ...] = ("accuracy", "cost"),
     on_trial: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> StudyResult:
     """Search ``space`` (default: :data:`DEFAULT_SPACE`) for the best model on ``source``
     and write ``best.yaml``, ``trials.parquet`` and ``report.html`` into ``out``.
 
     ``trials`` counts every finished trial of the study (a resumed one included);
-    ``workers`` processes share it; ``on_trial`` gets the table of trials as they end.
+    ``workers`` processes of this machine share it; ``on_trial`` gets the table of trials
+    as they end.
     """
     if trials < 1:
         raise ConfigError(f"--trials {trials}: search at least one trial (20 is a fair start)")
     if workers < 1:
         raise ConfigError(f"--workers {workers}: use at least one worker process")
     space = space or Space.parse(None)
+    cfg = SearchConfig(trials=trials, timeout_s=timeout_s, space=space.params, study=study,
+                       seed=seed, epochs=epochs, max_audit_minutes=max_audit_minutes,
+                       objectives=objectives)  # fmt: skip
     out = Path(out)
-    base = AuditConfig(seed=seed)
-    if epochs is not None:
-        base = base.model_copy(update={"train": base.train.model_copy(update={"epochs": epochs})})
     prepare(str(source), seed)  # bad data fails here, before anything is written
+    journal = out / "study.journal"  # one machine's workers: a journal beside the outputs
+    handle = open_study(study_storage(journal), study, space, seed)
     out.mkdir(parents=True, exist_ok=True)
-    handle = _study(out, study, space, seed)
-    requeued = _requeue_stale(handle)
+    requeued = requeue_stale(handle)  # no worker of this search runs yet
     if requeued:
         logger.warning("%d trial(s) left running by a killed worker are queued again", requeued)
-    if not handle.trials:
-        handle.enqueue_trial(default_params(space, base), user_attrs={"default": True})
+    _seed_default(handle, space, cfg.base())
     deadline = None if timeout_s is None else time.time() + timeout_s
     threads = max(1, usable_cores() // workers)
-    args = (str(out), study, space.params, str(source), base.model_dump_json(), seed, trials,
-            deadline, threads)  # fmt: skip
+    args = (str(journal), study, str(source), cfg.model_dump_json(), deadline, threads)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(*args, i), daemon=True) for i in range(workers)]
+    procs = [
+        ctx.Process(target=_process_worker, args=(*args, i), daemon=True) for i in range(workers)
+    ]
     for p in procs:
         p.start()
     seen = -1
@@ -277,89 +291,102 @@ def optimize(
         on_trial(table)
     if failed and not any(r["state"] == "COMPLETE" for r in table):
         raise DataError(f"every search worker failed (exit codes {failed}); see the log above")
-    return _finish(handle, table, space, base, out, max_audit_minutes)
+    return finish(table, cfg, out)
 
 
-def trial_rows(study: Any) -> list[dict[str, Any]]:
-    """Every trial of the study as a row: number, state, accuracy, costs, parameters."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        duration = None
-        if t.datetime_start and t.datetime_complete:
-            duration = (t.datetime_complete - t.datetime_start).total_seconds()
-        rows.append(
-            {
-                "number": t.number,
-                "state": t.state.name,
-                "accuracy": t.value,
-                "train_seconds": t.user_attrs.get("train_seconds"),
-                "audit_minutes": t.user_attrs.get("audit_minutes"),
-                "duration_s": duration,
-                "default": bool(t.user_attrs.get("default")),
-                "curve": list(t.user_attrs.get("curve", [])),
-                "params": dict(t.params),
-            }
-        )
-    return rows
+def run_group_worker(
+    source: str,
+    output: Path,
+    cfg: SearchConfig,
+    *,
+    name: str,
+    partition: int,
+    threads: int,
+    started: float,
+    database_url: str = "",
+    on_finished: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One task of an ``optimize`` task group: a worker on the group's study. It requeues
+    what its own killed attempt left running, runs trials until the study has enough,
+    writes the study's outputs into ``output`` as they stand, and returns its trials."""
+    import threading
+
+    import torch
+
+    torch.set_num_threads(threads)
+    space = Space.parse(cfg.space)
+    storage = study_storage(output / "study.journal", database_url)
+    study = open_study(storage, name, space, cfg.seed, partition)
+    worker = f"p{partition}"
+    requeue_stale(study, worker)
+    if partition == 0:
+        _seed_default(study, space, cfg.base())
+    data = prepare(source, cfg.seed)
+    deadline = None if cfg.timeout_s is None else started + cfg.timeout_s
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(2.0):
+            if on_finished is not None:
+                on_finished(min(cfg.trials, _finished(study)))
+
+    reporter = threading.Thread(target=report, daemon=True)
+    reporter.start()
+    try:
+        run_worker(study, data, space, cfg.base(), cfg.trials, deadline, worker)
+        rows = trial_rows(study)
+    finally:
+        stop.set()
+        reporter.join()
+        close_storage(storage)
+    if any(r["state"] == "COMPLETE" for r in rows):
+        finish(rows, cfg, output)
+    return [r for r in rows if r["worker"] == worker]
 
 
-def _finish(
-    study: Any,
-    table: list[dict[str, Any]],
-    space: Space,
-    base: AuditConfig,
-    out: Path,
-    max_audit_minutes: float | None,
-) -> StudyResult:
+def finish(table: list[dict[str, Any]], cfg: SearchConfig, out: Path) -> StudyResult:
+    """Choose the most accurate model within the audit-time budget; write ``best.yaml``,
+    ``trials.parquet`` (the Pareto front marked) and ``report.html``."""
     complete = [r for r in table if r["state"] == "COMPLETE" and r["accuracy"] is not None]
     if not complete:
         raise DataError("no trial of the search completed; see the log, or give it more time")
+    base = cfg.base()
     default = next((r for r in complete if r["default"]), None)
-    budget = max_audit_minutes
+    budget = cfg.max_audit_minutes
     if budget is None:
         anchor = default["audit_minutes"] if default else min(r["audit_minutes"] for r in complete)
         budget = 3 * anchor
     within = [r for r in complete if (r["audit_minutes"] or 0) <= budget] or complete
     best = max(within, key=lambda r: (r["accuracy"], -(r["audit_minutes"] or 0)))
-    cfg = configs(best["params"], base)
-    size = study.trials[best["number"]].user_attrs.get("image_size", cfg.image_size)
+    front = pareto(table, cfg.objectives)
+    for r in table:
+        r["pareto"] = r["number"] in front
+    chosen_cfg = configs(best["params"], base)
+    size = best.get("image_size") or chosen_cfg.image_size
     chosen = {
         "image_size": size,
-        "color_mode": cfg.color_mode,
-        "model": cfg.model.model_dump(),
-        "train": cfg.train.model_dump(),
+        "color_mode": chosen_cfg.color_mode,
+        "model": chosen_cfg.model.model_dump(),
+        "train": chosen_cfg.train.model_dump(),
     }
+    out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "best.yaml", yaml.safe_dump(chosen, sort_keys=False))
-    _write_trials(out / "trials.parquet", table)
+    write_table(out / "trials.parquet", rows_table(table))
     result = StudyResult(
         best_params=best["params"],
-        best_config=cfg.model_copy(update={"image_size": size}),
+        best_config=chosen_cfg.model_copy(update={"image_size": size}),
         best_accuracy=float(best["accuracy"]),
         default_accuracy=None if default is None else float(default["accuracy"]),
         budget_minutes=float(budget),
         trials=table,
         out=out,
+        objectives=cfg.objectives,
     )
-    _write_atomic(out / "report.html", report_html(result, study))
+    _write_atomic(out / "report.html", report_html(result, Space.parse(cfg.space)))
     return result
 
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_trials(path: Path, table: list[dict[str, Any]]) -> None:
-    keys = sorted({k for r in table for k in r["params"]})
-    columns: dict[str, Any] = {
-        k: [r[k] for r in table]
-        for k in ("number", "state", "accuracy", "train_seconds", "audit_minutes", "duration_s",
-                  "default")
-    }  # fmt: skip
-    columns["curve"] = [r["curve"] for r in table]
-    for k in keys:
-        columns[f"param_{k}"] = [json.dumps(r["params"].get(k)) for r in table]
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.table(columns), tmp)
     os.replace(tmp, path)

@@ -23,24 +23,43 @@ class StudyResult:
     budget_minutes: float
     trials: list[dict[str, Any]]
     out: Path
+    objectives: tuple[str, ...] = ("accuracy", "cost")
 
 
-def report_html(result: StudyResult, study: Any) -> str:
+def importances(rows: list[dict[str, Any]], distributions: dict[str, Any]) -> dict[str, float]:
+    """Optuna's parameter importances (fANOVA) over the completed trials' rows, rebuilt as
+    an in-memory study: the rows are what every worker's results add up to."""
+    import optuna
+
+    complete = [r for r in rows if r["state"] == "COMPLETE" and r["accuracy"] is not None]
+    if len(complete) < 3:
+        return {}
+    study = optuna.create_study(direction="maximize")
+    for r in complete:
+        params = {k: v for k, v in r["params"].items() if k in distributions}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={k: distributions[k] for k in params},
+                value=r["accuracy"],
+            )
+        )
+    try:
+        return optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}
+
+
+def report_html(result: StudyResult, space: Any) -> str:
     """One page: best-so-far accuracy by trial with the default's score as a line, the
-    parameters' importances, and the top trials side by side."""
+    Pareto front of accuracy against cost, the parameters' importances, and the top
+    trials side by side."""
     complete = [r for r in result.trials if r["state"] == "COMPLETE"]
     best, points = 0.0, []
     for r in sorted(complete, key=lambda r: r["number"]):
         best = max(best, r["accuracy"])
         points.append((r["number"], best))
-    importances = {}
-    if len(complete) >= 3:
-        try:
-            import optuna
-
-            importances = optuna.importance.get_param_importances(study)
-        except (RuntimeError, ValueError, ZeroDivisionError):
-            importances = {}
+    weights = importances(result.trials, space.distributions())
     top = sorted(complete, key=lambda r: -r["accuracy"])[:8]
     keys = sorted({k for r in top for k in r["params"]})
     rows = "".join(
@@ -54,7 +73,7 @@ def report_html(result: StudyResult, study: Any) -> str:
     bars = "".join(
         f"<tr><td>{html.escape(k)}</td><td><div class=bar style='width:{v * 300:.0f}px'>"
         f"</div> {v:.2f}</td></tr>"
-        for k, v in importances.items()
+        for k, v in weights.items()
     )
     counts = {
         s: sum(r["state"] == s for r in result.trials) for s in ("COMPLETE", "PRUNED", "FAIL")
@@ -70,10 +89,52 @@ td,th{{padding:2px 8px;text-align:left}}.bar{{display:inline-block;height:10px;b
 20% (the default model: {default or "not run"}), within an estimated audit time of
 {result.budget_minutes:.1f} min.</p>
 <h2>Best accuracy so far</h2>{_curve_svg(points, result.default_accuracy)}
+<h2>Accuracy against cost</h2>
+<p>Each completed trial; the Pareto front (no trial is better on every one of
+{html.escape(", ".join(result.objectives))}) in blue, the chosen trial ringed.</p>
+{_front_svg(complete, result)}
 <h2>What mattered</h2><table>{bars or "<tr><td>too few completed trials</td></tr>"}</table>
 <h2>Top trials</h2><table><tr><th>trial</th><th>accuracy</th><th>audit min</th>
 {"".join(f"<th>{html.escape(k)}</th>" for k in keys)}</tr>{rows}</table>
 """
+
+
+def _front_svg(rows: list[dict[str, Any]], result: StudyResult) -> str:
+    """Accuracy against estimated audit minutes (or inference ms per image, when latency
+    is an objective and cost is not)."""
+    key, label = ("audit_minutes", "estimated audit minutes")
+    if "latency" in result.objectives and "cost" not in result.objectives:
+        key, label = ("infer_ms", "inference ms per image")
+    pts = [(float(r[key] or 0), float(r["accuracy"]), r) for r in rows]
+    if not pts:
+        return "<p>no completed trial</p>"
+    w, h, pad = 600, 260, 36
+    x_lo, x_hi = min(p[0] for p in pts), max(p[0] for p in pts)
+    y_lo, y_hi = min(p[1] for p in pts), max(p[1] for p in pts)
+    x_span, y_span = (x_hi - x_lo) or 1.0, (y_hi - y_lo) or 0.01
+
+    def sx(x: float) -> float:
+        return pad + (x - x_lo) / x_span * (w - 2 * pad)
+
+    def sy(y: float) -> float:
+        return h - pad - (y - y_lo) / y_span * (h - 2 * pad)
+
+    dots = "".join(
+        f"<circle cx={sx(x):.1f} cy={sy(y):.1f} r=4 fill='{'#36c' if r.get('pareto') else '#bbb'}'>"
+        f"<title>trial {r['number']}: {y:.4f}, {x:.3g}</title></circle>"
+        + (
+            f"<circle cx={sx(x):.1f} cy={sy(y):.1f} r=8 fill=none stroke='#c33'/>"
+            if r["params"] == result.best_params and y == result.best_accuracy
+            else ""
+        )
+        for x, y, r in pts
+    )
+    return (
+        f"<svg width={w} height={h} role=img aria-label='accuracy against {label}'>{dots}"
+        f"<text x={w / 2} y={h - 6} font-size=11 text-anchor=middle>{label} "
+        f"({x_lo:.3g} to {x_hi:.3g})</text><text x=2 y=14 font-size=11>accuracy "
+        f"{y_lo:.3f} to {y_hi:.3f}</text></svg>"
+    )
 
 
 def _fmt(value: Any) -> str:

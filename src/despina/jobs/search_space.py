@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from despina.core.config import AuditConfig, ModelConfig, TrainConfig
 from despina.core.errors import ConfigError
@@ -104,6 +104,74 @@ class Space:
                     key, float(spec["low"]), float(spec["high"]), log=spec.get("log", False)
                 )
         return values
+
+    def distributions(self) -> dict[str, Any]:
+        """Optuna's distribution for each key, as :meth:`suggest` draws it."""
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
+
+        found: dict[str, Any] = {}
+        for key, spec in self.params.items():
+            if isinstance(spec, list):
+                found[key] = CategoricalDistribution(spec)
+            elif isinstance(spec["low"], int) and isinstance(spec["high"], int):
+                found[key] = IntDistribution(spec["low"], spec["high"], log=spec.get("log", False))
+            else:
+                found[key] = FloatDistribution(
+                    float(spec["low"]), float(spec["high"]), log=spec.get("log", False)
+                )
+        return found
+
+
+OBJECTIVES = ("accuracy", "cost", "latency")
+
+
+class SearchConfig(BaseModel):
+    """A search: the ``optimize`` job's config, and what ``despina optimize`` is given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(20, ge=1, description="finished trials the study should have")
+    timeout_s: float | None = Field(None, gt=0, description="start no trial after this")
+    space: dict[str, Any] | None = Field(None, description="the search space (default: all)")
+    study: str | None = Field(None, description="study name (default: the group's)")
+    seed: int = 0
+    epochs: int | None = Field(None, ge=1, description="max epochs per trial")
+    max_audit_minutes: float | None = Field(None, gt=0)
+    objectives: tuple[str, ...] = ("accuracy", "cost")
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else Space.parse(value).params
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return parse_objectives(",".join(value))
+
+    def base(self) -> AuditConfig:
+        base = AuditConfig(seed=self.seed)
+        if self.epochs is None:
+            return base
+        return base.model_copy(
+            update={"train": base.train.model_copy(update={"epochs": self.epochs})}
+        )
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    """``accuracy,cost[,latency]``: what the Pareto front is drawn over."""
+    found = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    bad = [o for o in found if o not in OBJECTIVES]
+    if bad or "accuracy" not in found or len(found) < 2:
+        raise ConfigError(
+            f"--objectives {text!r}: give accuracy and one or both of cost, latency "
+            "(e.g. accuracy,latency)"
+        )
+    return found
 
 
 def _check_value(key: str, value: Any, where: str) -> None:

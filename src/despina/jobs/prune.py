@@ -1,0 +1,120 @@
+"""Structured channel pruning of a model folder's CNN, with a short fine-tune.
+
+Whole channels go (Torch-Pruning finds which layers' channels are coupled, residual
+additions included), so the convolutions themselves shrink: unstructured sparsity leaves
+dense kernels that a CPU runs no faster. The pruned model is fine-tuned on the training
+part of the data and written as a complete model folder: ONNX graph, a FAISS index and
+reference statistics rebuilt from its own embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from despina.core.artifacts import MODEL_CONFIG, PREPROCESSING, WEIGHTS
+from despina.core.errors import ConfigError, DataError, NotFoundError
+from despina.security.envelope import read_artifact
+
+HOLDOUT = 0.2
+#: Channel counts are kept multiples of this (what CPU kernels vectorize over).
+ROUND_TO = 4
+
+
+def _data(model_dir: Path, source: str, class_names: list[str]) -> dict[str, Any]:
+    from despina.audit.image_stats import ImageStats
+    from despina.data.sources import load_source
+    from despina.jobs.scan import scan
+    from despina.preprocessing.image import ImagePipeline
+
+    pipeline = ImagePipeline.load(model_dir / PREPROCESSING)
+    dataset = load_source(source)
+    unknown = sorted({r.label for r in dataset.records} - set(class_names))
+    if unknown:
+        raise DataError(
+            f"{source} has classes the model does not know ({unknown[:5]}); prune with the "
+            "data the model was trained on"
+        )
+    scanned = scan(dataset.records, pipeline.size, pipeline.fit_mode, 64_000_000)
+    valid = np.array([f is not None for f in scanned.features])
+    return {
+        "x": pipeline.transform_resized(scanned.resized[valid]),
+        "labels": np.array(
+            [class_names.index(r.label) for r, ok in zip(dataset.records, valid, strict=True) if ok]
+        ),
+        "ids": [r.id for r, ok in zip(dataset.records, valid, strict=True) if ok],
+        "stats": ImageStats.from_features(scanned.features).values[valid],
+    }
+
+
+def fine_tune(model: Any, x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> None:
+    """A few epochs of AdamW at a small learning rate: recover what pruning took."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
+    rng = np.random.default_rng(seed)
+    model.train()
+    for _ in range(epochs):
+        for batch in np.array_split(rng.permutation(len(x)), max(1, len(x) // 64)):
+            optimizer.zero_grad()
+            loss_fn(model(xt[batch]), yt[batch]).backward()
+            optimizer.step()
+    model.eval()
+
+
+def prune_folder(
+    model_dir: Path, source: str, out: Path, fraction: float, *, seed: int = 0, epochs: int = 3
+) -> dict[str, Any]:
+    """Prune ``fraction`` of every convolution's channels from ``model_dir``'s CNN,
+    fine-tune it on ``source`` (its training 80%) and write a servable folder to ``out``
+    (no weights file: the pruned layout is in the ONNX graph). What was done, for
+    ``model.json``."""
+    import torch
+    import torch_pruning as tp
+
+    from despina.jobs.serving_artifacts import write_serving_artifacts
+    from despina.models.store import load_model
+    from despina.training.trainer import validation_split
+
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--prune {fraction}: give the fraction of channels to remove, e.g. 0.5")
+    if not (model_dir / WEIGHTS).is_file():
+        raise NotFoundError(
+            f"{model_dir} has no {WEIGHTS}: pruning needs the trained weights (a folder that "
+            "was pruned before has none; prune the original)"
+        )
+    saved = load_model(model_dir)
+    data = _data(model_dir, source, saved.class_names)
+    model = saved.model
+    before = sum(p.numel() for p in model.parameters())
+    example = torch.from_numpy(np.ascontiguousarray(data["x"][:1]))
+    pruner = tp.pruner.MagnitudePruner(
+        model,
+        example,
+        importance=tp.importance.GroupMagnitudeImportance(p=2),
+        pruning_ratio=fraction,
+        ignored_layers=[model.head],
+        round_to=ROUND_TO,
+    )
+    pruner.step()
+    train, _ = validation_split(data["labels"], HOLDOUT, seed)
+    fine_tune(model, data["x"][train], data["labels"][train], epochs, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PREPROCESSING).write_bytes(read_artifact(model_dir / PREPROCESSING))
+    meta = json.loads(read_artifact(model_dir / MODEL_CONFIG))
+    done = {
+        "pruned_fraction": fraction,
+        "parameters": [before, sum(p.numel() for p in model.parameters())],
+        "fine_tune_epochs": epochs,
+    }
+    (out / MODEL_CONFIG).write_text(json.dumps({**meta, "pruning": done}, indent=2))
+    write_serving_artifacts(model, out, data["x"], data["labels"], data["ids"], data["stats"],
+                            validation_fraction=HOLDOUT, seed=seed)  # fmt: skip
+    return done
