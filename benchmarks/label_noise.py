@@ -10,7 +10,7 @@ Rows per setting:
 Also the clean-test accuracy of a CNN retrained on: the noisy labels, the labels with the
 true flips removed (oracle), cleanlab+CNN's flags removed, and Despina's cleaned data.
 
-    python benchmarks/label_noise.py [--dataset digits|fashion] [--workers 2]
+    python benchmarks/label_noise.py [--dataset digits|fashion] [--workers 2] [--model-config F]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import despina
 from despina.core.config import AuditConfig, TrainConfig
 from despina.data.decode import as_rgb
 from despina.data.sources import digits_arrays, fashion_mnist_arrays
+from despina.jobs.search_space import load_model_config
 from despina.models.cnn import SmallCNN
 from despina.preprocessing import ImagePipeline
 from despina.training import train_classifier
@@ -97,9 +98,12 @@ def main() -> None:
     ap.add_argument(
         "--settings", default="symmetric:0.1,symmetric:0.2,asymmetric:0.1,asymmetric:0.2"
     )
+    ap.add_argument("--model-config", type=Path, help="audit with this best.yaml's model")
     args = ap.parse_args()
     images, y, test_images, test_y, mapping = load(args.dataset)
     cfg = AuditConfig(folds=5, seed=0, workers=args.workers, checks=("label",), train=TrainConfig())
+    if args.model_config is not None:
+        cfg = load_model_config(args.model_config, cfg)
     rows, acc_rows = [], []
     for setting in args.settings.split(","):
         kind, rate_s = setting.split(":")

@@ -118,7 +118,7 @@ def compress(
     seed: int = 0,
     int8: bool = True,
     prune: float | None = None,
-    fine_tune_epochs: int = 3,
+    fine_tune_epochs: int = 30,
 ) -> Compression:
     """Prune ``prune`` of the CNN's channels (fine-tuned on ``source``) and/or quantize the
     ONNX graph to int8 (static, QDQ, per-channel, calibrated on ``source``'s images); write
