@@ -78,6 +78,32 @@ def test_a_dark_blurry_or_foreign_image_is_flagged(digits_server: ThreadServer) 
         assert foreign["objects"][0]["label"] == "unknown"
 
 
+def test_junk_is_unknown_with_the_out_of_distribution_score_as_confidence(
+    digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
+) -> None:
+    """Noise, black, white and solid colours are nothing the digits model saw, at its
+    size and larger; the digits themselves pass."""
+    rng = np.random.default_rng(0)
+    junk = [
+        rng.integers(0, 256, (8, 8), np.uint8),
+        rng.integers(0, 256, (64, 64, 3), np.uint8),
+        np.clip(rng.normal(128, 50, (256, 256)), 0, 255).astype(np.uint8),
+        np.zeros((32, 32), np.uint8),
+        np.full((32, 32), 255, np.uint8),
+        np.full((16, 16, 3), (0, 0, 255), np.uint8),
+    ]
+    for image in junk:
+        body = _post(digits_server, png(image)).json()
+        assert body["image"]["out_of_distribution"]["flag"], (image.shape, body["image"])
+        (obj,) = body["objects"]
+        assert obj["label"] == "unknown" and obj["confidence"] == obj["ood_score"] >= 0.5
+    passed = [
+        not _post(digits_server, data).json()["image"]["out_of_distribution"]["flag"]
+        for data, _ in digit_pngs[:100]
+    ]
+    assert sum(passed) >= 95
+
+
 def test_predict_batch_answers_each_file(
     digits_server: ThreadServer, digit_pngs: list[tuple[bytes, str]]
 ) -> None:

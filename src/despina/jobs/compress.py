@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from despina.core.artifacts import MODEL_CONFIG, ONNX_FILE, PREPROCESSING, SERVING_FILES, WEIGHTS
-from despina.core.errors import ConfigError, DataError, NotFoundError
+from despina.core.artifacts import MODEL_CONFIG, ONNX_FILE, SERVING_FILES, WEIGHTS
+from despina.core.errors import ConfigError, NotFoundError
 from despina.security.envelope import read_artifact
 
 #: Images the activation ranges are calibrated on.
@@ -75,24 +75,11 @@ def images_per_second(session: Any, x: np.ndarray, batch: int, seconds: float = 
 
 def _labelled(model_dir: Path, source: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The source's readable images as the model's input: (calibration, held-out x, y)."""
-    from despina.data.sources import load_source
-    from despina.jobs.scan import scan
-    from despina.preprocessing.image import ImagePipeline
+    from despina.jobs.prune import labelled_data
     from despina.training.trainer import validation_split
 
-    pipeline = ImagePipeline.load(model_dir / PREPROCESSING)
-    names = json.loads(read_artifact(model_dir / MODEL_CONFIG))["class_names"]
-    dataset = load_source(source)
-    unknown = sorted({r.label for r in dataset.records} - set(names))
-    if unknown:
-        raise DataError(
-            f"{source} has classes the model does not know ({unknown[:5]}); compress with "
-            "the data the model was trained on"
-        )
-    scanned = scan(dataset.records, pipeline.size, pipeline.fit_mode, 64_000_000)
-    valid = np.array([f is not None for f in scanned.features])
-    x = pipeline.transform_resized(scanned.resized[valid])
-    y = np.array([names.index(r.label) for r, ok in zip(dataset.records, valid, strict=True) if ok])
+    data = labelled_data(model_dir, source)
+    x, y = data["x"], data["labels"]
     train, held_out = validation_split(y, 0.2, seed)
     pick = np.random.default_rng(seed).permutation(train)[:CALIBRATION_IMAGES]
     return x[pick], x[held_out], y[held_out]

@@ -26,28 +26,31 @@ ROUND_TO = 4
 PATIENCE = 4
 
 
-def _data(model_dir: Path, source: str, class_names: list[str]) -> dict[str, Any]:
+def labelled_data(model_dir: Path, source: str) -> dict[str, Any]:
+    """``source``'s readable images as ``model_dir``'s model takes them: ``x``, integer
+    ``labels`` in its classes, ``ids`` and image ``stats``; a DataError for a class the
+    model does not know."""
     from despina.audit.image_stats import ImageStats
     from despina.data.sources import load_source
     from despina.jobs.scan import scan
     from despina.preprocessing.image import ImagePipeline
 
     pipeline = ImagePipeline.load(model_dir / PREPROCESSING)
+    names = json.loads(read_artifact(model_dir / MODEL_CONFIG))["class_names"]
     dataset = load_source(source)
-    unknown = sorted({r.label for r in dataset.records} - set(class_names))
+    unknown = sorted({r.label for r in dataset.records} - set(names))
     if unknown:
         raise DataError(
-            f"{source} has classes the model does not know ({unknown[:5]}); prune with the "
-            "data the model was trained on"
+            f"{source} has classes the model does not know ({unknown[:5]}); compress with "
+            "the data the model was trained on"
         )
     scanned = scan(dataset.records, pipeline.size, pipeline.fit_mode, 64_000_000)
     valid = np.array([f is not None for f in scanned.features])
+    kept = [r for r, ok in zip(dataset.records, valid, strict=True) if ok]
     return {
         "x": pipeline.transform_resized(scanned.resized[valid]),
-        "labels": np.array(
-            [class_names.index(r.label) for r, ok in zip(dataset.records, valid, strict=True) if ok]
-        ),
-        "ids": [r.id for r, ok in zip(dataset.records, valid, strict=True) if ok],
+        "labels": np.array([names.index(r.label) for r in kept]),
+        "ids": [r.id for r in kept],
         "stats": ImageStats.from_features(scanned.features).values[valid],
     }
 
@@ -121,7 +124,7 @@ def prune_folder(
             "was pruned before has none; prune the original)"
         )
     saved = load_model(model_dir)
-    data = _data(model_dir, source, saved.class_names)
+    data = labelled_data(model_dir, source)
     model = saved.model
     before = sum(p.numel() for p in model.parameters())
     example = torch.from_numpy(np.ascontiguousarray(data["x"][:1]))

@@ -18,11 +18,15 @@ from despina.audit.checks.defect import defect_reference
 from despina.audit.image_stats import STAT_NAMES
 from despina.core.artifacts import FORMAT_VERSION, INDEX_FILE, ONNX_FILE, REFERENCE_FILE
 from despina.core.vectors import unit_rows
+from despina.preprocessing.input_stats import input_reference
 
 if TYPE_CHECKING:
     from despina.models.cnn import SmallCNN
 
 NEIGHBORS = 5
+#: Where the 99th percentile of held-out samples' out-of-distribution z is placed: its
+#: spread differs between datasets, so the flag's threshold counts in units of it.
+TAIL_Z = 2.33
 #: Statistics whose input distribution the drift monitor follows.
 DRIFT_FEATURES = ("brightness", "contrast", "detail", "sharpness", "color_spread")
 DRIFT_BINS = 10
@@ -41,6 +45,16 @@ def ood_statistics(sims: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.
     the two quantities of the audit's outlier check, for rows of new inputs."""
     dist = np.maximum((1.0 - sims).sum(axis=1) / sims.shape[1], 1e-6)  # mean, minus its checks
     return np.log(dist), np.log(1.0 - probs.max(axis=1) + 1e-4)
+
+
+def ood_z(log_dist: np.ndarray, log_unc: np.ndarray, ood: dict[str, Any]) -> np.ndarray:
+    """The robust z of distance and uncertainty against the reference's ``ood`` entry,
+    rescaled so that the 99th percentile of samples the trainer held out sits at
+    :data:`TAIL_Z` (a folder written before the rescaling keeps scale 1)."""
+    d_med, d_mad = ood["distance"]
+    u_med, u_mad = ood["uncertainty"]
+    z = ((log_dist - d_med) / max(d_mad, 0.05) + (log_unc - u_med) / max(u_mad, 0.1)) / np.sqrt(2.0)
+    return np.asarray(z * float(ood.get("scale", 1.0)))
 
 
 def _drift_reference(stats: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, Any]:
@@ -100,12 +114,16 @@ def write_serving_artifacts(
     k = min(NEIGHBORS, fitted.ntotal - self_match)
     sims = fitted.search(emb[held_out], k + self_match)[0][:, self_match:]
     log_dist, log_unc = ood_statistics(sims, probs[held_out])
+    ood: dict[str, Any] = {"distance": _robust(log_dist), "uncertainty": _robust(log_unc)}
+    tail = float(np.quantile(ood_z(log_dist, log_unc, ood), 0.99))
+    ood["scale"] = TAIL_Z / max(tail, 1.0)
     reference = {
         "format_version": FORMAT_VERSION,
         "ids": list(ids),
         "neighbors": int(k),
-        "ood": {"distance": _robust(log_dist), "uncertainty": _robust(log_unc)},
+        "ood": ood,
         "defects": defect_reference(stats),
+        "inputs": input_reference(x),
         "drift": _drift_reference(stats, probs.argmax(axis=1), probs.shape[1]),
         "held_out_accuracy": float((probs[held_out].argmax(axis=1) == labels[held_out]).mean()),
         "training_accuracy": float((probs.argmax(axis=1) == labels).mean()),

@@ -253,10 +253,12 @@ class Deployment:
         order = np.argsort(-probs)[: self.settings.top_k]
         names = self.model.class_names
         ood = bool(z > OOD_THRESHOLD)
+        # An unknown object's confidence is that it is unknown, not a class's probability.
+        confidence = ood_score(z) if ood else float(probs[order[0]])
         return {
             "box": box.as_list(),
             "label": UNKNOWN if ood else names[int(order[0])],
-            "confidence": round(float(probs[order[0]]), 4),
+            "confidence": round(confidence, 4),
             "top_k": [
                 {"label": names[int(j)], "confidence": round(float(probs[j]), 4)} for j in order
             ],

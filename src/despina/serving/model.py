@@ -12,6 +12,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +24,9 @@ from despina.core.artifacts import (
 from despina.core.errors import ModelError
 from despina.core.vectors import unit_rows
 from despina.jobs.model_folder import read_model_folder
-from despina.jobs.serving_artifacts import ood_statistics
+from despina.jobs.serving_artifacts import ood_statistics, ood_z
 from despina.preprocessing.image import ImagePipeline
+from despina.preprocessing.input_stats import input_z
 from despina.security.envelope import read_artifact
 
 #: z-score past which an input or a crop is out of distribution (the outlier check's).
@@ -38,7 +40,9 @@ class Inference:
     probs: np.ndarray  # (n, classes)
     sims: np.ndarray  # (n, k) cosine similarity to the nearest training samples
     neighbors: np.ndarray  # (n, k) their row numbers in the training set
-    ood_z: np.ndarray  # (n,) robust z of distance and uncertainty; > OOD_THRESHOLD = OOD
+    # (n,) robust z of distance and uncertainty, or of the input's own statistics when
+    # those lie farther out; > OOD_THRESHOLD = OOD
+    ood_z: np.ndarray
 
 
 def ood_score(z: float) -> float:
@@ -67,8 +71,10 @@ class ServingModel:
             self.class_names: list[str] = list(self.meta["class_names"])
             self.ids: list[str] = list(self.reference["ids"])
             self.k = int(self.reference["neighbors"])
-            ood = self.reference["ood"]
-            self._ood = np.array(ood["distance"] + ood["uncertainty"], dtype=np.float64)
+            self._ood: dict[str, Any] = dict(self.reference["ood"])
+            if len(self._ood["distance"]) != 2 or len(self._ood["uncertainty"]) != 2:
+                raise ModelError(f"{self.folder}: reference.json's ood entry is malformed")
+            self._inputs = self.reference.get("inputs")
         except (KeyError, TypeError) as exc:
             raise ModelError(f"{self.folder}: model metadata is incomplete ({exc})") from exc
         self.pipeline = ImagePipeline.load(self.folder / PREPROCESSING)
@@ -163,9 +169,5 @@ class ServingModel:
         # endpoint spent a tenth of its CPU in FAISS; benchmarks/serving.py).
         self._faiss.omp_set_num_threads(1)
         sims, idx = self.index.search(unit_rows(emb), self.k)
-        log_dist, log_unc = ood_statistics(sims, probs)
-        d_med, d_mad, u_med, u_mad = self._ood
-        z = ((log_dist - d_med) / max(d_mad, 0.05) + (log_unc - u_med) / max(u_mad, 0.1)) / np.sqrt(
-            2.0
-        )
-        return Inference(probs, sims, idx, z)
+        z = ood_z(*ood_statistics(sims, probs), self._ood)
+        return Inference(probs, sims, idx, np.maximum(z, input_z(x, self._inputs)))
