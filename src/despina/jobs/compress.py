@@ -73,12 +73,10 @@ def images_per_second(session: Any, x: np.ndarray, batch: int, seconds: float = 
     return done / (time.perf_counter() - t0)
 
 
-def _labelled(model_dir: Path, source: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The source's readable images as the model's input: (calibration, held-out x, y)."""
-    from despina.jobs.prune import labelled_data
+def _split(data: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The labelled images as (calibration, held-out x, y)."""
     from despina.training.trainer import validation_split
 
-    data = labelled_data(model_dir, source)
     x, y = data["x"], data["labels"]
     train, held_out = validation_split(y, 0.2, seed)
     pick = np.random.default_rng(seed).permutation(train)[:CALIBRATION_IMAGES]
@@ -111,7 +109,7 @@ def compress(
     ONNX graph to int8 (static, QDQ, per-channel, calibrated on ``source``'s images); write
     the model folder to ``out`` unless it loses more than ``max_drop`` accuracy points on
     the held-out 20% (then a ConfigError, nothing written)."""
-    from despina.jobs.prune import prune_folder
+    from despina.jobs.prune import labelled_data, prune_folder
 
     model_dir, out = Path(model_dir), Path(out)
     if not (model_dir / ONNX_FILE).is_file():
@@ -122,7 +120,8 @@ def compress(
         raise ConfigError(f"--max-drop {max_drop}: give the accuracy points you accept losing")
     if not int8 and prune is None:
         raise ConfigError("nothing to do: give --prune FRACTION, --int8, or both")
-    calibration, x, y = _labelled(model_dir, source, seed)
+    data = labelled_data(model_dir, source)  # read once: calibration, fine-tune, held-out
+    calibration, x, y = _split(data, seed)
     steps: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(tmp) / "fp32.onnx"
@@ -130,7 +129,7 @@ def compress(
         origin, final = model_dir, plain
         if prune is not None:
             origin = Path(tmp) / "pruned"
-            steps["pruning"] = prune_folder(model_dir, source, origin, prune, seed=seed,
+            steps["pruning"] = prune_folder(model_dir, data, origin, prune, seed=seed,
                                             epochs=fine_tune_epochs)  # fmt: skip
             final = origin / ONNX_FILE
         if int8:
@@ -166,7 +165,6 @@ def compress(
                 (staging / name).write_bytes(read_artifact(origin / name))
         shutil.copyfile(final, staging / ONNX_FILE)
         meta = json.loads((staging / MODEL_CONFIG).read_text())
-        meta.pop("pruning", None)
         meta["compression"] = {
             **steps,
             "held_out_accuracy": [result.accuracy_before, result.accuracy_after],

@@ -103,12 +103,18 @@ def fine_tune(model: Any, x: np.ndarray, y: np.ndarray, max_epochs: int, seed: i
 
 
 def prune_folder(
-    model_dir: Path, source: str, out: Path, fraction: float, *, seed: int = 0, epochs: int = 30
+    model_dir: Path,
+    data: dict[str, Any],
+    out: Path,
+    fraction: float,
+    *,
+    seed: int = 0,
+    epochs: int = 30,
 ) -> dict[str, Any]:
     """Prune ``fraction`` of every convolution's channels from ``model_dir``'s CNN,
-    fine-tune it on ``source`` (its training 80%, at most ``epochs``) and write a
-    servable folder to ``out`` (no weights file: the pruned layout is in the ONNX graph).
-    What was done, for ``model.json``."""
+    fine-tune it on ``data`` (:func:`labelled_data`; its training 80%, at most ``epochs``)
+    and write a servable folder to ``out`` (no weights file: the pruned layout is in the
+    ONNX graph). What was done, for ``model.json``."""
     import torch
     import torch_pruning as tp
 
@@ -124,7 +130,6 @@ def prune_folder(
             "was pruned before has none; prune the original)"
         )
     saved = load_model(model_dir)
-    data = labelled_data(model_dir, source)
     model = saved.model
     before = sum(p.numel() for p in model.parameters())
     example = torch.from_numpy(np.ascontiguousarray(data["x"][:1]))
@@ -141,13 +146,12 @@ def prune_folder(
     ran = fine_tune(model, data["x"][train], data["labels"][train], epochs, seed)
     out.mkdir(parents=True, exist_ok=True)
     (out / PREPROCESSING).write_bytes(read_artifact(model_dir / PREPROCESSING))
-    meta = json.loads(read_artifact(model_dir / MODEL_CONFIG))
+    (out / MODEL_CONFIG).write_bytes(read_artifact(model_dir / MODEL_CONFIG))
     done = {
         "pruned_fraction": fraction,
         "parameters": [before, sum(p.numel() for p in model.parameters())],
         "fine_tune_epochs": ran,
     }
-    (out / MODEL_CONFIG).write_text(json.dumps({**meta, "pruning": done}, indent=2))
     write_serving_artifacts(model, out, data["x"], data["labels"], data["ids"], data["stats"],
                             validation_fraction=HOLDOUT, seed=seed)  # fmt: skip
     return done
