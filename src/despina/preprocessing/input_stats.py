@@ -53,6 +53,6 @@ def input_z(x: np.ndarray, reference: dict[str, Any] | None) -> np.ndarray:
     zeros without a reference (a model folder written before this check existed)."""
     if not reference:
         return np.zeros(len(x))
-    f = input_features(x)[:, : len(reference["median"])]  # a folder made with fewer
+    f = input_features(x)
     med, scale = np.asarray(reference["median"]), np.asarray(reference["scale"])
     return np.asarray(np.abs(f - med) / scale).max(axis=1)
