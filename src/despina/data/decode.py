@@ -96,6 +96,8 @@ def decode_bytes(data: bytes, name: str, max_pixels: int) -> Decoded:
     if _truncated_jpeg(data):
         return Decoded(None, "corrupt", "truncated JPEG (no end-of-image marker)")
     buf = np.frombuffer(data, dtype=np.uint8)
+    if data[:8] == _PNG and len(data) > 25 and data[25] in (4, 6):  # grey or RGB with alpha
+        return _on_white(buf)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         # OpenCV lacks some formats Pillow reads (and vice versa): try Pillow fully.
@@ -108,6 +110,21 @@ def decode_bytes(data: bytes, name: str, max_pixels: int) -> Decoded:
             return Decoded(None, "corrupt", f"cannot decode ({type(exc).__name__}: {exc})")
         return Decoded(np.ascontiguousarray(rgb))
     return Decoded(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+
+
+def _on_white(buf: np.ndarray) -> Decoded:
+    """A PNG with an alpha channel, composited on white as a viewer shows it: the colour
+    under a transparent pixel is often black, and would make a logo a dark image."""
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim != 3 or img.shape[2] not in (2, 4):
+        return Decoded(None, "corrupt", "cannot decode the PNG with alpha")
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0
+    x = img.astype(np.float32) / scale
+    colour, alpha = x[..., :-1], x[..., -1:]
+    # Grey to RGB, or OpenCV's BGR to RGB.
+    colour = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour[..., ::-1]
+    rgb = colour * alpha + (1.0 - alpha)
+    return Decoded(np.ascontiguousarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)))
 
 
 def as_rgb(array: np.ndarray) -> np.ndarray:

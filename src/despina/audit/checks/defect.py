@@ -90,23 +90,28 @@ def defect_margins(
         med, mad = ref[name]
         return (d[name] - med) / max(mad, _Z_FLOORS[name])
 
-    bright, p05, p95, detail = d["brightness"], d["p05"], d["p95"], d["detail"]
+    detail = d["detail"]
     highlights, spread = d["highlights"], d["color_spread"]
     m: dict[str, np.ndarray] = {}
-    # Dark: even the brightest 5% is under a quarter of full scale (hard), or the image is
-    # far darker than the rest (soft).
-    m["dark"] = _either((p95 - 0.25) / 0.05, _both(z("brightness") + 4.0, (bright - 0.25) / 0.05))
-    # Overexposed: even the dark parts are light (washed out), or far more blown-out
-    # area or brightness than the rest (white-paper datasets are bright by nature).
-    m["overexposed"] = np.minimum.reduce(
-        [
-            _either((0.6 - p05) / 0.05, _both(4.0 - z("p05"), (0.45 - p05) / 0.05)),
-            _both(4.0 - z("highlights"), (0.2 - highlights) / 0.05),
-            _both(4.0 - z("brightness"), (0.8 - bright) / 0.05),
-        ]
+    # Exposure is read per channel (peak: the brightest channel's 95th percentile; base:
+    # the darkest channel's 5th), so a deep blue sky or a red wall is not "dark" for its
+    # low luminance. Dark: even the peak is under a quarter of full scale, two stops under
+    # a normal exposure (a dataset of night scenes is dark by this account too), or far
+    # darker than the rest of the dataset with the peak under 40% (a dimmed scan of paper).
+    peak, base = d["peak_p95"], d["base_p05"]
+    m["dark"] = _either((peak - 0.25) / 0.05, _both(z("brightness") + 4.0, (peak - 0.4) / 0.05))
+    # Overexposed: a quarter of the image clipped to white, or the whole distribution
+    # pushed to the top (even the base above 60%) while there is content to wash out; a
+    # light, flat surface (a white wall, a hazy sky) is neither. Clipping is judged
+    # against the dataset too, so scans on white paper are not all overexposed.
+    m["overexposed"] = np.minimum(
+        _both(4.0 - z("highlights"), (0.25 - highlights) / 0.05),
+        np.maximum((0.6 - base) / 0.05, (0.02 - detail) / 0.005),
     )
+    # Blank: after light smoothing the image varies by under about two grey levels (a
+    # clear sky's gradient is more), or it is far flatter than the rest of the dataset.
     m["low_information"] = _either(
-        (detail - 0.012) / 0.004, _both(z("detail") + 4.0, (detail - 0.03) / 0.01)
+        (detail - 0.007) / 0.002, _both(z("detail") + 4.0, (detail - 0.03) / 0.01)
     )
     # The spectrum's shape at two scales, and, on images too small to have the coarse
     # band (under 32 px: thin strokes, icons), two edge statistics, each strong where the

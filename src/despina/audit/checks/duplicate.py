@@ -1,21 +1,28 @@
 """Exact and near-duplicates, grouped into duplicate sets.
 
 Exact duplicates share a hash of their decoded pixels. Near-duplicate candidates are the
-nearest neighbours of each image in two spaces (CNN embeddings, and small blurred
-thumbnails, which catch copies a model might embed differently); a candidate pair is
-confirmed only when a perceptual hash (pHash, Zauner 2010) agrees *and* the normalized
-cross-correlation of the thumbnails, maximized over shifts of up to two pixels, is high.
-The shift search is what finds translated copies that hash- and embedding-only methods miss.
+nearest neighbours of each image in two spaces: small blurred thumbnails, queried as they
+are and shifted or zoomed by a pixel (a shifted or cropped copy is not always among the
+nearest of an unshifted query when the data has many look-alikes), and CNN embeddings
+when an audit has them. A candidate pair needs a perceptual hash (pHash, Zauner 2010) that
+roughly agrees, and then either a very high normalized cross-correlation of the
+thumbnails, maximized over shifts, half-pixel shifts and slight zooms, or, like Lowe's
+ratio test for feature matches, a correlation whose distance from 1 is a small fraction
+of the distance to either image's best other match. The ratio is what carries over from
+one dataset to another: handwritten digits have distinct look-alikes above 0.99, photo
+tiles rarely above 0.9, and a noisy or cropped copy of a low-contrast tile falls to 0.97.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import cv2
 import numpy as np
 
 from despina.audit.base import AuditContext, Check, CheckResult, knn
+from despina.core.vectors import unit_rows
 
 
 def phash_bits(thumbs: np.ndarray) -> np.ndarray:
@@ -77,33 +84,78 @@ def aligned_ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (a, _zoom(b)),
     ):
         best = np.maximum(best, shifted_ncc(variant_a, variant_b))
+    # A crop of up to a tenth, resized back, is a zoom of up to 3 px on a 32 px thumbnail.
+    for variant_a, variant_b in ((_zoom(a, 2), b), (a, _zoom(b, 2))):
+        best = np.maximum(best, shifted_ncc(variant_a, variant_b, max_shift=3))
     return best
 
 
-def _rival_ncc(pairs: np.ndarray, ncc: np.ndarray, m: int) -> np.ndarray:
-    """For each candidate pair (a, b), the highest NCC that a or b reaches with any image
-    other than its partner (-1 when none was measured)."""
-    node = np.concatenate([pairs[:, 0], pairs[:, 1]])
-    other = np.concatenate([pairs[:, 1], pairs[:, 0]])
-    value = np.concatenate([ncc, ncc]).astype(np.float64)
-    order = np.lexsort((-value, node))  # by node, best first
-    node, other, value = node[order], other[order], value[order]
-    first = np.ones(len(node), dtype=bool)
-    first[1:] = node[1:] != node[:-1]
-    best = np.full(m, -1.0)
-    best_with = np.full(m, -1, dtype=np.int64)
-    best[node[first]], best_with[node[first]] = value[first], other[first]
-    second_at = np.flatnonzero(first) + 1
-    second_at = second_at[(second_at < len(node))]
-    second_at = second_at[node[second_at] == node[second_at - 1]]
-    second = np.full(m, -1.0)
-    second[node[second_at]] = value[second_at]
+def affine_ncc(a: np.ndarray, b: np.ndarray, margin: int = 2) -> float:
+    """NCC of two thumbnails after aligning ``a`` onto ``b`` by an affine map (OpenCV's ECC,
+    Evangelidis and Psarakis 2008), over the window ``margin`` pixels in from the edges;
+    -1 when the alignment does not converge.
 
-    def other_than(x: np.ndarray, partner: np.ndarray) -> np.ndarray:
-        return np.where(best_with[x] == partner, second[x], best[x])
+    A crop of a few percent on each side, resized back, is a zoom that differs per axis
+    and is off-centre by a fraction of a pixel; the grid of shifts and zooms in
+    :func:`aligned_ncc` leaves such copies below look-alikes of digits and garments, the
+    continuous fit does not. Too slow for every candidate, it is run on undecided pairs.
+    """
+    warp = np.eye(2, 3, dtype=np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
+    try:
+        # gaussFiltSize 1: the thumbnails are smoothed already (OpenCV's stubs lack it).
+        _, warp = cv2.findTransformECC(b, a, warp, cv2.MOTION_AFFINE, criteria, None, 1)  # type: ignore[call-overload]
+    except cv2.error:
+        return -1.0
+    flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
+    moved = cv2.warpAffine(a, warp, a.shape[::-1], flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    x = moved[margin:-margin, margin:-margin].ravel()
+    y = b[margin:-margin, margin:-margin].ravel()
+    x, y = x - x.mean(), y - y.mean()
+    return float(x @ y / max(float(np.linalg.norm(x) * np.linalg.norm(y)), 1e-9))
 
-    a, b = pairs[:, 0], pairs[:, 1]
-    return np.maximum(other_than(a, b), other_than(b, a))
+
+def _candidates(thumbs: np.ndarray, k: int) -> set[tuple[int, int]]:
+    """Candidate pairs (i < j): each blurred 16 px thumbnail's k nearest, queried as it is,
+    shifted a pixel each way and zoomed by a pixel."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # fixed summation order: the same result every run
+    m = len(thumbs)
+    half = thumbs.shape[1] // 2
+    small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
+    small = np.stack([cv2.GaussianBlur(t, (3, 3), 0) for t in small])
+    index = faiss.IndexFlatIP(half * half)
+    index.add(_centered(small))
+    pairs: set[tuple[int, int]] = set()
+    k = min(k + 1, m)
+    for query in (
+        small,
+        np.roll(small, 1, axis=1),
+        np.roll(small, -1, axis=1),
+        np.roll(small, 1, axis=2),
+        np.roll(small, -1, axis=2),
+        _zoom(small),
+    ):
+        _, found = index.search(_centered(query), k)
+        rows = np.repeat(np.arange(m), k)
+        cols = found.ravel()
+        ok = (cols >= 0) & (cols != rows)
+        lo, hi = np.minimum(rows[ok], cols[ok]), np.maximum(rows[ok], cols[ok])
+        pairs.update(zip(lo.tolist(), hi.tolist(), strict=True))
+    return pairs
+
+
+def _rival(
+    x: int, partner: int, ranked: dict[int, list[tuple[float, int]]], uf: _UnionFind
+) -> tuple[float, int]:
+    """The best NCC of ``x`` with an image in neither its set nor its partner's, and that
+    image ((-1, -1) if none was measured): a copy's own other copies are not its rivals."""
+    groups = {uf.find(x), uf.find(partner)}
+    for value, other in ranked.get(x, ()):
+        if uf.find(other) not in groups:
+            return value, other
+    return -1.0, -1
 
 
 class _UnionFind:
@@ -122,90 +174,131 @@ class _UnionFind:
             self.parent[max(ri, rj)] = min(ri, rj)
 
 
+@dataclass(frozen=True)
+class DuplicateRules:
+    """The near-duplicate check's bounds, set on scikit-learn's digits (the data with the
+    closest distinct look-alikes); benchmarks/duplicates.py measures them on other data."""
+
+    strong: float = 0.996  # an aligned NCC that confirms a pair by itself
+    hash_bits: int = 26  # most pHash bits (of 64) two images may differ in to be compared
+    candidates: int = 6  # nearest thumbnails per query
+    floor: float = 0.95  # the least NCC the ratio test accepts
+    ratio: float = 0.35  # a pair's distance from 1, at most this share of its rivals'
+    tone: float = 1.25  # the most two copies' mean or contrast may differ by, as a factor
+    coarse: float = 0.98  # the least NCC once the thumbnails are blurred further
+    affine_floor: float = 0.97  # undecided pairs from here up get the continuous alignment
+    affine: float = 0.999  # the NCC it must then reach
+    min_contrast: float = 1 / 255  # flatter thumbnails can only be exact copies
+
+
+def near_duplicates(
+    thumbs: np.ndarray,
+    embeddings: np.ndarray | None,
+    uf: _UnionFind,
+    rules: DuplicateRules = DuplicateRules(),
+) -> np.ndarray:
+    """Join near-duplicates of (m, 32, 32) thumbnails in ``uf`` (whose sets may already hold
+    exact copies); return each image's best aligned NCC with any candidate (-1 if none)."""
+    m = len(thumbs)
+    best = np.full(m, -1.0, dtype=np.float32)
+    pairs = _candidates(thumbs, rules.candidates)
+    if embeddings is not None and len(embeddings) == m:
+        _, ecand = knn(unit_rows(embeddings), min(rules.candidates, 5))
+        pairs |= {(min(a, int(b)), max(a, int(b))) for a in range(m) for b in ecand[a]}
+    pixels = thumbs.reshape(m, -1)
+    flat = pixels.std(axis=1) < rules.min_contrast  # no content to correlate
+    arr = np.array(
+        sorted(p for p in pairs if p[0] != p[1] and not (flat[p[0]] or flat[p[1]])),
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    bits = phash_bits(thumbs)
+    # Light smoothing absorbs resampling and re-encoding differences between copies.
+    soft = np.stack([cv2.GaussianBlur(t, (0, 0), 0.7) for t in thumbs])
+    ham = (bits[arr[:, 0]] != bits[arr[:, 1]]).sum(axis=1)
+    ncc = np.full(len(arr), -1.0, dtype=np.float32)
+    near = ham <= rules.hash_bits  # only these can be confirmed, so only they are measured
+    if near.any():
+        ncc[near] = shifted_ncc(soft[arr[near, 0]], soft[arr[near, 1]])
+    # The finer alignment where it can matter: a pair of its own, or a rival close enough
+    # to block one at the floor.
+    close = ncc >= 1.0 - (1.0 - rules.floor) / rules.ratio
+    if close.any():
+        ncc[close] = aligned_ncc(soft[arr[close, 0]], soft[arr[close, 1]])
+    np.maximum.at(best, arr[:, 0], ncc)
+    np.maximum.at(best, arr[:, 1], ncc)
+    strong = ncc >= rules.strong
+    for a, b in arr[strong].tolist():
+        uf.union(a, b)
+    # The ratio test for the rest: each image's measured matches, best first, to find its
+    # best match outside the two sets.
+    ranked: dict[int, list[tuple[float, int]]] = {}
+    for (a, b), v in zip(arr[close].tolist(), ncc[close].tolist(), strict=True):
+        ranked.setdefault(a, []).append((v, b))
+        ranked.setdefault(b, []).append((v, a))
+    for lst in ranked.values():
+        lst.sort(reverse=True)
+    # Correlation ignores gain and offset; a copy keeps its overall tone, which distinct
+    # images with a similar layout rarely do.
+    tone = np.log(np.maximum(np.stack([pixels.mean(axis=1), pixels.std(axis=1)], 1), 1e-3))
+    same_tone = (np.abs(tone[arr[:, 0]] - tone[arr[:, 1]]) <= np.log(rules.tone)).all(axis=1)
+    weak = (ncc >= rules.floor) & ~strong & same_tone
+    # A copy's differences are fine grain (noise, re-encoding, resampling): blurred away,
+    # it matches almost exactly; a look-alike's differences stay.
+    if weak.any():
+        coarse = np.stack([cv2.GaussianBlur(t, (0, 0), 1.3) for t in soft])
+        weak[weak] = aligned_ncc(coarse[arr[weak, 0]], coarse[arr[weak, 1]]) >= rules.coarse
+    for (a, b), v in zip(arr[weak].tolist(), ncc[weak].tolist(), strict=True):
+        if uf.find(a) == uf.find(b):
+            continue
+        rivals = (_rival(a, b, ranked, uf), _rival(b, a, ranked, uf))
+        if 1.0 - v > rules.ratio * (1.0 - max(r for r, _ in rivals)):
+            # Undecided: a close pair is aligned continuously; if it then matches almost
+            # exactly, the ratio test again, each rival aligned alike.
+            if v < rules.affine_floor:
+                continue
+            v = max(v, affine_ncc(soft[a], soft[b]))
+            if v < rules.affine:
+                continue
+            rival = max(
+                max(r, affine_ncc(soft[x], soft[o])) if o >= 0 else r
+                for x, (r, o) in zip((a, b), rivals, strict=True)
+            )
+            if 1.0 - v > rules.ratio * (1.0 - rival):
+                continue
+        uf.union(a, b)
+    return best
+
+
 class DuplicateCheck(Check):
     name: ClassVar[str] = "duplicate"
     description: ClassVar[str] = "exact copies and near-copies (shifted, resized, re-encoded)"
     requires: ClassVar[frozenset[str]] = frozenset({"image_stats"})
 
-    def __init__(
-        self,
-        ncc_threshold: float = 0.996,
-        hash_threshold: int = 26,
-        candidates: int = 8,
-        distinct_floor: float = 0.9,
-        distinct_ratio: float = 0.2,
-    ) -> None:
-        self.ncc_threshold = ncc_threshold
-        self.hash_threshold = hash_threshold
-        self.candidates = candidates
-        self.distinct_floor = distinct_floor
-        self.distinct_ratio = distinct_ratio
+    def __init__(self, rules: DuplicateRules = DuplicateRules()) -> None:
+        self.rules = rules
 
     def run(self, ctx: AuditContext) -> CheckResult:
         stats = ctx.image_stats
         assert stats is not None  # ensured by requires
         vidx = ctx.valid_idx
         m = len(vidx)
-        uf = _UnionFind(ctx.n)
-        kinds: dict[tuple[int, int], str] = {}
-        by_hash: dict[str, int] = {}
-        for i in vidx:
+        uf = _UnionFind(m)  # over the readable rows
+        first: dict[str, int] = {}
+        exact: list[int] = []  # rows with an identical copy
+        for k, i in enumerate(vidx):
             h = stats.pixel_hash[i]
-            if h is None:
-                continue
-            if h in by_hash:
-                uf.union(by_hash[h], int(i))
-                kinds[(by_hash[h], int(i))] = "exact"
-            else:
-                by_hash[h] = int(i)
+            if h is not None and h in first:
+                uf.union(first[h], k)
+                exact += [int(vidx[first[h]]), int(i)]
+            elif h is not None:
+                first[h] = k
         best = np.zeros(ctx.n, dtype=np.float32)
-        for a, b in kinds:
-            best[a] = best[b] = 1.0
         if m >= 2:
-            thumbs = stats.thumbs[vidx]
-            half = thumbs.shape[1] // 2
-            small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
-            small = np.stack([cv2.GaussianBlur(t, (3, 3), 0) for t in small])
-            _, cand = knn(_centered(small), self.candidates)
-            pairs = {(min(a, int(b)), max(a, int(b))) for a in range(m) for b in cand[a]}
-            if ctx.embeddings is not None and len(ctx.embeddings) == m:
-                _, ecand = knn(ctx.unit_embeddings, min(self.candidates, 5))
-                pairs |= {(min(a, int(b)), max(a, int(b))) for a in range(m) for b in ecand[a]}
-            arr = np.array(sorted(p for p in pairs if p[0] != p[1]), dtype=np.int64).reshape(-1, 2)
-            bits = phash_bits(thumbs)
-            # Light smoothing absorbs resampling and re-encoding differences between copies.
-            soft = np.stack([cv2.GaussianBlur(t, (0, 0), 0.7) for t in thumbs])
-            ham = (bits[arr[:, 0]] != bits[arr[:, 1]]).sum(axis=1)
-            ncc = np.full(len(arr), -1.0, dtype=np.float32)
-            # Only pairs whose hashes agree can be confirmed, so only they get the shift
-            # search (a third of the candidates on benchmarks/image_defects.py's photos).
-            near = ham <= self.hash_threshold
-            if near.any():
-                ncc[near] = shifted_ncc(soft[arr[near, 0]], soft[arr[near, 1]])
-            close = ncc >= self.ncc_threshold - 0.03  # only these get the finer alignment
-            if close.any():
-                ncc[close] = aligned_ncc(soft[arr[close, 0]], soft[arr[close, 1]])
-            for (a, b), s in zip(arr, ncc, strict=True):
-                ga, gb = int(vidx[a]), int(vidx[b])
-                best[ga], best[gb] = max(best[ga], s), max(best[gb], s)
-            confirmed = (ncc >= self.ncc_threshold) & (ham <= self.hash_threshold)
-            # A lower correlation also confirms a pair whose hashes agree closely when
-            # neither image comes anywhere near a third one: photos of fine texture lose
-            # more to half-pixel resampling in the thumbnails than 0.996 allows, while
-            # distinct look-alikes (handwritten 1s) always have other look-alikes.
-            rival = _rival_ncc(arr, ncc, m)
-            alone = (1.0 - ncc) <= self.distinct_ratio * (1.0 - rival)
-            close_hash = ham <= self.hash_threshold // 2
-            confirmed |= (ncc >= self.distinct_floor) & close_hash & alone
-            for a, b in arr[confirmed]:
-                ga, gb = int(vidx[a]), int(vidx[b])
-                uf.union(ga, gb)
-                kinds.setdefault((ga, gb), "near")
+            best[vidx] = near_duplicates(stats.thumbs[vidx], ctx.embeddings, uf, self.rules)
         members: dict[int, list[int]] = {}
-        for i in vidx:
-            members.setdefault(uf.find(int(i)), []).append(int(i))
-        groups = [sorted(g) for g in members.values() if len(g) > 1]
-        groups.sort(key=lambda g: g[0])
+        for k, i in enumerate(vidx):
+            members.setdefault(uf.find(k), []).append(int(i))
+        groups = sorted((sorted(g) for g in members.values() if len(g) > 1), key=lambda g: g[0])
         group_of = np.full(ctx.n, -1, dtype=np.int64)
         flags = np.zeros(ctx.n, dtype=bool)
         area = stats.column("width") * stats.column("height")
@@ -214,16 +307,15 @@ class DuplicateCheck(Check):
             for i in g:
                 group_of[i] = gid
                 flags[i] = i != keep
-        scores = np.clip(0.5 * (1.0 - best) / (1.0 - self.ncc_threshold), 0.0, 1.0)
+        # A row in a set scores as a confirmed copy at least, an exact copy as identical.
+        best[group_of >= 0] = np.maximum(best[group_of >= 0], self.rules.strong)
+        best[exact] = 1.0
+        scores = np.clip(0.5 * (1.0 - best) / (1.0 - self.rules.strong), 0.0, 1.0)
         scores[~ctx.valid] = 1.0
         return CheckResult(
             name=self.name,
             scores=scores.astype(np.float64),
             flags=flags,
             score=float(1.0 - flags.mean()) if ctx.n else 1.0,
-            details={
-                "groups": groups,
-                "group_of": group_of,
-                "exact_pairs": sum(v == "exact" for v in kinds.values()),
-            },
+            details={"groups": groups, "group_of": group_of, "exact_pairs": len(exact) // 2},
         )
