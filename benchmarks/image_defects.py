@@ -200,7 +200,8 @@ def run_cleanvision(folder: Path, n: int) -> tuple[list[set[str]], float]:
     from cleanvision import Imagelab
 
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # its progress lines, not results
+    # cleanvision prints progress to both streams; the results are what it returns.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         lab = Imagelab(data_path=str(folder / "photos"))
         lab.find_issues()
     seconds = time.perf_counter() - t0

@@ -126,8 +126,8 @@ def defect_margins(
     blur = np.fmin.reduce(
         [
             np.where(np.isfinite(z_coarse), np.inf, edges),
-            z("fine_ratio") + 2.0,
-            z_coarse + 2.5,
+            z("fine_ratio") + 1.85,
+            z_coarse + 2.35,
         ]
     )
     m["blurry"] = np.where(m["low_information"] < 0, np.inf, blur)
