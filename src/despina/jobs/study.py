@@ -26,7 +26,7 @@ HEARTBEAT_S = 10
 GRACE_S = 60
 #: Columns of a trial row, as written to ``trials.parquet`` and a worker's partition.
 ROW_COLUMNS = ("number", "state", "accuracy", "train_seconds", "audit_minutes",
-               "infer_ms", "duration_s", "default", "worker", "pareto")  # fmt: skip
+               "infer_ms", "duration_s", "default", "worker", "retry_of", "pareto")  # fmt: skip
 
 
 def _is_postgres(url: str) -> bool:
@@ -124,6 +124,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
                 "duration_s": duration,
                 "default": bool(t.user_attrs.get("default")),
                 "worker": t.user_attrs.get("worker"),
+                "retry_of": t.user_attrs.get("retry_of"),  # the killed trial it runs again
                 "image_size": t.user_attrs.get("image_size"),
                 "curve": list(t.user_attrs.get("curve", [])),
                 "params": dict(t.params),

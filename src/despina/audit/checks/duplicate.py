@@ -84,9 +84,6 @@ def aligned_ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (a, _zoom(b)),
     ):
         best = np.maximum(best, shifted_ncc(variant_a, variant_b))
-    # A crop of up to a tenth, resized back, is a zoom of up to 3 px on a 32 px thumbnail.
-    for variant_a, variant_b in ((_zoom(a, 2), b), (a, _zoom(b, 2))):
-        best = np.maximum(best, shifted_ncc(variant_a, variant_b, max_shift=3))
     return best
 
 
@@ -242,11 +239,7 @@ def near_duplicates(
     tone = np.log(np.maximum(np.stack([pixels.mean(axis=1), pixels.std(axis=1)], 1), 1e-3))
     same_tone = (np.abs(tone[arr[:, 0]] - tone[arr[:, 1]]) <= np.log(rules.tone)).all(axis=1)
     weak = (ncc >= rules.floor) & ~strong & same_tone
-    # A copy's differences are fine grain (noise, re-encoding, resampling): blurred away,
-    # it matches almost exactly; a look-alike's differences stay.
-    if weak.any():
-        coarse = np.stack([cv2.GaussianBlur(t, (0, 0), 1.3) for t in soft])
-        weak[weak] = aligned_ncc(coarse[arr[weak, 0]], coarse[arr[weak, 1]]) >= rules.coarse
+    coarse = np.stack([cv2.GaussianBlur(t, (0, 0), 1.3) for t in soft])
     for (a, b), v in zip(arr[weak].tolist(), ncc[weak].tolist(), strict=True):
         if uf.find(a) == uf.find(b):
             continue
@@ -265,6 +258,10 @@ def near_duplicates(
             )
             if 1.0 - v > rules.ratio * (1.0 - rival):
                 continue
+        # A copy's differences are fine grain (noise, re-encoding, resampling): blurred
+        # away, it matches almost exactly; a look-alike's differences stay.
+        if aligned_ncc(coarse[[a]], coarse[[b]])[0] < rules.coarse:
+            continue
         uf.union(a, b)
     return best
 
