@@ -82,7 +82,9 @@ def cluster(plane: ControlPlane) -> ControlPlane:
 def test_a_script_stuck_in_a_c_call_dies_with_its_timeout(
     cluster: ControlPlane, home: Path
 ) -> None:
-    _group(cluster, home, "stuck", STUCK, timeout_s=2)
+    # Long enough for the task's interpreter to reach main() on a loaded machine: the
+    # timeout counts from the task's start, its imports included.
+    _group(cluster, home, "stuck", STUCK, timeout_s=5)
     (task,) = cluster.start_group("stuck", wait=True)
     assert task.state is TaskState.FAILED and "timed out" in (task.exit_reason or "")
     [pid] = _pids(home, "stuck")

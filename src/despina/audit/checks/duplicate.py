@@ -9,8 +9,8 @@ roughly agrees, and then either a very high normalized cross-correlation of the
 thumbnails, maximized over shifts, half-pixel shifts and slight zooms, or, like Lowe's
 ratio test for feature matches, a correlation whose distance from 1 is a small fraction
 of the distance to either image's best other match. The ratio is what carries over from
-one dataset to another: handwritten digits have distinct look-alikes above 0.99, photo
-tiles rarely above 0.9, and a noisy or cropped copy of a low-contrast tile falls to 0.97.
+one dataset to another: distinct handwritten digits can correlate more closely than a
+noisy copy of a low-contrast photo does with its original, so no fixed bound serves both.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class DuplicateRules:
     min_contrast: float = 1 / 255  # flatter thumbnails can only be exact copies
 
 
-def near_duplicates(
+def _near_duplicates(
     thumbs: np.ndarray,
     embeddings: np.ndarray | None,
     uf: _UnionFind,
@@ -291,7 +291,7 @@ class DuplicateCheck(Check):
                 first[h] = k
         best = np.zeros(ctx.n, dtype=np.float32)
         if m >= 2:
-            best[vidx] = near_duplicates(stats.thumbs[vidx], ctx.embeddings, uf, self.rules)
+            best[vidx] = _near_duplicates(stats.thumbs[vidx], ctx.embeddings, uf, self.rules)
         members: dict[int, list[int]] = {}
         for k, i in enumerate(vidx):
             members.setdefault(uf.find(k), []).append(int(i))
