@@ -10,7 +10,8 @@ flags there are listed, and drawn with ``--sheet``.
 
 Sets: everyday photographs from scikit-image (astronaut, coffee, chelsea, rocket,
 motorcycle; **the set the rules were tuned on**); scikit-learn's china and flower and
-matplotlib's Grace Hopper (not used for tuning); and scientific colour images from
+matplotlib's Grace Hopper (not used for tuning, except that the blank bound was lowered
+after looking at its clear-sky tiles); and scientific colour images from
 scikit-image (Hubble deep field, retina, immunohistochemistry; not used for tuning; most
 Hubble and retina tiles are dark by nature, and are counted as flags when flagged).
 
@@ -79,7 +80,11 @@ def _photos(names: tuple[str, ...]) -> list[np.ndarray]:
 
 SETS = {
     "everyday photos (tuning)": ("astronaut", "coffee", "chelsea", "rocket", "motorcycle"),
-    "china, flower, Grace Hopper (not used for tuning)": ("china", "flower", "grace_hopper"),
+    "china, flower, Grace Hopper (not used for tuning but for the blank bound)": (
+        "china",
+        "flower",
+        "grace_hopper",
+    ),
     "Hubble, retina, IHC (not used for tuning)": ("hubble", "retina", "ihc"),
 }
 

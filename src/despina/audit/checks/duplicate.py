@@ -173,8 +173,11 @@ class _UnionFind:
 
 @dataclass(frozen=True)
 class DuplicateRules:
-    """The near-duplicate check's bounds, set on scikit-learn's digits (the data with the
-    closest distinct look-alikes); benchmarks/duplicates.py measures them on other data."""
+    """The near-duplicate check's bounds. The ratio and the affine bound were set on
+    scikit-learn's digits (the closest distinct look-alikes); the floor, tone and coarse
+    guards after looking at Fashion-MNIST's and photo tiles' false pairs.
+    benchmarks/duplicates.py says which dataset was used for what, and adds one that
+    was never looked at."""
 
     strong: float = 0.996  # an aligned NCC that confirms a pair by itself
     hash_bits: int = 26  # most pHash bits (of 64) two images may differ in to be compared
