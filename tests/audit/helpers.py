@@ -1,14 +1,16 @@
-"""Build audit contexts from real digits for check tests."""
+"""Build audit contexts from real digits and real tables for check tests."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from despina.audit.base import AuditContext
 from despina.audit.image_stats import ImageStats, compute_features
 from despina.data.decode import as_rgb
 from despina.data.sources import digits_arrays
+from despina.data.tables import Table, infer_schema
 
 
 def digits_images(n: int = 300, size: int = 16) -> tuple[list[np.ndarray], np.ndarray]:
@@ -59,3 +61,29 @@ def one_hot_probs(y: np.ndarray, k: int, confidence: float = 0.9) -> np.ndarray:
     p = np.full((len(y), k), (1 - confidence) / (k - 1))
     p[np.arange(len(y)), y] = confidence
     return p
+
+
+def table_context(
+    frame: pd.DataFrame,
+    target: str | None,
+    probs: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
+) -> AuditContext:
+    """A table audit's context over ``frame`` as read from a CSV (cells as text)."""
+    raw = frame.astype(object).where(frame.notna(), None)
+    raw = raw.map(lambda v: v if v is None else str(v))
+    table = Table(raw, infer_schema(raw, target), "test")
+    given = table.labels or [""] * len(raw)
+    names = sorted({g for g in given if g})
+    index = {c: i for i, c in enumerate(names)}
+    return AuditContext(
+        ids=[str(i) for i in range(len(raw))],
+        given_labels=given,
+        class_names=names,
+        valid=np.ones(len(raw), bool),
+        load_defects=[None] * len(raw),
+        labels=np.array([index[g] for g in given], np.int64) if target else None,
+        pred_probs=probs,
+        embeddings=embeddings,
+        table=table,
+    )

@@ -32,7 +32,7 @@ def test_audit_runs_and_prints_the_report_path(digits_folder: Path, tmp_path: Pa
     assert res.exit_code == 0, res.output
     assert "health score" in res.output and str(out / "report.html") in res.output.replace("\n", "")
     assert (out / "samples.csv").is_file()
-    assert "out-of-fold CNN accuracy" in res.output
+    assert "out-of-fold model accuracy" in res.output
 
 
 def test_bad_input_is_one_line_and_non_zero(tmp_path: Path) -> None:

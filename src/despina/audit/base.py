@@ -18,9 +18,12 @@ import numpy as np
 from despina.audit.image_stats import ImageStats
 from despina.core.errors import CheckError
 from despina.core.vectors import unit_rows
+from despina.data.sequences import SequenceSet
+from despina.data.tables import Table
+from despina.preprocessing.table import TablePipeline
 
 #: Inputs a check may require; a check whose inputs are absent is skipped with a reason.
-INPUTS = frozenset({"labels", "pred_probs", "embeddings", "image_stats"})
+INPUTS = frozenset({"labels", "pred_probs", "embeddings", "image_stats", "table", "sequences"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ class AuditContext:
     pred_probs: np.ndarray | None = None  # (m, K)
     embeddings: np.ndarray | None = None  # (m, D)
     image_stats: ImageStats | None = None
+    #: A table's raw cells and schema (table audits): what the value, row-duplicate and
+    #: table outlier checks read.
+    table: Table | None = None
+    #: Series as read (sequence audits): what the sequence value and duplicate checks read.
+    sequences: SequenceSet | None = None
     #: Out-of-fold neighbour graph over valid rows: for each sample, cosine similarities and
     #: row indices of its nearest *training* samples in the embedding space of the fold model
     #: that did not see it. Computed from ``embeddings`` when not given.
@@ -91,6 +99,15 @@ class AuditContext:
         out = np.full(self.n, fill, dtype=np.asarray(values).dtype)
         out[self.valid_idx] = values
         return out
+
+    @cached_property
+    def table_features(self) -> np.ndarray:
+        """The table's rows as the model sees them (imputed, robustly scaled numerics,
+        missing indicators, category codes), fitted on this table, but not clipped."""
+        if self.table is None:
+            raise CheckError("a table is required")
+        pipeline = TablePipeline(self.table.schema).fit(self.table.frame)
+        return pipeline.transform(self.table.frame, clip=False)
 
     @property
     def unit_embeddings(self) -> np.ndarray:

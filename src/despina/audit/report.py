@@ -93,7 +93,9 @@ def build_samples(
     else:
         df["predicted_label"] = blank
     label, outlier = _result(outcomes, "label"), _result(outcomes, "outlier")
-    dup, defect = _result(outcomes, "duplicate"), _result(outcomes, "defect")
+    dup = _result(outcomes, "duplicate")
+    # Defective samples: images that are dark, blurred...; table rows with bad values.
+    defect = _result(outcomes, "defect") or _result(outcomes, "values")
     valid = ctx.valid
     if label is not None:
         df["label_quality"] = np.where(valid, significant(label.scores), np.nan)
@@ -122,7 +124,7 @@ def build_samples(
     else:
         df["defects"] = [d or "" for d in ctx.load_defects]
     for name, o in outcomes.items():
-        if o.result is not None and name not in ("label", "outlier"):
+        if o.result is not None and name not in ("label", "outlier", "values"):
             df[f"{name}_score"] = np.round(o.result.scores, 4)
     return df[list(SAMPLE_COLUMNS) + [c for c in df.columns if c not in SAMPLE_COLUMNS]]
 
@@ -189,7 +191,7 @@ def _thumb_uri(record: ImageRecord, size: int = 96) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
 
 
-def _confusion_svg(pairs: list[tuple[str, int]]) -> str:
+def confusion_svg(pairs: list[tuple[str, int]]) -> str:
     """A horizontal bar chart of the most frequent given → suggested label pairs."""
     if not pairs:
         return ""
@@ -344,7 +346,7 @@ def render_html(
         groups=groups,
         group_total=len(dup_sets),
         duplicates_csv=ISSUE_FILES["duplicate"],
-        confusion_svg=_confusion_svg(conf.most_common(12)),
+        confusion_svg=confusion_svg(conf.most_common(12)),
         outcomes=list(outcomes.values()),
     )
 
@@ -376,7 +378,7 @@ def write_outputs(
     (issues/*.csv, worst first) into ``out``; the samples as written (typed labels)."""
     samples = typed_labels(df)
     samples.to_csv(out / "samples.csv", index=False)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
     cleaned_manifest(df, drop_label_issues).to_csv(out / "cleaned.csv", index=False)
     (out / "issues").mkdir(exist_ok=True)
     tables = issue_tables(df)
@@ -386,7 +388,7 @@ def write_outputs(
     return samples
 
 
-def _json_default(o: object) -> Any:
+def json_default(o: object) -> Any:
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, Path):

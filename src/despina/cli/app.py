@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,7 +82,9 @@ def audit(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
     folds: Annotated[int, typer.Option(help="cross-validation folds")] = 5,
-    epochs: Annotated[int, typer.Option(help="max epochs per model")] = 15,
+    epochs: Annotated[
+        int | None, typer.Option(help="max epochs per model (default: 15 images, 40 tables)")
+    ] = None,
     image_size: Annotated[
         int | None, typer.Option(help="model input size (default: from the data, at most 32)")
     ] = None,
@@ -118,10 +121,42 @@ def audit(
             "with the winner"
         ),
     ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="image, table or sequence; auto: a table for a CSV/Parquet file without a "
+            "path column, images otherwise"
+        ),
+    ] = "auto",
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="your own PyTorch model: a .py file whose build(input_shape, num_classes) "
+            "returns a torch.nn.Module (runs with your rights: only files you trust)",
+        ),
+    ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(help="a sequence audit's model: cnn (default), gru, lstm or hybrid"),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="a table's label column (leave out: no label checks)")
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML overriding a table's inferred column kinds (columns: {NAME: KIND})"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
-    """Train a CNN with cross-validation and report label issues, outliers, duplicates, defects."""
+    """Train a model with cross-validation and report label issues, outliers, duplicates and
+    defects (images) or bad values (tables)."""
+    from despina.data.tables import is_table_source
     from despina.jobs.audit import audit as run_audit
+    from despina.jobs.sequence_audit import audit_sequences
+    from despina.jobs.table_audit import audit_table
 
     try:
         cfg = AuditConfig(
@@ -133,10 +168,23 @@ def audit(
             drop_label_issues=drop_label_issues,
             label_rounds=label_rounds,
             model=ModelConfig(width=width, depth=depth),
-            train=TrainConfig(epochs=epochs),
+            train=TrainConfig(**({} if epochs is None else {"epochs": epochs})),
         )
     except ValidationError as exc:
         raise _fail(_config_error(exc), 2) from None
+    if kind not in ("auto", "image", "table", "sequence"):
+        raise _fail(f"--kind {kind}: use image, table, sequence or auto", 2)
+    is_sequence = kind == "sequence"
+    is_table = kind == "table" or (kind == "auto" and is_table_source(source))
+    if not (is_table or is_sequence) and (target is not None or schema is not None):
+        raise _fail("--target and --schema are for tables: add --kind table", 2)
+    if model is not None and model.suffix.lower() != ".py":
+        raise _fail(f"--model {model}: give a .py file with a build() function", 2)
+    if family is not None and not is_sequence:
+        raise _fail("--family chooses a sequence model: add --kind sequence", 2)
+    if (is_table or is_sequence) and (optimize is not None or model_config is not None):
+        raise _fail("--optimize and --model-config search and configure the image CNN; "
+                    "tables and sequences train their models with the defaults", 2)  # fmt: skip
     if optimize is not None:
         if model_config is not None:
             raise _fail("give --optimize N or --model-config FILE, not both", 2)
@@ -149,18 +197,26 @@ def audit(
         except DespinaError as exc:
             raise _fail(str(exc), exc.exit_code) from None
     try:
+        if is_sequence:
+            run = partial(audit_sequences, source, out, cfg, target=target, family=family,
+                          model_file=model)  # fmt: skip
+        elif is_table:
+            run = partial(audit_table, source, out, cfg, target=target, schema_file=schema,
+                          model_file=model)  # fmt: skip
+        else:
+            run = partial(run_audit, source, out, cfg, root=root, model_file=model)
         if quiet:
-            report = run_audit(source, out, cfg, root=root)
+            report = run()
         else:
             with RichProgress(err) as progress:
-                report = run_audit(source, out, cfg, root=root, progress=progress)
+                report = run(progress=progress)
     except DespinaError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     console.print(f"[bold]Audit of[/] {report.summary['source']}", highlight=False)
     accuracy = report.summary.get("oof_accuracy")
     if accuracy is not None and accuracy < 0.7:
         err.print(
-            f"[yellow]warning:[/] the cross-validated CNN agrees with only {accuracy:.0%} of "
+            f"[yellow]warning:[/] the cross-validated model agrees with only {accuracy:.0%} of "
             "the given labels; label findings are unreliable. Train longer (--epochs), "
             "use more images, or check that the labels mean what you think.",
             highlight=False,
@@ -171,7 +227,7 @@ def audit(
     for k, v in report.counts.items():
         table.add_row(k.replace("_", " "), str(v))
     if accuracy is not None:
-        table.add_row("out-of-fold CNN accuracy", f"{accuracy:.1%}")
+        table.add_row("out-of-fold model accuracy", f"{accuracy:.1%}")
     table.add_row("[bold]health score", f"[bold]{report.health:.1%}")
     console.print(table)
     console.print(f"report: {report.report_html}")

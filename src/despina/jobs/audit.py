@@ -34,6 +34,7 @@ from despina.data.sources import load_source
 from despina.jobs.scan import scan
 from despina.jobs.serving_artifacts import write_serving_artifacts
 from despina.models.store import save_model
+from despina.models.user import user_builder
 from despina.preprocessing.image import ImagePipeline
 from despina.training.crossval import cross_validate
 from despina.training.trainer import train_classifier
@@ -41,7 +42,7 @@ from despina.training.trainer import train_classifier
 logger = logging.getLogger(__name__)
 
 
-def _prepare_out(out: Path, source: str) -> Path:
+def prepare_out(out: Path, source: str) -> Path:
     out = out.expanduser().resolve()
     src = Path(source).expanduser()
     if src.exists() and (out == src.resolve() or src.resolve().is_relative_to(out)):
@@ -52,7 +53,7 @@ def _prepare_out(out: Path, source: str) -> Path:
     return out
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     found = {}
     for pkg in (
         "despina",
@@ -96,9 +97,11 @@ def audit(
     root: str | Path | None = None,
     progress: ProgressReporter | None = None,
     registry: Registry[type[Check]] | None = None,
+    model_file: str | Path | None = None,
 ) -> AuditReport:
     """Audit an image dataset and write samples.csv, summary.json, report.html, cleaned.csv
-    and model/ into ``out``. Findings are results; bad input raises a DespinaError."""
+    and model/ into ``out``; ``model_file``: a user's ``build()`` file instead of the CNN.
+    Findings are results; bad input raises a DespinaError."""
     cfg = config or AuditConfig()
     progress = progress or NullProgress()
     timings: dict[str, float] = {}
@@ -112,7 +115,7 @@ def audit(
     checks = select_checks(registry or default_registry(), cfg.checks)
     with stage("load"):
         dataset = load_source(source, root)
-    out_dir = _prepare_out(Path(out), str(source))
+    out_dir = prepare_out(Path(out), str(source))
     records = dataset.records
     n = len(records)
 
@@ -153,6 +156,7 @@ def audit(
     y_train = np.array([remap[int(v)] for v in y])
     train_names = [class_names[int(c)] for c in present]
 
+    build = user_builder(model_file, x, len(train_names))
     round_probs: list[np.ndarray] = []
     needs_model = any(c.requires & {"pred_probs", "embeddings"} for c in checks)
     ctx = AuditContext(
@@ -196,6 +200,7 @@ def audit(
                     exclude=exclude,
                     on_epoch=epoch_done,
                     class_names=train_names,
+                    build=build,
                 )
                 ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
                 round_probs.append(cv.pred_probs)
@@ -229,6 +234,7 @@ def audit(
             cfg.train,
             cfg.seed,
             on_epoch=lambda *_: progress.advance("final model"),
+            build=build,
         )
         progress.finish("final model")
         model_dir = out_dir / "model"
@@ -276,7 +282,7 @@ def audit(
         "color_mode": pipeline.mode_,
         "image_size": size,
         "timings": timings,
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     with stage("report"):
         samples = write_outputs(out_dir, df, summary, records, outcomes, cfg.drop_label_issues)

@@ -21,7 +21,7 @@ from despina.core.vectors import unit_rows
 from despina.preprocessing.input_stats import input_reference
 
 if TYPE_CHECKING:
-    from despina.models.cnn import SmallCNN
+    from despina.models.base import EmbeddingClassifier
 
 NEIGHBORS = 5
 #: Where the 99th percentile of held-out samples' out-of-distribution z is placed: its
@@ -75,7 +75,7 @@ def _drift_reference(stats: np.ndarray, predicted: np.ndarray, classes: int) -> 
 
 
 def write_serving_artifacts(
-    model: SmallCNN,
+    model: EmbeddingClassifier,
     folder: Path,
     x: np.ndarray,
     labels: np.ndarray,

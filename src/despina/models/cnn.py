@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from despina.core.config import ModelConfig
+from despina.models.base import EmbeddingClassifier
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -17,7 +18,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _act(name: str) -> nn.Module:
+def activation_layer(name: str) -> nn.Module:
     cls = ACTIVATIONS[name]
     return cls(inplace=True) if cls in (nn.ReLU, nn.SiLU, nn.ELU) else cls()
 
@@ -31,19 +32,19 @@ class ResidualBlock(nn.Module):
         self.body = nn.Sequential(
             nn.Conv2d(c_in, c_out, kernel, padding=pad, bias=False),
             nn.BatchNorm2d(c_out),
-            _act(act),
+            activation_layer(act),
             nn.Conv2d(c_out, c_out, kernel, padding=pad, bias=False),
             nn.BatchNorm2d(c_out),
         )
         self.shortcut = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1, bias=False)
-        self.act = _act(act)
+        self.act = activation_layer(act)
         self.pool = pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.act(self.body(x) + self.shortcut(x)))
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(EmbeddingClassifier):
     """``depth`` blocks of two convs + BN + activation + 2x2 pooling, widths doubling; plain
     or residual. ``embed`` returns the pooled penultimate features the audit's checks use.
     """
@@ -73,10 +74,10 @@ class SmallCNN(nn.Module):
                 layers += [
                     nn.Conv2d(channels, out, kernel_size, padding=pad, bias=False),
                     nn.BatchNorm2d(out),
-                    _act(activation),
+                    activation_layer(activation),
                     nn.Conv2d(out, out, kernel_size, padding=pad, bias=False),
                     nn.BatchNorm2d(out),
-                    _act(activation),
+                    activation_layer(activation),
                     pool,
                 ]
             channels = out

@@ -16,6 +16,7 @@ from despina.core.config import ModelConfig, TrainConfig
 from despina.core.errors import DataError
 from despina.core.processes import THREAD_LIMITS
 from despina.core.vectors import unit_rows
+from despina.models.base import ModelBuilder
 from despina.training.trainer import EpochCallback, predict, train_classifier
 
 
@@ -96,11 +97,12 @@ def _run_fold(
     seed: int,
     threads: int | None,
     on_epoch: EpochCallback | None = None,
+    build: ModelBuilder | None = None,
 ) -> FoldOutput:
     if threads is not None:
         torch.set_num_threads(threads)
     model = train_classifier(
-        x[train_idx], y[train_idx], num_classes, model_config, train_config, seed, on_epoch
+        x[train_idx], y[train_idx], num_classes, model_config, train_config, seed, on_epoch, build
     )
     probs, emb = predict(model, x[test_idx])
     _, train_emb = predict(model, x[train_idx])
@@ -147,8 +149,10 @@ def cross_validate(
     exclude: np.ndarray | None = None,
     on_epoch: EpochCallback | None = None,
     class_names: Sequence[str] | None = None,
+    build: ModelBuilder | None = None,
 ) -> CrossValResult:
-    """Train ``folds`` CNNs, each predicting the fold it did not see.
+    """Train ``folds`` models (CNNs unless ``build`` makes others), each predicting the
+    fold it did not see.
 
     With ``workers`` > 1 the folds run in separate processes with one torch thread each
     (two single-threaded processes beat one two-threaded process on small CNNs).
@@ -184,7 +188,17 @@ def cross_validate(
     if workers <= 1:
         for k, (tr, te) in enumerate(splits):
             out = _run_fold(
-                x, y, tr, te, num_classes, model_config, train_config, seed + k, None, on_epoch
+                x,
+                y,
+                tr,
+                te,
+                num_classes,
+                model_config,
+                train_config,
+                seed + k,
+                None,
+                on_epoch,
+                build,
             )
             store(k, out)
     else:
@@ -194,7 +208,18 @@ def cross_validate(
         with ProcessPoolExecutor(max_workers=min(workers, folds), mp_context=ctx) as pool:
             futures = [
                 pool.submit(
-                    _run_fold, x, y, tr, te, num_classes, model_config, train_config, seed + k, 1
+                    _run_fold,
+                    x,
+                    y,
+                    tr,
+                    te,
+                    num_classes,
+                    model_config,
+                    train_config,
+                    seed + k,
+                    1,
+                    None,
+                    build,
                 )
                 for k, (tr, te) in enumerate(splits)
             ]

@@ -1,4 +1,5 @@
-"""Train the small CNN with a fixed seed, light augmentation and early stopping."""
+"""Train a classifier (the small CNN unless a builder says otherwise) with a fixed seed,
+light augmentation for images, and early stopping."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 from despina.core.config import ModelConfig, TrainConfig
+from despina.models.base import EmbeddingClassifier, ModelBuilder
 from despina.models.cnn import SmallCNN
 from despina.training.losses import make_loss
 
@@ -66,8 +68,10 @@ def train_classifier(
     train_config: TrainConfig,
     seed: int = 0,
     on_epoch: EpochCallback | None = None,
-) -> SmallCNN:
-    """Train on normalized images ``x`` (N, C, H, W) with integer labels ``y``.
+    build: ModelBuilder | None = None,
+) -> EmbeddingClassifier:
+    """Train on normalized images ``x`` (N, C, H, W) with integer labels ``y``, or on any
+    other input the model ``build`` makes accepts (a table's rows: no augmentation).
 
     A stratified ``validation_fraction`` is held out for early stopping; the weights of the
     best validation epoch are returned, in eval mode.
@@ -77,7 +81,12 @@ def train_classifier(
     tr, va = validation_split(y, train_config.validation_fraction, seed)
     xt, yt = torch.from_numpy(np.ascontiguousarray(x[tr])), torch.from_numpy(y[tr])
     xv, yv = torch.from_numpy(np.ascontiguousarray(x[va])), torch.from_numpy(y[va])
-    model = SmallCNN.from_config(x.shape[1], num_classes, model_config)
+    model = (
+        build(num_classes)
+        if build is not None
+        else SmallCNN.from_config(x.shape[1], num_classes, model_config)
+    )
+    images = x.ndim == 4
     opt = _optimizer(model, train_config)
     criterion = make_loss(train_config.loss, train_config.label_smoothing)
     steps = train_config.epochs * max(1, -(-len(tr) // train_config.batch_size))
@@ -85,7 +94,7 @@ def train_classifier(
         opt, max_lr=train_config.learning_rate, total_steps=steps
     )
     # Translations of about 1/12 of the side: none at 8 px, where one pixel is a stroke.
-    shift = x.shape[-1] // 12 if train_config.augment else 0
+    shift = x.shape[-1] // 12 if train_config.augment and images else 0
     best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
     for epoch in range(train_config.epochs):
         model.train()
@@ -98,7 +107,7 @@ def train_classifier(
             xb = xt[batch]
             if shift:
                 xb = _shift(xb, gen, shift)
-            if train_config.zoom_jitter:
+            if train_config.zoom_jitter and images:
                 xb = _zoom(xb, gen, train_config.zoom_jitter)
             loss = criterion(model(xb), yt[batch])
             opt.zero_grad()
@@ -121,7 +130,7 @@ def train_classifier(
     return model
 
 
-def _optimizer(model: SmallCNN, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: EmbeddingClassifier, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             model.parameters(),
@@ -136,7 +145,7 @@ def _optimizer(model: SmallCNN, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def _evaluate(model: SmallCNN, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _evaluate(model: EmbeddingClassifier, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Cross-entropy (what early stopping watches, whatever the training loss) and
     accuracy on the validation split."""
     if len(x) == 0:
@@ -151,7 +160,9 @@ def _evaluate(model: SmallCNN, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
 
 
 @torch.no_grad()
-def predict(model: SmallCNN, x: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: EmbeddingClassifier, x: np.ndarray, batch_size: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (N, K) and penultimate embeddings (N, D) for ``x``."""
     model.eval()
     probs, embs = [], []

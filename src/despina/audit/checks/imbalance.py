@@ -16,6 +16,7 @@ from despina.audit.base import AuditContext, Check, CheckResult
 class ImbalanceCheck(Check):
     name: ClassVar[str] = "imbalance"
     description: ClassVar[str] = "classes much smaller than the typical class"
+    modalities: ClassVar[frozenset[str]] = frozenset({"image", "table", "sequence"})
     requires: ClassVar[frozenset[str]] = frozenset({"labels"})
 
     def __init__(self, min_ratio: float = 0.2) -> None:

@@ -32,6 +32,7 @@ def neighbor_probs(
 class LabelCheck(Check):
     name: ClassVar[str] = "label"
     description: ClassVar[str] = "samples whose given label disagrees with the evidence"
+    modalities: ClassVar[frozenset[str]] = frozenset({"image", "table", "sequence"})
     requires: ClassVar[frozenset[str]] = frozenset({"labels", "pred_probs"})
 
     def __init__(

@@ -31,6 +31,7 @@ from despina.audit.base import AuditContext, Check, CheckResult, robust_z, sigmo
 class OutlierCheck(Check):
     name: ClassVar[str] = "outlier"
     description: ClassVar[str] = "samples unlike the rest of the dataset"
+    modalities: ClassVar[frozenset[str]] = frozenset({"image", "sequence"})
     requires: ClassVar[frozenset[str]] = frozenset({"embeddings"})
 
     def __init__(

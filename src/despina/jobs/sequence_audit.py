@@ -1,0 +1,220 @@
+"""The sequence audit: read series → value checks → cross-validate a 1D-CNN, GRU, LSTM or
+hybrid → checks → report → final model. The outputs have the other audits' shape."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from despina.audit.base import AuditContext, Check
+from despina.audit.checks import default_registry
+from despina.audit.report import (
+    ISSUE_FILES,
+    AuditReport,
+    build_samples,
+    counts_of,
+    health_score,
+    issue_tables,
+    json_default,
+    typed_labels,
+)
+from despina.audit.runner import run_checks, select_checks
+from despina.audit.table_report import render_table_html
+from despina.core.config import AuditConfig, TrainConfig
+from despina.core.errors import ConfigError, DataError
+from despina.core.progress import NullProgress, ProgressReporter
+from despina.core.registry import Registry
+from despina.data.sequences import read_sequences
+from despina.data.tables import natural_order
+from despina.jobs.audit import package_versions, prepare_out
+from despina.jobs.rounds import cross_validated_rounds, needs_model
+from despina.models.base import ModelBuilder
+from despina.models.export import export_classifier
+from despina.models.sequence import FAMILIES, Family, SequenceBuilder
+from despina.models.store import save_model
+from despina.models.user import user_builder
+from despina.preprocessing.sequence import SequencePipeline
+from despina.training.trainer import train_classifier
+
+#: Training defaults for series: no image augmentation, more epochs than images (an epoch
+#: is few batches), a batch of about a tenth of the series within these bounds.
+SEQUENCE_TRAIN = {"augment": False, "epochs": 40, "patience": 8, "learning_rate": 3e-3}
+SEQUENCE_BATCH = (16, 128)
+#: The family when none is named: the 1D-CNN (the fastest; see docs/benchmarks.md,
+#: sequences, for the families side by side).
+DEFAULT_FAMILY: Family = "cnn"
+
+
+def sequence_train_config(cfg: AuditConfig, series: int) -> TrainConfig:
+    given = cfg.train.model_fields_set
+    defaults = {**SEQUENCE_TRAIN, "batch_size": int(np.clip(series // 10, *SEQUENCE_BATCH))}
+    return cfg.train.model_copy(update={k: v for k, v in defaults.items() if k not in given})
+
+
+def audit_sequences(
+    source: str | Path,
+    out: str | Path,
+    config: AuditConfig | None = None,
+    *,
+    target: str | None = None,
+    family: str | None = None,
+    progress: ProgressReporter | None = None,
+    registry: Registry[type[Check]] | None = None,
+    model_file: str | Path | None = None,
+) -> AuditReport:
+    """Audit labelled (or unlabelled) series from a CSV or Parquet file and write
+    samples.csv, summary.json, report.html, cleaned.csv and (with a target) model/."""
+    cfg = config or AuditConfig()
+    progress = progress or NullProgress()
+    chosen = family or DEFAULT_FAMILY
+    if chosen not in FAMILIES:
+        raise ConfigError(f"--model {chosen}: use one of {', '.join(FAMILIES)}")
+    timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t0, 3)
+
+    checks = select_checks(registry or default_registry("sequence"), cfg.checks)
+    with stage("load"):
+        seq = read_sequences(source, target)
+    out_dir = prepare_out(Path(out), str(source))
+    n = len(seq.ids)
+    given = seq.labels or [""] * n
+    valid = np.array(
+        [(g != "" or target is None) and ln > 1 for g, ln in zip(given, seq.lengths, strict=True)]
+    )
+    class_names = sorted(
+        {g for g, v in zip(given, valid, strict=True) if g and v}, key=natural_order
+    )
+    if target is not None and len(class_names) < 2:
+        only = repr(class_names[0]) if class_names else "no value"
+        raise DataError(
+            f"target column {target!r} has {only} for every readable series: an audit needs "
+            "at least two classes (or leave --target out for the value and duplicate checks)"
+        )
+    index = {c: i for i, c in enumerate(class_names)}
+    y = np.array([index[g] for g, v in zip(given, valid, strict=True) if v and target], np.int64)
+    ctx = AuditContext(
+        ids=seq.ids,
+        given_labels=given,
+        class_names=class_names,
+        valid=valid,
+        load_defects=[None if v else "unreadable" for v in valid],
+        labels=y if target else None,
+        sequences=seq,
+    )
+    pipeline = SequencePipeline().fit(seq.x[valid])
+    x = pipeline.transform(seq.x)
+    family_build = SequenceBuilder(chosen, x.shape[1])
+    train_cfg = sequence_train_config(cfg, int(valid.sum()))
+    model_wanted = target is not None and needs_model(checks)
+    user = user_builder(model_file, x[valid], len(class_names)) if model_wanted else None
+    build: ModelBuilder = user or family_build
+    round_probs: list[np.ndarray] = []
+    if model_wanted:
+        with stage("cross_validation"):
+            round_probs = cross_validated_rounds(
+                ctx, x[valid], checks, cfg, train_cfg, build, progress
+            )
+    with stage("checks"):
+        outcomes = run_checks(ctx, checks, progress)
+    df = build_samples(ctx, [""] * n, outcomes).drop(columns=["path"])
+    values = outcomes.get("values")
+    findings = values.result.details["findings"] if values and values.result else [[]] * n
+    df.insert(1, "length", seq.lengths)
+    df["value_findings"] = [";".join(f) for f in findings]
+    dup = outcomes.get("duplicate")
+    df["duplicate_kind"] = dup.result.details["kind"] if dup and dup.result else ""
+
+    model_info: dict[str, Any] = {}
+    if model_wanted:
+        with stage("final_model"):
+            keep = ~df["is_duplicate"].to_numpy(bool)[valid]
+            fixed = df["suggested_label"].where(df["is_label_issue"], df["given_label"])
+            y_final = np.array([index[v] for v in fixed[valid]], np.int64)
+            model = train_classifier(x[valid][keep], y_final[keep], len(class_names), cfg.model,
+                                     train_cfg, cfg.seed, build=build)  # fmt: skip
+            model_dir = out_dir / "model"
+            save_model(model, model_dir, class_names, {
+                "kind": "sequence", "family": "user" if user else chosen, "channels": x.shape[1],
+                "width": family_build.width, "length": x.shape[2], "layout": "NCL",
+                "trained_on": int(keep.sum()),
+            })  # fmt: skip
+            pipeline.save(model_dir / "preprocessing.json")
+            model_info["onnx_max_difference"] = export_classifier(
+                model, model_dir / "model.onnx", x[valid][keep][:8]
+            )
+
+    summary: dict[str, Any] = {
+        "source": seq.source,
+        "kind": "sequence",
+        "layout": seq.layout,
+        "target": target,
+        "rows": n,
+        "channels": seq.channels,
+        "length": int(seq.x.shape[2]),
+        "model_family": ("user" if user else chosen) if model_wanted else None,
+        "classes": class_names,
+        "counts": {**counts_of(df), "anomalies": _anomaly_count(outcomes)},
+        "health_score": round(health_score(df), 4),
+        "checks": {
+            k: {
+                "status": o.status,
+                "reason": o.reason,
+                "dataset_score": None if o.result is None else round(o.result.score, 4),
+            }
+            for k, o in outcomes.items()
+        },
+        "config": {**cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")},
+        "oof_accuracy": None
+        if ctx.pred_probs is None
+        else round(float((ctx.pred_probs.argmax(axis=1) == y).mean()), 4),
+        "model": model_info,
+        "timings": timings,
+        "versions": package_versions(),
+    }
+    with stage("report"):
+        samples = typed_labels(df)
+        samples.to_csv(out_dir / "samples.csv", index=False)
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
+        keep_rows = ~df["is_duplicate"] & valid
+        label = df["suggested_label"].where(
+            df["is_label_issue"] & (df["suggested_label"] != ""), df["given_label"]
+        )
+        pd.DataFrame({"id": df["id"], "label": label})[keep_rows].to_csv(
+            out_dir / "cleaned.csv", index=False
+        )
+        anomaly = outcomes.get("anomaly")
+        if anomaly is not None and anomaly.result is not None:
+            found = anomaly.result.details["anomalies"]
+            pd.DataFrame(
+                [{"series_id": seq.ids[k], **a} for k, rows in enumerate(found) for a in rows],
+                columns=["series_id", "channel", "start", "end", "z"],
+            ).to_csv(out_dir / "anomalies.csv", index=False)
+        (out_dir / "issues").mkdir(exist_ok=True)
+        tables = issue_tables(df)
+        for key, rows in tables.items():
+            rows.to_csv(out_dir / ISSUE_FILES[key], index=False)
+        series = {i: seq.x[k, :, : max(1, int(seq.lengths[k]))] for k, i in enumerate(seq.ids)}
+        (out_dir / "report.html").write_text(render_table_html(df, summary, tables, series=series))
+    summary["timings"] = timings
+    return AuditReport(
+        out_dir, samples, summary, outcomes, ctx.pred_probs, ctx.embeddings, round_probs
+    )
+
+
+def _anomaly_count(outcomes: dict[str, Any]) -> int:
+    anomaly = outcomes.get("anomaly")
+    if anomaly is None or anomaly.result is None:
+        return 0
+    return sum(len(rows) for rows in anomaly.result.details["anomalies"])

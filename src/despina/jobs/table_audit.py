@@ -1,0 +1,252 @@
+"""The table audit: read → infer the schema → value checks → cross-validate an MLP → checks
+→ report → final model. The outputs have the image audit's shape; ``samples.csv`` holds the
+table's own columns beside the findings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from despina.audit.base import AuditContext, Check
+from despina.audit.checks import default_registry
+from despina.audit.report import (
+    ISSUE_FILES,
+    AuditReport,
+    build_samples,
+    counts_of,
+    health_score,
+    issue_tables,
+    json_default,
+    typed_labels,
+)
+from despina.audit.runner import run_checks, select_checks
+from despina.audit.table_report import render_table_html
+from despina.core.config import AuditConfig, TrainConfig
+from despina.core.errors import DataError
+from despina.core.progress import NullProgress, ProgressReporter
+from despina.core.registry import Registry
+from despina.data.tables import Table, natural_order, read_table
+from despina.jobs.audit import package_versions, prepare_out
+from despina.jobs.rounds import cross_validated_rounds, needs_model
+from despina.models.base import ModelBuilder
+from despina.models.export import export_classifier
+from despina.models.mlp import MLPBuilder
+from despina.models.store import save_model
+from despina.models.user import user_builder
+from despina.preprocessing.table import TablePipeline
+from despina.training.trainer import train_classifier
+
+logger = logging.getLogger(__name__)
+
+#: Training defaults for tables where the image defaults do not fit: no augmentation, more
+#: epochs (an epoch is a few batches), and a batch of about a tenth of the rows within
+#: these bounds, so a small table still gets ten steps an epoch and a large one few.
+TABLE_TRAIN = {"augment": False, "epochs": 40, "patience": 6}
+TABLE_BATCH = (16, 256)
+
+
+def table_train_config(cfg: AuditConfig, rows: int) -> TrainConfig:
+    """The image training config with the table defaults for the fields the user left."""
+    given = cfg.train.model_fields_set
+    defaults = {**TABLE_TRAIN, "batch_size": int(np.clip(rows // 10, *TABLE_BATCH))}
+    return cfg.train.model_copy(update={k: v for k, v in defaults.items() if k not in given})
+
+
+def audit_table(
+    source: str | Path,
+    out: str | Path,
+    config: AuditConfig | None = None,
+    *,
+    target: str | None = None,
+    schema_file: str | Path | None = None,
+    progress: ProgressReporter | None = None,
+    registry: Registry[type[Check]] | None = None,
+    model_file: str | Path | None = None,
+) -> AuditReport:
+    """Audit a CSV or Parquet table and write samples.csv, summary.json, report.html,
+    cleaned.csv and (with a target column) model/ into ``out``."""
+    cfg = config or AuditConfig()
+    progress = progress or NullProgress()
+    timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t0, 3)
+
+    checks = select_checks(registry or default_registry("table"), cfg.checks)
+    with stage("load"):
+        table = read_table(source, target, schema_file)
+    out_dir = prepare_out(Path(out), str(source))
+    n = len(table.frame)
+    given = table.labels or [""] * n
+    valid = np.array([g != "" for g in given]) if target else np.ones(n, bool)
+    class_names = sorted({g for g in given if g}, key=natural_order)
+    if target is not None and len(class_names) < 2:
+        only = repr(class_names[0]) if class_names else "no value"
+        raise DataError(
+            f"target column {target!r} has {only} in every row: an audit needs at least two "
+            "classes to learn from (or leave --target out to check values, duplicates and "
+            "outliers only)"
+        )
+    index = {c: i for i, c in enumerate(class_names)}
+    y = np.array([index[g] for g in given if g], np.int64) if target else None
+    ctx = AuditContext(
+        ids=[str(i) for i in range(n)],
+        given_labels=given,
+        class_names=class_names,
+        valid=valid,
+        load_defects=[None if v else "missing_label" for v in valid],
+        labels=y,
+        table=table,
+    )
+    pipeline = TablePipeline(table.schema).fit(table.frame)
+    x = pipeline.transform(table.frame)
+    layout = pipeline.layout
+    mlp = MLPBuilder(layout.numeric, layout.cardinalities)
+    model_wanted = y is not None and needs_model(checks)
+    user = user_builder(model_file, x[valid], len(class_names)) if model_wanted else None
+    build: ModelBuilder = user or mlp
+    train_cfg = table_train_config(cfg, int(valid.sum()))
+    round_probs: list[np.ndarray] = []
+    if model_wanted:
+        with stage("cross_validation"):
+            round_probs = cross_validated_rounds(
+                ctx, x[valid], checks, cfg, train_cfg, build, progress
+            )
+
+    with stage("checks"):
+        outcomes = run_checks(ctx, checks, progress)
+    df = build_samples(ctx, [""] * n, outcomes)
+    df = _with_table_columns(df, table, outcomes)
+
+    model_info: dict[str, Any] = {}
+    if y is not None and model_wanted:
+        with stage("final_model"):
+            keep = _training_rows(df)[valid]
+            cleaned_label = df["suggested_label"].where(df["is_label_issue"], df["given_label"])
+            y_final = np.array([index[v] for v in cleaned_label[valid]], np.int64)
+            model = train_classifier(
+                x[valid][keep], y_final[keep], len(class_names), cfg.model, train_cfg,
+                cfg.seed, build=build,
+            )  # fmt: skip
+            model_dir = out_dir / "model"
+            save_model(
+                model,
+                model_dir,
+                class_names,
+                {
+                    "kind": "table",
+                    "numeric": layout.numeric,
+                    "cardinalities": list(layout.cardinalities),
+                    "width": mlp.width,
+                    "depth": mlp.depth,
+                    "activation": mlp.activation,
+                    "trained_on": int(keep.sum()),
+                },
+            )
+            pipeline.save(model_dir / "preprocessing.json")
+            model_info["onnx_max_difference"] = export_classifier(
+                model, model_dir / "model.onnx", x[valid][keep][:8]
+            )
+
+    values = outcomes.get("values")
+    value_details = values.result.details if values is not None and values.result else {}
+    summary: dict[str, Any] = {
+        "source": table.source,
+        "kind": "table",
+        "target": target,
+        "rows": n,
+        "classes": class_names,
+        "schema": table.schema.model_dump(mode="json"),
+        "counts": counts_of(df),
+        "health_score": round(health_score(df), 4),
+        "constant_columns": value_details.get("constant_columns", []),
+        "near_constant_columns": value_details.get("near_constant_columns", []),
+        "range_bounds": value_details.get("bounds", {}),
+        "checks": {
+            k: {
+                "status": o.status,
+                "reason": o.reason,
+                "dataset_score": None if o.result is None else round(o.result.score, 4),
+            }
+            for k, o in outcomes.items()
+        },
+        "config": {**cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")},
+        "oof_accuracy": None
+        if ctx.pred_probs is None or y is None
+        else round(float((ctx.pred_probs.argmax(axis=1) == y).mean()), 4),
+        "model": model_info,
+        "timings": timings,
+        "versions": package_versions(),
+    }
+    with stage("report"):
+        samples = _write_table_outputs(out_dir, df, table, summary, cfg.drop_label_issues)
+    summary["timings"] = timings
+    return AuditReport(
+        out_dir, samples, summary, outcomes, ctx.pred_probs, ctx.embeddings, round_probs
+    )
+
+
+def _with_table_columns(df: pd.DataFrame, table: Table, outcomes: dict[str, Any]) -> pd.DataFrame:
+    """The findings with the table's own columns (prefixed where a name collides), the value
+    findings per cell and the kind of each duplicate set."""
+    values = outcomes.get("values")
+    dup = outcomes.get("duplicate")
+    df = df.drop(columns=["path"])
+    if values is not None and values.result is not None:
+        df["value_findings"] = [";".join(f) for f in values.result.details["findings"]]
+    else:
+        df["value_findings"] = ""
+    if dup is not None and dup.result is not None:
+        df["duplicate_kind"] = dup.result.details["kind"]
+    else:
+        df["duplicate_kind"] = ""
+    own = table.frame.reset_index(drop=True).copy()
+    own.columns = [f"column:{c}" if c in df.columns else c for c in own.columns]
+    return pd.concat([df.iloc[:, :1], own, df.iloc[:, 1:]], axis=1)
+
+
+def _training_rows(df: pd.DataFrame) -> np.ndarray:
+    """Rows the final model learns from: no copies, no mistyped or out-of-range cells."""
+    broken = df["defects"].str.contains(r"\btype\b|\brange\b", regex=True)
+    return np.asarray(~df["is_duplicate"] & ~broken)
+
+
+def cleaned_table(df: pd.DataFrame, table: Table, drop_label_issues: bool) -> pd.DataFrame:
+    """The table's own rows and columns without copies and rows with mistyped or
+    out-of-range cells; label issues relabeled (or dropped) in the target column."""
+    keep = _training_rows(df)
+    if drop_label_issues:
+        keep &= ~df["is_label_issue"].to_numpy(bool)
+    out = table.frame.reset_index(drop=True).loc[keep].copy()
+    target = table.schema.target
+    if target is not None and not drop_label_issues:
+        fix = (df["is_label_issue"] & (df["suggested_label"] != "")).to_numpy(bool)[keep]
+        new = df["suggested_label"].to_numpy(object)[keep]
+        out[target] = np.where(fix, new, out[target].to_numpy(object))
+    return out
+
+
+def _write_table_outputs(
+    out: Path, df: pd.DataFrame, table: Table, summary: dict[str, Any], drop_label_issues: bool
+) -> pd.DataFrame:
+    samples = typed_labels(df)
+    samples.to_csv(out / "samples.csv", index=False)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
+    cleaned_table(df, table, drop_label_issues).to_csv(out / "cleaned.csv", index=False)
+    (out / "issues").mkdir(exist_ok=True)
+    tables = issue_tables(df)
+    for key, rows in tables.items():
+        rows.to_csv(out / ISSUE_FILES[key], index=False)
+    (out / "report.html").write_text(render_table_html(df, summary, tables))
+    return samples
