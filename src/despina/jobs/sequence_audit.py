@@ -35,8 +35,8 @@ from despina.data.sequences import read_sequences
 from despina.data.tables import natural_order
 from despina.jobs.audit import package_versions, prepare_out
 from despina.jobs.rounds import cross_validated_rounds, needs_model
+from despina.jobs.serving_artifacts import write_record_artifacts
 from despina.models.base import ModelBuilder
-from despina.models.export import export_classifier
 from despina.models.sequence import FAMILIES, Family, SequenceBuilder
 from despina.models.store import save_model
 from despina.models.user import user_builder
@@ -151,9 +151,18 @@ def audit_sequences(
                 "trained_on": int(keep.sum()),
             })  # fmt: skip
             pipeline.save(model_dir / "preprocessing.json")
-            model_info["onnx_max_difference"] = export_classifier(
-                model, model_dir / "model.onnx", x[valid][keep][:8]
-            )
+            rows = np.flatnonzero(valid)[keep]
+            raw = seq.x[rows]
+            drift = {}
+            for c, channel in enumerate(seq.channels):
+                drift[f"{channel}_mean"] = np.nanmean(raw[:, c], axis=1)
+                drift[f"{channel}_std"] = np.nanstd(raw[:, c], axis=1)
+            reference = write_record_artifacts(
+                model, model_dir, x[rows], y_final[keep], [seq.ids[r] for r in rows], drift,
+                {"kind": "sequence", "channels": seq.channels, "length": int(x.shape[2])},
+                validation_fraction=train_cfg.validation_fraction, seed=cfg.seed,
+            )  # fmt: skip
+            model_info["onnx_max_difference"] = reference["onnx_max_difference"]
 
     summary: dict[str, Any] = {
         "source": seq.source,

@@ -74,22 +74,22 @@ def _drift_reference(stats: np.ndarray, predicted: np.ndarray, classes: int) -> 
     return {"features": features, "classes": [float(f) for f in freq]}
 
 
-def write_serving_artifacts(
+def index_and_ood(
     model: EmbeddingClassifier,
     folder: Path,
     x: np.ndarray,
     labels: np.ndarray,
-    ids: Sequence[str],
-    stats: np.ndarray,
     *,
     validation_fraction: float,
     seed: int,
-) -> dict[str, Any]:
-    """Export ``model`` to ONNX and index the training set ``x`` (normalized, as trained).
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Export ``model`` to ONNX, index the training set ``x`` (preprocessed, as trained)
+    and calibrate the out-of-distribution score; the reference entries every model folder
+    has, and the training set's probabilities.
 
     The out-of-distribution score is calibrated on the samples the trainer held out for
     early stopping (same split, same seed), since the model has fitted the others and
-    would make every new image look far away.
+    would make every new input look far away.
     """
     import faiss
 
@@ -117,17 +117,86 @@ def write_serving_artifacts(
     ood: dict[str, Any] = {"distance": _robust(log_dist), "uncertainty": _robust(log_unc)}
     tail = float(np.quantile(ood_z(log_dist, log_unc, ood), 0.99))
     ood["scale"] = TAIL_Z / max(tail, 1.0)
-    reference = {
+    core = {
         "format_version": FORMAT_VERSION,
-        "ids": list(ids),
         "neighbors": int(k),
         "ood": ood,
-        "defects": defect_reference(stats),
-        "inputs": input_reference(x),
-        "drift": _drift_reference(stats, probs.argmax(axis=1), probs.shape[1]),
         "held_out_accuracy": float((probs[held_out].argmax(axis=1) == labels[held_out]).mean()),
         "training_accuracy": float((probs.argmax(axis=1) == labels).mean()),
         "onnx_max_difference": diff,
+    }
+    return core, probs
+
+
+def write_serving_artifacts(
+    model: EmbeddingClassifier,
+    folder: Path,
+    x: np.ndarray,
+    labels: np.ndarray,
+    ids: Sequence[str],
+    stats: np.ndarray,
+    *,
+    validation_fraction: float,
+    seed: int,
+) -> dict[str, Any]:
+    """An image model folder's serving files: ONNX, the index, and reference.json with
+    the out-of-distribution calibration, the defect bounds, input statistics and drift."""
+    core, probs = index_and_ood(
+        model, folder, x, labels, validation_fraction=validation_fraction, seed=seed
+    )
+    reference = {
+        **core,
+        "ids": list(ids),
+        "defects": defect_reference(stats),
+        "inputs": input_reference(x),
+        "drift": _drift_reference(stats, probs.argmax(axis=1), probs.shape[1]),
+    }
+    (folder / REFERENCE_FILE).write_text(json.dumps(reference))
+    return reference
+
+
+def feature_drift_reference(
+    columns: dict[str, np.ndarray], predicted: np.ndarray, classes: int
+) -> dict[str, Any]:
+    """Decile bin edges and training fractions of named feature columns, and the predicted
+    class frequencies: the drift baseline of a table or sequence model."""
+    features = {}
+    for name, v in columns.items():
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            continue
+        edges = np.unique(np.quantile(v, np.linspace(0, 1, DRIFT_BINS + 1)[1:-1]))
+        counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+        features[name] = {
+            "edges": [float(e) for e in edges],
+            "fractions": [float(c) for c in counts / max(1, counts.sum())],
+        }
+    freq = np.bincount(predicted, minlength=classes) / max(1, len(predicted))
+    return {"features": features, "classes": [float(f) for f in freq]}
+
+
+def write_record_artifacts(
+    model: EmbeddingClassifier,
+    folder: Path,
+    x: np.ndarray,
+    labels: np.ndarray,
+    ids: Sequence[str],
+    drift_columns: dict[str, np.ndarray],
+    extra: dict[str, Any],
+    *,
+    validation_fraction: float,
+    seed: int,
+) -> dict[str, Any]:
+    """A table or sequence model folder's serving files: ONNX, the index, and
+    reference.json with the calibration, the drift baseline and ``extra`` (value bounds)."""
+    core, probs = index_and_ood(
+        model, folder, x, labels, validation_fraction=validation_fraction, seed=seed
+    )
+    reference = {
+        **core,
+        "ids": list(ids),
+        "drift": feature_drift_reference(drift_columns, probs.argmax(axis=1), probs.shape[1]),
+        **extra,
     }
     (folder / REFERENCE_FILE).write_text(json.dumps(reference))
     return reference

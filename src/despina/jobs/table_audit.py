@@ -17,6 +17,7 @@ import pandas as pd
 
 from despina.audit.base import AuditContext, Check
 from despina.audit.checks import default_registry
+from despina.audit.checks.values import range_bounds
 from despina.audit.report import (
     ISSUE_FILES,
     AuditReport,
@@ -33,11 +34,11 @@ from despina.core.config import AuditConfig, TrainConfig
 from despina.core.errors import DataError
 from despina.core.progress import NullProgress, ProgressReporter
 from despina.core.registry import Registry
-from despina.data.tables import Table, natural_order, read_table
+from despina.data.tables import Table, natural_order, numeric_values, read_table
 from despina.jobs.audit import package_versions, prepare_out
 from despina.jobs.rounds import cross_validated_rounds, needs_model
+from despina.jobs.serving_artifacts import write_record_artifacts
 from despina.models.base import ModelBuilder
-from despina.models.export import export_classifier
 from despina.models.mlp import MLPBuilder
 from despina.models.store import save_model
 from despina.models.user import user_builder
@@ -155,9 +156,21 @@ def audit_table(
                 },
             )
             pipeline.save(model_dir / "preprocessing.json")
-            model_info["onnx_max_difference"] = export_classifier(
-                model, model_dir / "model.onnx", x[valid][keep][:8]
-            )
+            rows = np.flatnonzero(valid)[keep]
+            # The range the serving flags use: the value check's bounds over the rows the
+            # model learned from, whichever checks ran.
+            bounds = {}
+            for c in table.schema.numeric:
+                b = range_bounds(numeric_values(table.frame[c])[rows])
+                if b is not None:
+                    bounds[c] = [b[0], b[1]]
+            reference = write_record_artifacts(
+                model, model_dir, x[rows], y_final[keep], [str(r) for r in rows],
+                {c: numeric_values(table.frame[c])[rows] for c in table.schema.numeric},
+                {"kind": "table", "bounds": bounds},
+                validation_fraction=train_cfg.validation_fraction, seed=cfg.seed,
+            )  # fmt: skip
+            model_info["onnx_max_difference"] = reference["onnx_max_difference"]
 
     values = outcomes.get("values")
     value_details = values.result.details if values is not None and values.result else {}

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from despina.control.models import Deployment as DeploymentRecord
 from despina.control.models import DeploymentSpec
-from despina.core.errors import ConfigError, DespinaError
+from despina.core.errors import ConfigError, DespinaError, InputError
 from despina.serving.host import DeploymentHost
 from despina.serving.metrics import ServingMetrics
 from despina.serving.uploads import read_uploads
@@ -37,6 +37,16 @@ def _upload_body(field: str, many: bool) -> dict[str, Any]:
             },
         }
     }
+
+
+async def _json_body(request: Request) -> Any:
+    import json
+
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"the request body is not valid JSON: {exc}") from None
 
 
 def deployment_router(host: DeploymentHost, metrics: ServingMetrics) -> APIRouter:
@@ -74,8 +84,11 @@ def deployment_router(host: DeploymentHost, metrics: ServingMetrics) -> APIRoute
         status = "500"
         try:
             dep = host.get(name)
-            [(filename, data)] = await read_uploads(request, "file", many=False)
-            answer = await dep.predict(data, filename)
+            if request.headers.get("content-type", "").startswith("application/json"):
+                answer = await dep.predict_records(await _json_body(request))
+            else:
+                [(filename, data)] = await read_uploads(request, "file", many=False)
+                answer = await dep.predict(data, filename)
             status = "200"
             answer["request_id"] = request.scope.get("state", {}).get("request_id")
             # The answer is plain JSON types already: skip FastAPI's re-encoding pass.

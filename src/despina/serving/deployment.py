@@ -15,7 +15,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from despina.audit.image_stats import image_statistics
-from despina.core.errors import InputError
+from despina.core.errors import InputError, MediaTypeError
 from despina.core.processes import usable_cores
 from despina.data.decode import decode_bytes, header_size
 from despina.serving.batching import MicroBatcher
@@ -236,6 +236,12 @@ class Deployment:
         if self.observer is not None:
             self.observer.prediction(self.name, answer)
         return answer
+
+    async def predict_records(self, body: Any) -> dict[str, Any]:
+        raise MediaTypeError(
+            f"deployment {self.name} serves an image model: upload the image as a "
+            "multipart form field named file, not JSON"
+        )
 
     def runs_inline(self, small: bool) -> bool:
         """Whether the request now in ``predict`` is answered on the event loop: it is the

@@ -39,12 +39,15 @@ class DriftMonitor:
         class_names: list[str],
         window: int = 1000,
         min_samples: int = 50,
+        names: tuple[str, ...] | list[str] = STAT_NAMES,
     ) -> None:
+        """``names``: what the columns of an observed statistics vector are (an image's
+        statistics by default; a table's numeric columns, a series' channel summaries)."""
         self.features = {
             name: (np.asarray(ref["edges"]), np.asarray(ref["fractions"]))
             for name, ref in reference["features"].items()
         }
-        self.columns = [STAT_NAMES.index(name) for name in self.features]
+        self.columns = [list(names).index(name) for name in self.features]
         self.class_ref = np.asarray(reference["classes"])
         self.class_names = class_names
         self.min_samples = min_samples

@@ -27,6 +27,7 @@ from despina.control.store.common import utcnow
 from despina.core.errors import NotFoundError, OverloadedError, StateError
 from despina.serving.budget import PixelBudget
 from despina.serving.deployment import Deployment
+from despina.serving.records import RecordDeployment, is_record_model
 from despina.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -73,9 +74,14 @@ class DeploymentHost:
             for dep in self.loaded.values():
                 dep.observer = observer
 
-    def add(self, name: str, model: str, extractor: str = "whole") -> Deployment:
+    def add(self, name: str, model: str, extractor: str = "whole") -> Any:
         """Load a deployment that lives only in this server (``despina serve``)."""
-        dep = Deployment(name, model, extractor, self.settings, self.observer, self.budget)
+        dep: Any = (
+            RecordDeployment(name, model, self.settings)
+            if is_record_model(model)
+            else Deployment(name, model, extractor, self.settings, self.observer, self.budget)
+        )
+        dep.observer = self.observer
         with self._lock:
             self.loaded[name] = dep
             self._fixed.add(name)
@@ -143,10 +149,14 @@ class DeploymentHost:
         assert self.plane is not None
         try:
             cluster = None if rec.cluster is None else self.plane.get_cluster(rec.cluster)
-            if cluster is not None and cluster.backend == "ray":
+            dep: Any
+            if is_record_model(rec.model):  # tables and series: served by this process
+                dep = RecordDeployment(rec.name, rec.model, self.settings)
+                dep.observer = self.observer
+            elif cluster is not None and cluster.backend == "ray":
                 from despina.serving.ray_serve import RayServed
 
-                dep: Any = RayServed(rec, cluster, self.settings, self.observer)
+                dep = RayServed(rec, cluster, self.settings, self.observer)
             else:
                 dep = Deployment(
                     rec.name, rec.model, rec.extractor, self.settings, self.observer, self.budget
