@@ -132,8 +132,9 @@ def audit(
         Path | None,
         typer.Option(
             "--model",
-            help="your own PyTorch model: a .py file whose build(input_shape, num_classes) "
-            "returns a torch.nn.Module (runs with your rights: only files you trust)",
+            help="your own model: a .keras file (Keras 3), or a .py file whose "
+            "build(input_shape, num_classes) returns a torch.nn.Module (runs with your "
+            "rights: only files you trust)",
         ),
     ] = None,
     family: Annotated[
@@ -178,8 +179,10 @@ def audit(
     is_table = kind == "table" or (kind == "auto" and is_table_source(source))
     if not (is_table or is_sequence) and (target is not None or schema is not None):
         raise _fail("--target and --schema are for tables: add --kind table", 2)
-    if model is not None and model.suffix.lower() != ".py":
-        raise _fail(f"--model {model}: give a .py file with a build() function", 2)
+    if model is not None and model.suffix.lower() not in (".py", ".keras"):
+        raise _fail(
+            f"--model {model}: give a .py file with a build() function or a .keras model", 2
+        )
     if family is not None and not is_sequence:
         raise _fail("--family chooses a sequence model: add --kind sequence", 2)
     if (is_table or is_sequence) and (optimize is not None or model_config is not None):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from despina.core.registry import Registry
 from despina.data.decode import decode_image
 from despina.data.images import ImageRecord
 from despina.data.sources import load_source
+from despina.jobs.rounds import Stages, checks_summary
 from despina.jobs.scan import scan
 from despina.jobs.serving_artifacts import write_serving_artifacts
 from despina.models.store import save_model
@@ -104,13 +103,8 @@ def audit(
     Findings are results; bad input raises a DespinaError."""
     cfg = config or AuditConfig()
     progress = progress or NullProgress()
-    timings: dict[str, float] = {}
-
-    @contextmanager
-    def stage(name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        yield
-        timings[name] = round(time.perf_counter() - t0, 3)
+    stage = Stages()
+    timings = stage.timings
 
     checks = select_checks(registry or default_registry(), cfg.checks)
     with stage("load"):
@@ -265,14 +259,7 @@ def audit(
         "classes": class_names,
         "counts": counts_of(df),
         "health_score": round(health_score(df), 4),
-        "checks": {
-            k: {
-                "status": o.status,
-                "reason": o.reason,
-                "dataset_score": None if o.result is None else round(o.result.score, 4),
-            }
-            for k, o in outcomes.items()
-        },
+        "checks": checks_summary(outcomes),
         "config": cfg.model_dump(mode="json"),
         # How well the out-of-fold CNN agrees with the given labels: a low value means the
         # model is too weak (too few epochs or images) for its findings to be trusted.

@@ -1,16 +1,58 @@
-"""Cross-validation rounds shared by the table and sequence audits: each later round trains
-without the rows the label check flagged in the round before."""
+"""What the image, table and sequence audits share: the timed stages, the checks' summary,
+and the cross-validation rounds (each later round trains without the rows the label check
+flagged in the round before)."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
 from despina.audit.base import AuditContext, Check
 from despina.audit.checks import LabelCheck
+from despina.audit.runner import CheckOutcome
 from despina.core.config import AuditConfig, TrainConfig
 from despina.core.progress import ProgressReporter
 from despina.models.base import ModelBuilder
 from despina.training.crossval import cross_validate
+
+
+class Stages:
+    """Seconds per named stage of a job, in the order they ran."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+
+
+def checks_summary(outcomes: dict[str, CheckOutcome]) -> dict[str, dict[str, Any]]:
+    """Each check's status, reason and dataset score, as summary.json holds them."""
+    return {
+        k: {
+            "status": o.status,
+            "reason": o.reason,
+            "dataset_score": None if o.result is None else round(o.result.score, 4),
+        }
+        for k, o in outcomes.items()
+    }
+
+
+def train_defaults(
+    cfg: AuditConfig, rows: int, defaults: dict[str, Any], batch: tuple[int, int]
+) -> TrainConfig:
+    """``cfg.train`` with ``defaults`` for the fields the user left, and a batch of about a
+    tenth of the ``rows`` within ``batch``: a small dataset still gets ten steps an epoch."""
+    given = cfg.train.model_fields_set
+    chosen = {**defaults, "batch_size": int(np.clip(rows // 10, *batch))}
+    return cfg.train.model_copy(update={k: v for k, v in chosen.items() if k not in given})
 
 
 def needs_model(checks: list[Check]) -> bool:

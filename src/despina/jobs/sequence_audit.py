@@ -4,9 +4,6 @@ hybrid → checks → report → final model. The outputs have the other audits'
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,13 @@ from despina.core.registry import Registry
 from despina.data.sequences import read_sequences
 from despina.data.tables import natural_order
 from despina.jobs.audit import package_versions, prepare_out
-from despina.jobs.rounds import cross_validated_rounds, needs_model
+from despina.jobs.rounds import (
+    Stages,
+    checks_summary,
+    cross_validated_rounds,
+    needs_model,
+    train_defaults,
+)
 from despina.jobs.serving_artifacts import write_record_artifacts
 from despina.models.base import ModelBuilder
 from despina.models.sequence import FAMILIES, Family, SequenceBuilder
@@ -53,9 +56,8 @@ DEFAULT_FAMILY: Family = "cnn"
 
 
 def sequence_train_config(cfg: AuditConfig, series: int) -> TrainConfig:
-    given = cfg.train.model_fields_set
-    defaults = {**SEQUENCE_TRAIN, "batch_size": int(np.clip(series // 10, *SEQUENCE_BATCH))}
-    return cfg.train.model_copy(update={k: v for k, v in defaults.items() if k not in given})
+    """The training config with the sequence defaults for the fields the user left."""
+    return train_defaults(cfg, series, SEQUENCE_TRAIN, SEQUENCE_BATCH)
 
 
 def audit_sequences(
@@ -76,13 +78,8 @@ def audit_sequences(
     chosen = family or DEFAULT_FAMILY
     if chosen not in FAMILIES:
         raise ConfigError(f"--model {chosen}: use one of {', '.join(FAMILIES)}")
-    timings: dict[str, float] = {}
-
-    @contextmanager
-    def stage(name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        yield
-        timings[name] = round(time.perf_counter() - t0, 3)
+    stage = Stages()
+    timings = stage.timings
 
     checks = select_checks(registry or default_registry("sequence"), cfg.checks)
     with stage("load"):
@@ -176,14 +173,7 @@ def audit_sequences(
         "classes": class_names,
         "counts": {**counts_of(df), "anomalies": _anomaly_count(outcomes)},
         "health_score": round(health_score(df), 4),
-        "checks": {
-            k: {
-                "status": o.status,
-                "reason": o.reason,
-                "dataset_score": None if o.result is None else round(o.result.score, 4),
-            }
-            for k, o in outcomes.items()
-        },
+        "checks": checks_summary(outcomes),
         "config": {**cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")},
         "oof_accuracy": None
         if ctx.pred_probs is None

@@ -58,20 +58,10 @@ def ood_z(log_dist: np.ndarray, log_unc: np.ndarray, ood: dict[str, Any]) -> np.
 
 
 def _drift_reference(stats: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, Any]:
-    """Decile bin edges of each drift feature with the training fraction in each bin, and
-    the training set's predicted-class frequencies (population stability index baseline)."""
-    features = {}
-    for name in DRIFT_FEATURES:
-        v = stats[:, STAT_NAMES.index(name)]
-        v = v[np.isfinite(v)]
-        edges = np.unique(np.quantile(v, np.linspace(0, 1, DRIFT_BINS + 1)[1:-1]))
-        counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
-        features[name] = {
-            "edges": [float(e) for e in edges],
-            "fractions": [float(c) for c in counts / max(1, counts.sum())],
-        }
-    freq = np.bincount(predicted, minlength=classes) / max(1, len(predicted))
-    return {"features": features, "classes": [float(f) for f in freq]}
+    """The drift baseline of an image model: its drift features' deciles and the predicted
+    class frequencies (population stability index baseline)."""
+    columns = {name: stats[:, STAT_NAMES.index(name)] for name in DRIFT_FEATURES}
+    return feature_drift_reference(columns, predicted, classes)
 
 
 def index_and_ood(

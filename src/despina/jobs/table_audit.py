@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +33,13 @@ from despina.core.progress import NullProgress, ProgressReporter
 from despina.core.registry import Registry
 from despina.data.tables import Table, natural_order, numeric_values, read_table
 from despina.jobs.audit import package_versions, prepare_out
-from despina.jobs.rounds import cross_validated_rounds, needs_model
+from despina.jobs.rounds import (
+    Stages,
+    checks_summary,
+    cross_validated_rounds,
+    needs_model,
+    train_defaults,
+)
 from despina.jobs.serving_artifacts import write_record_artifacts
 from despina.models.base import ModelBuilder
 from despina.models.mlp import MLPBuilder
@@ -55,10 +58,8 @@ TABLE_BATCH = (16, 256)
 
 
 def table_train_config(cfg: AuditConfig, rows: int) -> TrainConfig:
-    """The image training config with the table defaults for the fields the user left."""
-    given = cfg.train.model_fields_set
-    defaults = {**TABLE_TRAIN, "batch_size": int(np.clip(rows // 10, *TABLE_BATCH))}
-    return cfg.train.model_copy(update={k: v for k, v in defaults.items() if k not in given})
+    """The training config with the table defaults for the fields the user left."""
+    return train_defaults(cfg, rows, TABLE_TRAIN, TABLE_BATCH)
 
 
 def audit_table(
@@ -76,13 +77,8 @@ def audit_table(
     cleaned.csv and (with a target column) model/ into ``out``."""
     cfg = config or AuditConfig()
     progress = progress or NullProgress()
-    timings: dict[str, float] = {}
-
-    @contextmanager
-    def stage(name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        yield
-        timings[name] = round(time.perf_counter() - t0, 3)
+    stage = Stages()
+    timings = stage.timings
 
     checks = select_checks(registry or default_registry("table"), cfg.checks)
     with stage("load"):
@@ -186,14 +182,7 @@ def audit_table(
         "constant_columns": value_details.get("constant_columns", []),
         "near_constant_columns": value_details.get("near_constant_columns", []),
         "range_bounds": value_details.get("bounds", {}),
-        "checks": {
-            k: {
-                "status": o.status,
-                "reason": o.reason,
-                "dataset_score": None if o.result is None else round(o.result.score, 4),
-            }
-            for k, o in outcomes.items()
-        },
+        "checks": checks_summary(outcomes),
         "config": {**cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json")},
         "oof_accuracy": None
         if ctx.pred_probs is None or y is None

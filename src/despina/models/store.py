@@ -15,6 +15,7 @@ from despina.core.artifacts import FORMAT_VERSION, MODEL_CONFIG, WEIGHTS
 from despina.core.errors import ModelError, NotFoundError
 from despina.models.base import EmbeddingClassifier
 from despina.models.cnn import SmallCNN
+from despina.models.keras_model import KERAS_FILE, KerasModel, load_saved_keras
 from despina.models.mlp import TabularMLP
 from despina.models.sequence import SequenceBuilder
 from despina.models.user import USER_FILE, UserBuilder, UserModel
@@ -39,8 +40,14 @@ def save_model(
     if isinstance(model, UserModel) and model.source is not None:
         shutil.copyfile(model.source, folder / USER_FILE)
         config = {**config, "user_file": USER_FILE, "input_shape": list(model.input_shape)}
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS))
+    if isinstance(model, KerasModel):
+        # Keras saves its own weights; its torch state repeats them (model and features).
+        model.model.save(str(folder / KERAS_FILE))
+        config = {**config, "keras_file": KERAS_FILE, "layout": model.layout,
+                  "permute": None if model.permute is None else list(model.permute)}  # fmt: skip
+    else:
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS))
     meta = {
         "architecture": type(model).__name__,
         "format_version": FORMAT_VERSION,
@@ -75,12 +82,18 @@ def _rebuild(meta: dict[str, Any], folder: Path) -> EmbeddingClassifier:
 
 
 def load_model(folder: Path) -> SavedModel:
-    """Rebuild the CNN from ``model.json`` and load its weights (eval mode)."""
+    """Rebuild the model from ``model.json`` and load its weights (eval mode)."""
     cfg_path, w_path = folder / MODEL_CONFIG, folder / WEIGHTS
-    if not cfg_path.is_file() or not w_path.is_file():
-        raise NotFoundError(f"{folder} is not a Despina model folder ({MODEL_CONFIG}, {WEIGHTS})")
+    if not cfg_path.is_file():
+        raise NotFoundError(f"{folder} is not a Despina model folder (no {MODEL_CONFIG})")
     try:
         meta = json.loads(read_artifact(cfg_path))
+        if meta.get("architecture") == "KerasModel":
+            model: EmbeddingClassifier = load_saved_keras(folder, meta.get("permute"))
+            model.eval()
+            return SavedModel(model, list(meta["class_names"]), meta)
+        if not w_path.is_file():
+            raise NotFoundError(f"{folder} is not a Despina model folder (no {WEIGHTS})")
         model = _rebuild(meta, folder)
         model.load_state_dict(load_weights(read_artifact(w_path)))
     except (KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:

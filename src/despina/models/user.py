@@ -14,14 +14,17 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from despina.core.errors import ConfigError, NotFoundError
-from despina.models.base import EmbeddingClassifier
+from despina.models.base import EmbeddingClassifier, ModelBuilder
+
+if TYPE_CHECKING:
+    from despina.models.keras_model import KerasBuilder
 
 #: The name a user's model file is copied under in a saved model folder.
 USER_FILE = "model_def.py"
@@ -105,7 +108,7 @@ class UserBuilder:
         return UserModel(built, self.path, self.input_shape)
 
 
-def check_fits(build: UserBuilder, x: np.ndarray, num_classes: int) -> None:
+def check_fits(build: UserBuilder | KerasBuilder, x: np.ndarray, num_classes: int) -> None:
     """Refuse, before any training, a model whose input or output does not fit the data,
     naming both shapes."""
     model = build(num_classes)
@@ -132,10 +135,18 @@ def check_fits(build: UserBuilder, x: np.ndarray, num_classes: int) -> None:
 
 def user_builder(
     model_file: str | Path | None, x: np.ndarray, num_classes: int
-) -> UserBuilder | None:
-    """The builder for ``model_file`` (None without one), checked against the data ``x``."""
+) -> ModelBuilder | None:
+    """The builder for ``model_file`` (a ``build()`` file or a ``.keras`` model; None
+    without one), checked against the data ``x`` before any training."""
     if model_file is None:
         return None
-    build = UserBuilder(str(Path(model_file).expanduser().resolve()), tuple(x.shape[1:]))
+    path = str(Path(model_file).expanduser().resolve())
+    build: UserBuilder | KerasBuilder
+    if path.endswith(".keras"):
+        from despina.models.keras_model import KerasBuilder
+
+        build = KerasBuilder(path, tuple(x.shape[1:]))
+    else:
+        build = UserBuilder(path, tuple(x.shape[1:]))
     check_fits(build, x, num_classes)
     return build

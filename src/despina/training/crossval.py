@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -185,44 +186,20 @@ def cross_validate(
         if on_fold is not None:
             on_fold(k)
 
+    def fold_args(k: int, threads: int | None, epochs: EpochCallback | None) -> tuple[Any, ...]:
+        tr, te = splits[k]
+        return (x, y, tr, te, num_classes, model_config, train_config, seed + k, threads,
+                epochs, build)  # fmt: skip
+
     if workers <= 1:
-        for k, (tr, te) in enumerate(splits):
-            out = _run_fold(
-                x,
-                y,
-                tr,
-                te,
-                num_classes,
-                model_config,
-                train_config,
-                seed + k,
-                None,
-                on_epoch,
-                build,
-            )
-            store(k, out)
+        for k in range(len(splits)):
+            store(k, _run_fold(*fold_args(k, None, on_epoch)))
     else:
         for var, value in THREAD_LIMITS.items():
             os.environ.setdefault(var, value)
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, folds), mp_context=ctx) as pool:
-            futures = [
-                pool.submit(
-                    _run_fold,
-                    x,
-                    y,
-                    tr,
-                    te,
-                    num_classes,
-                    model_config,
-                    train_config,
-                    seed + k,
-                    1,
-                    None,
-                    build,
-                )
-                for k, (tr, te) in enumerate(splits)
-            ]
+            futures = [pool.submit(_run_fold, *fold_args(k, 1, None)) for k in range(len(splits))]
             for k, fut in enumerate(futures):
                 store(k, fut.result())
     if embs is None:  # unreachable: folds >= 2 always runs a fold

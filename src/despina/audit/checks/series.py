@@ -22,6 +22,7 @@ import numpy as np
 
 from despina.audit.base import AuditContext, Check, CheckResult, robust_z, sigmoid
 from despina.audit.checks.rows import NEAR_TOLERANCE, duplicate_sets, within_tolerance
+from despina.audit.checks.values import findings_result
 from despina.data.tables import column_span
 
 FLATLINE_SHARE = 0.2
@@ -69,18 +70,7 @@ class SequenceValueCheck(Check):
             if length and run >= max(FLATLINE_MIN, FLATLINE_SHARE * length):
                 f.append(f"flatline:{run}")
             found.append(f)
-        counts = np.array([len(f) for f in found])
-        flags = counts > 0
-        return CheckResult(
-            name=self.name,
-            scores=0.5**counts,
-            flags=flags,
-            score=float(1.0 - flags.mean()),
-            details={
-                "findings": found,
-                "defects": [sorted({v.split(":", 1)[0] for v in row}) for row in found],
-            },
-        )
+        return findings_result(self.name, found)
 
 
 class SequenceDuplicateCheck(Check):

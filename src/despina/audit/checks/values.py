@@ -93,18 +93,28 @@ class ValueCheck(Check):
                 if rare:
                     text = col.astype(str).to_numpy()
                     mark(~missing & np.isin(text, list(rare)), f"rare_category:{spec.name}")
-        counts = np.array([len(f) for f in found])
-        flags = counts > 0
-        return CheckResult(
-            name=self.name,
-            scores=0.5**counts,
-            flags=flags,
-            score=float(1.0 - flags.mean()),
-            details={
-                "findings": found,
-                "defects": [sorted({f.split(":", 1)[0] for f in row}) for row in found],
-                "constant_columns": constant,
-                "near_constant_columns": near_constant,
-                "bounds": bounds,
-            },
+        return findings_result(
+            self.name,
+            found,
+            constant_columns=constant,
+            near_constant_columns=near_constant,
+            bounds=bounds,
         )
+
+
+def findings_result(name: str, found: list[list[str]], **details: object) -> CheckResult:
+    """Rows flagged by their findings (``kind:where``), each finding halving the score;
+    ``defects`` lists each row's kinds."""
+    counts = np.array([len(f) for f in found])
+    flags = counts > 0
+    return CheckResult(
+        name=name,
+        scores=0.5**counts,
+        flags=flags,
+        score=float(1.0 - flags.mean()) if len(found) else 1.0,
+        details={
+            "findings": found,
+            "defects": [sorted({f.split(":", 1)[0] for f in row}) for row in found],
+            **details,
+        },
+    )
