@@ -73,8 +73,9 @@ def test_long_layout_without_a_target_checks_values_and_duplicates(tmp_path: Pat
     rows = [r for r in rows if not (r[0] == "s2" and r[1] in (10, 11))]  # a gap
     frame = pd.DataFrame(rows, columns=["series_id", "t", "value"])
     frame.to_csv(tmp_path / "long.csv", index=False)
-    res = runner.invoke(app, ["audit", str(tmp_path / "long.csv"), "--kind", "sequence",
-                              "--out", str(tmp_path / "o"), "-q"])  # fmt: skip
+    # series_id and t columns: a sequence source without --kind
+    res = runner.invoke(app, ["audit", str(tmp_path / "long.csv"), "--out",
+                              str(tmp_path / "o"), "-q"])  # fmt: skip
     assert res.exit_code == 0, res.output
     s = pd.read_csv(tmp_path / "o" / "samples.csv", keep_default_na=False, dtype={"id": str})
     by_id = s.set_index("id")

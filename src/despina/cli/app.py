@@ -124,17 +124,17 @@ def audit(
     kind: Annotated[
         str,
         typer.Option(
-            help="image, table or sequence; auto: a table for a CSV/Parquet file without a "
-            "path column, images otherwise"
+            help="image, table or sequence; auto: series for a CSV/Parquet file with "
+            "series_id and t columns, a table for one without a path column, images otherwise"
         ),
     ] = "auto",
     model: Annotated[
         Path | None,
         typer.Option(
             "--model",
-            help="your own model: a .keras file (Keras 3), or a .py file whose "
+            help="your own model: a .keras file (Keras 3), a .py file whose "
             "build(input_shape, num_classes) returns a torch.nn.Module (runs with your "
-            "rights: only files you trust)",
+            "rights: only files you trust), or a frozen .onnx model used without training",
         ),
     ] = None,
     family: Annotated[
@@ -154,7 +154,7 @@ def audit(
 ) -> None:
     """Train a model with cross-validation and report label issues, outliers, duplicates and
     defects (images) or bad values (tables)."""
-    from despina.data.tables import is_table_source
+    from despina.data.tables import is_sequence_source, is_table_source
     from despina.jobs.audit import audit as run_audit
     from despina.jobs.sequence_audit import audit_sequences
     from despina.jobs.table_audit import audit_table
@@ -175,13 +175,15 @@ def audit(
         raise _fail(_config_error(exc), 2) from None
     if kind not in ("auto", "image", "table", "sequence"):
         raise _fail(f"--kind {kind}: use image, table, sequence or auto", 2)
-    is_sequence = kind == "sequence"
-    is_table = kind == "table" or (kind == "auto" and is_table_source(source))
+    is_sequence = kind == "sequence" or (kind == "auto" and is_sequence_source(source))
+    is_table = kind == "table" or (kind == "auto" and is_table_source(source) and not is_sequence)
     if not (is_table or is_sequence) and (target is not None or schema is not None):
         raise _fail("--target and --schema are for tables: add --kind table", 2)
-    if model is not None and model.suffix.lower() not in (".py", ".keras"):
+    if model is not None and model.suffix.lower() not in (".py", ".keras", ".onnx"):
         raise _fail(
-            f"--model {model}: give a .py file with a build() function or a .keras model", 2
+            f"--model {model}: give a .py file with a build() function, a .keras model or a "
+            "frozen .onnx model",
+            2,
         )
     if family is not None and not is_sequence:
         raise _fail("--family chooses a sequence model: add --kind sequence", 2)

@@ -97,11 +97,11 @@ def natural_order(name: str) -> tuple[int, float, str]:
         return (1, 0.0, name)
 
 
-def is_table_source(source: str | Path) -> bool:
-    """A CSV or Parquet file whose columns do not name images (no ``path`` column)."""
+def source_columns(source: str | Path) -> set[str] | None:
+    """The lower-cased column names of a CSV or Parquet file; None for anything else."""
     path = Path(str(source)).expanduser()
     if path.suffix.lower() not in TABLE_SUFFIXES or not path.is_file():
-        return False
+        return None
     try:
         if path.suffix.lower() == ".csv":
             with path.open(newline="", encoding="utf-8", errors="replace") as fh:
@@ -111,8 +111,20 @@ def is_table_source(source: str | Path) -> bool:
 
             header = list(pq.read_schema(path).names)
     except (OSError, ValueError):
-        return False
-    return "path" not in {h.strip().lower() for h in header}
+        return None
+    return {h.strip().lower() for h in header}
+
+
+def is_table_source(source: str | Path) -> bool:
+    """A CSV or Parquet file whose columns do not name images (no ``path`` column)."""
+    columns = source_columns(source)
+    return columns is not None and "path" not in columns
+
+
+def is_sequence_source(source: str | Path) -> bool:
+    """A CSV or Parquet file in the long series layout (``series_id`` and ``t`` columns)."""
+    columns = source_columns(source)
+    return columns is not None and {"series_id", "t"} <= columns
 
 
 def read_table(

@@ -29,7 +29,7 @@ from despina.core.registry import Registry
 from despina.data.decode import decode_image
 from despina.data.images import ImageRecord
 from despina.data.sources import load_source
-from despina.jobs.rounds import Stages, checks_summary
+from despina.jobs.rounds import Stages, checks_summary, frozen_round, is_frozen
 from despina.jobs.scan import scan
 from despina.jobs.serving_artifacts import write_serving_artifacts
 from despina.models.store import save_model
@@ -150,7 +150,8 @@ def audit(
     y_train = np.array([remap[int(v)] for v in y])
     train_names = [class_names[int(c)] for c in present]
 
-    build = user_builder(model_file, x, len(train_names))
+    frozen = is_frozen(model_file)
+    build = None if frozen else user_builder(model_file, x, len(train_names))
     round_probs: list[np.ndarray] = []
     needs_model = any(c.requires & {"pred_probs", "embeddings"} for c in checks)
     ctx = AuditContext(
@@ -162,7 +163,10 @@ def audit(
         labels=y_train,
         image_stats=stats,
     )
-    if needs_model:
+    if needs_model and frozen and model_file is not None:
+        with stage("cross_validation"):
+            round_probs = frozen_round(ctx, x, model_file)
+    elif needs_model:
         label_checks = [c for c in checks if isinstance(c, LabelCheck)]
         rounds = cfg.label_rounds if label_checks else 1
         with stage("cross_validation"):
@@ -210,49 +214,50 @@ def audit(
         outcomes = run_checks(ctx, checks, progress)
     df = build_samples(ctx, [r.path for r in records], outcomes)
 
-    with stage("final_model"):
-        # The final model learns the cleaned manifest: its rows, with their new labels.
-        cleaned = cleaned_manifest(df, cfg.drop_label_issues)
-        new_label = dict(zip(cleaned["id"], cleaned["label"], strict=True))
-        train_index = {name: i for i, name in enumerate(train_names)}
-        y_final = np.array(
-            [train_index.get(new_label.get(i, ""), -1) for i in np.array(ctx.ids)[valid]]
-        )
-        keep = y_final >= 0
-        progress.start("final model", cfg.train.epochs)
-        model = train_classifier(
-            x[keep],
-            y_final[keep],
-            len(train_names),
-            cfg.model,
-            cfg.train,
-            cfg.seed,
-            on_epoch=lambda *_: progress.advance("final model"),
-            build=build,
-        )
-        progress.finish("final model")
-        model_dir = out_dir / "model"
-        save_model(
-            model,
-            model_dir,
-            train_names,
-            {
-                "in_channels": pipeline.channels,
-                **cfg.model.model_dump(),
-                "trained_on": int(keep.sum()),
-            },
-        )
-        pipeline.save(model_dir / "preprocessing.json")
-        write_serving_artifacts(
-            model,
-            model_dir,
-            x[keep],
-            y_final[keep],
-            list(np.array(ctx.ids)[valid][keep]),
-            stats.values[valid][keep],
-            validation_fraction=cfg.train.validation_fraction,
-            seed=cfg.seed,
-        )
+    if not frozen:  # a frozen model is the user's: nothing to train or export
+        with stage("final_model"):
+            # The final model learns the cleaned manifest: its rows, with their new labels.
+            cleaned = cleaned_manifest(df, cfg.drop_label_issues)
+            new_label = dict(zip(cleaned["id"], cleaned["label"], strict=True))
+            train_index = {name: i for i, name in enumerate(train_names)}
+            y_final = np.array(
+                [train_index.get(new_label.get(i, ""), -1) for i in np.array(ctx.ids)[valid]]
+            )
+            keep = y_final >= 0
+            progress.start("final model", cfg.train.epochs)
+            model = train_classifier(
+                x[keep],
+                y_final[keep],
+                len(train_names),
+                cfg.model,
+                cfg.train,
+                cfg.seed,
+                on_epoch=lambda *_: progress.advance("final model"),
+                build=build,
+            )
+            progress.finish("final model")
+            model_dir = out_dir / "model"
+            save_model(
+                model,
+                model_dir,
+                train_names,
+                {
+                    "in_channels": pipeline.channels,
+                    **cfg.model.model_dump(),
+                    "trained_on": int(keep.sum()),
+                },
+            )
+            pipeline.save(model_dir / "preprocessing.json")
+            write_serving_artifacts(
+                model,
+                model_dir,
+                x[keep],
+                y_final[keep],
+                list(np.array(ctx.ids)[valid][keep]),
+                stats.values[valid][keep],
+                validation_fraction=cfg.train.validation_fraction,
+                seed=cfg.seed,
+            )
 
     summary: dict[str, Any] = {
         "source": dataset.source,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,19 @@ def train_defaults(
     given = cfg.train.model_fields_set
     chosen = {**defaults, "batch_size": int(np.clip(rows // 10, *batch))}
     return cfg.train.model_copy(update={k: v for k, v in chosen.items() if k not in given})
+
+
+def is_frozen(model_file: str | Path | None) -> bool:
+    """An ONNX file: a frozen model, used as it is (no folds, no final model)."""
+    return model_file is not None and str(model_file).lower().endswith(".onnx")
+
+
+def frozen_round(ctx: AuditContext, x: np.ndarray, model_file: str | Path) -> list[np.ndarray]:
+    """Fill ``ctx`` with a frozen model's probabilities and embeddings of the valid rows."""
+    from despina.models.frozen import frozen_outputs
+
+    ctx.pred_probs, ctx.embeddings = frozen_outputs(model_file, x, len(ctx.class_names))
+    return [ctx.pred_probs]
 
 
 def needs_model(checks: list[Check]) -> bool:

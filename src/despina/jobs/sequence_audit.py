@@ -35,6 +35,8 @@ from despina.jobs.rounds import (
     Stages,
     checks_summary,
     cross_validated_rounds,
+    frozen_round,
+    is_frozen,
     needs_model,
     train_defaults,
 )
@@ -115,13 +117,20 @@ def audit_sequences(
     family_build = SequenceBuilder(chosen, x.shape[1])
     train_cfg = sequence_train_config(cfg, int(valid.sum()))
     model_wanted = target is not None and needs_model(checks)
-    user = user_builder(model_file, x[valid], len(class_names)) if model_wanted else None
+    frozen = is_frozen(model_file)
+    user = (
+        user_builder(model_file, x[valid], len(class_names))
+        if model_wanted and not frozen
+        else None
+    )
     build: ModelBuilder = user or family_build
     round_probs: list[np.ndarray] = []
     if model_wanted:
         with stage("cross_validation"):
-            round_probs = cross_validated_rounds(
-                ctx, x[valid], checks, cfg, train_cfg, build, progress
+            round_probs = (
+                frozen_round(ctx, x[valid], model_file)
+                if frozen and model_file is not None
+                else cross_validated_rounds(ctx, x[valid], checks, cfg, train_cfg, build, progress)
             )
     with stage("checks"):
         outcomes = run_checks(ctx, checks, progress)
@@ -134,7 +143,9 @@ def audit_sequences(
     df["duplicate_kind"] = dup.result.details["kind"] if dup and dup.result else ""
 
     model_info: dict[str, Any] = {}
-    if model_wanted:
+    if frozen:
+        model_info["frozen"] = str(model_file)
+    elif model_wanted:
         with stage("final_model"):
             keep = ~df["is_duplicate"].to_numpy(bool)[valid]
             fixed = df["suggested_label"].where(df["is_label_issue"], df["given_label"])
@@ -169,7 +180,9 @@ def audit_sequences(
         "rows": n,
         "channels": seq.channels,
         "length": int(seq.x.shape[2]),
-        "model_family": ("user" if user else chosen) if model_wanted else None,
+        "model_family": ("frozen" if frozen else "user" if user else chosen)
+        if model_wanted
+        else None,
         "classes": class_names,
         "counts": {**counts_of(df), "anomalies": _anomaly_count(outcomes)},
         "health_score": round(health_score(df), 4),

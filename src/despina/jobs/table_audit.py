@@ -37,6 +37,8 @@ from despina.jobs.rounds import (
     Stages,
     checks_summary,
     cross_validated_rounds,
+    frozen_round,
+    is_frozen,
     needs_model,
     train_defaults,
 )
@@ -111,14 +113,21 @@ def audit_table(
     layout = pipeline.layout
     mlp = MLPBuilder(layout.numeric, layout.cardinalities)
     model_wanted = y is not None and needs_model(checks)
-    user = user_builder(model_file, x[valid], len(class_names)) if model_wanted else None
+    frozen = is_frozen(model_file)
+    user = (
+        user_builder(model_file, x[valid], len(class_names))
+        if model_wanted and not frozen
+        else None
+    )
     build: ModelBuilder = user or mlp
     train_cfg = table_train_config(cfg, int(valid.sum()))
     round_probs: list[np.ndarray] = []
     if model_wanted:
         with stage("cross_validation"):
-            round_probs = cross_validated_rounds(
-                ctx, x[valid], checks, cfg, train_cfg, build, progress
+            round_probs = (
+                frozen_round(ctx, x[valid], model_file)
+                if frozen and model_file is not None
+                else cross_validated_rounds(ctx, x[valid], checks, cfg, train_cfg, build, progress)
             )
 
     with stage("checks"):
@@ -127,7 +136,9 @@ def audit_table(
     df = _with_table_columns(df, table, outcomes)
 
     model_info: dict[str, Any] = {}
-    if y is not None and model_wanted:
+    if frozen:
+        model_info["frozen"] = str(model_file)
+    elif y is not None and model_wanted:
         with stage("final_model"):
             keep = _training_rows(df)[valid]
             cleaned_label = df["suggested_label"].where(df["is_label_issue"], df["given_label"])

@@ -1,0 +1,62 @@
+"""A frozen model: an ONNX file whose probabilities and embeddings the audit uses as they
+are, without training anything.
+
+For a user who cannot retrain (a vendor's model, a model trained elsewhere on more data),
+cleanlab still finds label issues from its probabilities. The file's first output is the
+class scores (probabilities when every row sums to 1 within 1e-3, logits otherwise); a
+second output, when there is one, is the embedding, else the scores serve as one. These
+probabilities are not out of fold: a model that saw the audited samples in training is
+confident about their given labels, and finds fewer issues than cross-validation would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from despina.core.errors import ConfigError, NotFoundError
+
+
+def frozen_outputs(
+    path: str | Path, x: np.ndarray, num_classes: int, batch: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (n, classes), embeddings (n, d)) of the ONNX model at ``path`` for
+    the preprocessed inputs ``x``; a ConfigError names both shapes when they do not fit."""
+    import onnxruntime as ort
+
+    file = Path(path)
+    if not file.is_file():
+        raise NotFoundError(f"ONNX model not found: {file}")
+    try:
+        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own types for a broken file
+        raise ConfigError(f"cannot load {file} as an ONNX model: {exc}") from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ConfigError(f"{file} takes {len(inputs)} inputs; a frozen model takes one batch")
+    expected = list(inputs[0].shape[1:])
+    if len(expected) != x.ndim - 1 or any(
+        isinstance(d, int) and d != s for d, s in zip(expected, x.shape[1:], strict=False)
+    ):
+        raise ConfigError(
+            f"{file} takes inputs of shape {expected} per sample but the data gives "
+            f"{list(x.shape[1:])} (channels first)"
+        )
+    name = inputs[0].name
+    scores, embs = [], []
+    for i in range(0, len(x), batch):
+        out = session.run(None, {name: np.ascontiguousarray(x[i : i + batch], np.float32)})
+        scores.append(np.asarray(out[0], np.float64).reshape(len(out[0]), -1))
+        emb = np.asarray(out[1] if len(out) > 1 else out[0], np.float32)
+        embs.append(emb.reshape(len(emb), -1))
+    s, e = np.concatenate(scores), np.concatenate(embs)
+    if s.shape[1] != num_classes:
+        raise ConfigError(
+            f"{file} returns {s.shape[1]} class scores a sample; the data has {num_classes} "
+            "classes (in sorted order of their names)"
+        )
+    if not (np.all(s >= 0) and np.allclose(s.sum(axis=1), 1.0, atol=1e-3)):
+        s = np.exp(s - s.max(axis=1, keepdims=True))
+        s /= s.sum(axis=1, keepdims=True)
+    return s.astype(np.float32), e
