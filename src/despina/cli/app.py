@@ -137,6 +137,13 @@ def audit(
             "rights: only files you trust), or a frozen .onnx model used without training",
         ),
     ] = None,
+    backbone: Annotated[
+        Path | None,
+        typer.Option(
+            help="an ONNX image network: each image goes through it once, at its input size, "
+            "and a small head is trained per fold on the embeddings (no model/ is written)"
+        ),
+    ] = None,
     family: Annotated[
         str | None,
         typer.Option(help="a sequence audit's model: cnn (default), gru, lstm or hybrid"),
@@ -185,6 +192,8 @@ def audit(
             "frozen .onnx model",
             2,
         )
+    if backbone is not None and (is_table or is_sequence):
+        raise _fail("--backbone is for images; tables and series take --model", 2)
     if family is not None and not is_sequence:
         raise _fail("--family chooses a sequence model: add --kind sequence", 2)
     if (is_table or is_sequence) and (optimize is not None or model_config is not None):
@@ -209,7 +218,8 @@ def audit(
             run = partial(audit_table, source, out, cfg, target=target, schema_file=schema,
                           model_file=model)  # fmt: skip
         else:
-            run = partial(run_audit, source, out, cfg, root=root, model_file=model)
+            run = partial(run_audit, source, out, cfg, root=root, model_file=model,
+                          backbone=backbone)  # fmt: skip
         if quiet:
             report = run()
         else:

@@ -29,9 +29,12 @@ from despina.core.registry import Registry
 from despina.data.decode import decode_image
 from despina.data.images import ImageRecord
 from despina.data.sources import load_source
-from despina.jobs.rounds import Stages, checks_summary, frozen_round, is_frozen
+from despina.jobs.rounds import Stages, checks_summary, frozen_round, is_frozen, train_defaults
 from despina.jobs.scan import scan
 from despina.jobs.serving_artifacts import write_serving_artifacts
+from despina.models.base import ModelBuilder
+from despina.models.frozen import backbone_features, backbone_shape
+from despina.models.mlp import MLPBuilder
 from despina.models.store import save_model
 from despina.models.user import user_builder
 from despina.preprocessing.image import ImagePipeline
@@ -97,9 +100,11 @@ def audit(
     progress: ProgressReporter | None = None,
     registry: Registry[type[Check]] | None = None,
     model_file: str | Path | None = None,
+    backbone: str | Path | None = None,
 ) -> AuditReport:
     """Audit an image dataset and write samples.csv, summary.json, report.html, cleaned.csv
-    and model/ into ``out``; ``model_file``: a user's ``build()`` file instead of the CNN.
+    and model/ into ``out``; ``model_file``: a user's model instead of the CNN; ``backbone``:
+    an ONNX network whose embeddings a small head learns per fold (no model/ then).
     Findings are results; bad input raises a DespinaError."""
     cfg = config or AuditConfig()
     progress = progress or NullProgress()
@@ -113,7 +118,12 @@ def audit(
     records = dataset.records
     n = len(records)
 
-    size = cfg.image_size or auto_image_size(records, cfg.model.depth, cfg.max_pixels)
+    if backbone is not None and model_file is not None:
+        raise ConfigError("give --model or --backbone, not both")
+    channels, side = backbone_shape(backbone) if backbone is not None else (0, None)
+    if backbone is not None:  # the backbone's own input size and colours
+        cfg = cfg.model_copy(update={"color_mode": "grayscale" if channels == 1 else "rgb"})
+    size = side or cfg.image_size or auto_image_size(records, cfg.model.depth, cfg.max_pixels)
     with stage("decode"):
         progress.start("decode", n)
         scanned = scan(
@@ -151,7 +161,14 @@ def audit(
     train_names = [class_names[int(c)] for c in present]
 
     frozen = is_frozen(model_file)
-    build = None if frozen else user_builder(model_file, x, len(train_names))
+    build: ModelBuilder | None = None if frozen else user_builder(model_file, x, len(train_names))
+    train_cfg = cfg.train
+    if backbone is not None:
+        with stage("backbone"):
+            x = backbone_features(backbone, x)
+        build = MLPBuilder(x.shape[1], (), width=128, depth=1)
+        train_cfg = train_defaults(cfg, len(x), {"augment": False, "epochs": 40, "patience": 6},
+                                   (16, 256))  # fmt: skip
     round_probs: list[np.ndarray] = []
     needs_model = any(c.requires & {"pred_probs", "embeddings"} for c in checks)
     ctx = AuditContext(
@@ -172,7 +189,7 @@ def audit(
         with stage("cross_validation"):
             # One step per epoch; a fold that stops early (or ran in a worker process,
             # which reports only when done) advances by the epochs it did not report.
-            progress.start("cross-validation", cfg.folds * rounds * cfg.train.epochs)
+            progress.start("cross-validation", cfg.folds * rounds * train_cfg.epochs)
             reported = [0]
 
             def epoch_done(*_: float) -> None:
@@ -180,7 +197,7 @@ def audit(
                 progress.advance("cross-validation")
 
             def fold_done(_: int) -> None:
-                progress.advance("cross-validation", cfg.train.epochs - reported[0])
+                progress.advance("cross-validation", train_cfg.epochs - reported[0])
                 reported[0] = 0
 
             exclude: np.ndarray | None = None
@@ -191,7 +208,7 @@ def audit(
                     len(train_names),
                     cfg.folds,
                     cfg.model,
-                    cfg.train,
+                    train_cfg,
                     cfg.seed + 1000 * r,
                     cfg.worker_count,
                     on_fold=fold_done,
@@ -214,7 +231,8 @@ def audit(
         outcomes = run_checks(ctx, checks, progress)
     df = build_samples(ctx, [r.path for r in records], outcomes)
 
-    if not frozen:  # a frozen model is the user's: nothing to train or export
+    # A frozen model is the user's, a backbone's head alone serves nothing: no model/.
+    if not frozen and backbone is None:
         with stage("final_model"):
             # The final model learns the cleaned manifest: its rows, with their new labels.
             cleaned = cleaned_manifest(df, cfg.drop_label_issues)
@@ -272,6 +290,7 @@ def audit(
         if ctx.pred_probs is None
         else round(float((ctx.pred_probs.argmax(axis=1) == y_train).mean()), 4),
         "color_mode": pipeline.mode_,
+        "backbone": None if backbone is None else str(backbone),
         "image_size": size,
         "timings": timings,
         "versions": package_versions(),

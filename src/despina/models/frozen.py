@@ -60,3 +60,44 @@ def frozen_outputs(
         s = np.exp(s - s.max(axis=1, keepdims=True))
         s /= s.sum(axis=1, keepdims=True)
     return s.astype(np.float32), e
+
+
+def backbone_shape(path: str | Path) -> tuple[int, int | None]:
+    """(channels, side) a backbone takes, side None when its input size is free."""
+    import onnxruntime as ort
+
+    file = Path(path)
+    if not file.is_file():
+        raise NotFoundError(f"backbone not found: {file}")
+    try:
+        shape = (
+            ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+            .get_inputs()[0]
+            .shape
+        )
+    except Exception as exc:  # ORT raises its own types for a broken file
+        raise ConfigError(f"cannot load {file} as an ONNX backbone: {exc}") from None
+    if len(shape) != 4 or not isinstance(shape[1], int) or shape[1] not in (1, 3):
+        raise ConfigError(
+            f"{file} takes inputs of shape {shape}; an image backbone takes (batch, 1 or 3 "
+            "channels, height, width)"
+        )
+    side = shape[2] if isinstance(shape[2], int) and shape[2] == shape[3] else None
+    return int(shape[1]), side
+
+
+def backbone_features(path: str | Path, x: np.ndarray, batch: int = 128) -> np.ndarray:
+    """Each input's embedding from an ONNX backbone (the output named ``embedding``, else the
+    last output), standardized per dimension over the dataset: a head trains on these."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    wanted = "embedding" if "embedding" in names else names[-1]
+    name = session.get_inputs()[0].name
+    parts = []
+    for i in range(0, len(x), batch):
+        (out,) = session.run([wanted], {name: np.ascontiguousarray(x[i : i + batch], np.float32)})
+        parts.append(np.asarray(out, np.float32).reshape(len(out), -1))
+    emb = np.concatenate(parts)
+    return np.asarray((emb - emb.mean(axis=0)) / (emb.std(axis=0) + 1e-6), np.float32)
