@@ -104,7 +104,7 @@ def labels(workers: int) -> Iterator[list[object]]:
 
     sets = [
         ("ImageSegments", image_segments(), "label", "target's table"),
-        ("wine", sklearn_table("wine", "cultivar"), "cultivar", "no"),
+        ("wine", sklearn_table("wine", "cultivar"), "cultivar", "batch rule"),
         ("breast cancer", sklearn_table("breast_cancer", "diagnosis"), "diagnosis", "no"),
     ]
     for name, frame, target, tuned in sets:
@@ -171,7 +171,7 @@ def clean_base(frame: pd.DataFrame, target: str) -> pd.DataFrame:
 def values(workers: int) -> Iterator[list[object]]:
     sets = [
         ("SolarFlare", solar_flare(), "flare", "yes"),
-        ("ImageSegments", image_segments(), "label", "no"),
+        ("ImageSegments", image_segments(), "label", "looked at"),
         ("breast cancer", sklearn_table("breast_cancer", "diagnosis"), "diagnosis", "no"),
     ]
     for name, frame, target, tuned in sets:

@@ -108,4 +108,5 @@ def test_every_check_declares_what_it_needs(modality: str, check_cls: type[Check
     from despina.audit.base import INPUTS
 
     assert check_cls.name and check_cls.requires <= INPUTS
-    assert modality in check_cls.modalities
+    # Every kind it claims is one Despina audits (a typo would leave it unregistered).
+    assert modality in check_cls.modalities and check_cls.modalities <= set(MODALITIES)

@@ -71,6 +71,8 @@ class AuditContext:
     #: A table's raw cells and schema (table audits): what the value, row-duplicate and
     #: table outlier checks read.
     table: Table | None = None
+    #: The table's unclipped model input, when the job already made it (``table_features``).
+    table_matrix: np.ndarray | None = None
     #: Series as read (sequence audits): what the sequence value and duplicate checks read.
     sequences: SequenceSet | None = None
     #: Out-of-fold neighbour graph over valid rows: for each sample, cosine similarities and
@@ -104,6 +106,8 @@ class AuditContext:
     def table_features(self) -> np.ndarray:
         """The table's rows as the model sees them (imputed, robustly scaled numerics,
         missing indicators, category codes), fitted on this table, but not clipped."""
+        if self.table_matrix is not None:
+            return self.table_matrix
         if self.table is None:
             raise CheckError("a table is required")
         pipeline = TablePipeline(self.table.schema).fit(self.table.frame)

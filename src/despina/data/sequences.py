@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from despina.core.errors import DataError
-from despina.data.tables import label_text, read_table
+from despina.data.tables import label_text, numeric_values, read_cells
 
 MAX_LENGTH = 1_000_000
 #: Series × channels × steps held in memory at most (float32: 400 MB).
@@ -48,24 +48,24 @@ class SequenceSet:
 
 def read_sequences(path: str | Path, target: str | None = None) -> SequenceSet:
     """Read ``path`` in the long layout when it has a ``t`` column, else in the wide one."""
-    table = read_table(path, target)
-    frame = table.frame
+    frame, source = read_cells(path, target)
     columns = {c.lower(): c for c in frame.columns}
     if "t" in columns:
         if "series_id" not in columns:  # one signal
             frame = frame.assign(series_id="0")
             columns["series_id"] = "series_id"
-        return _long(frame, columns["series_id"], columns["t"], target, table.source)
-    return _wide(frame, target, table.source)
+        return _long(frame, columns["series_id"], columns["t"], target, source)
+    return _wide(frame, target, source)
 
 
 def _numeric(frame: pd.DataFrame) -> np.ndarray:
-    values = frame.apply(lambda c: pd.to_numeric(c, errors="coerce")).to_numpy(np.float64)
-    return np.asarray(values)
+    return np.stack([numeric_values(frame[c]) for c in frame.columns], axis=1)
 
 
 def _wide(frame: pd.DataFrame, target: str | None, source: str) -> SequenceSet:
     steps = [c for c in frame.columns if c != target]
+    if not steps:
+        raise DataError(f"{source}: no step columns besides the target")
     if len(steps) > MAX_LENGTH:
         raise DataError(f"{source}: {len(steps)} steps a series; at most {MAX_LENGTH} are read")
     raw = frame[steps]

@@ -131,6 +131,14 @@ def read_table(
     path: str | Path, target: str | None = None, schema_file: str | Path | None = None
 ) -> Table:
     """Read ``path`` (CSV or Parquet) with its schema inferred and ``schema_file`` applied."""
+    frame, source = read_cells(path, target)
+    overrides = load_overrides(schema_file) if schema_file else {}
+    return Table(frame, infer_schema(frame, target, overrides), source)
+
+
+def read_cells(path: str | Path, target: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The raw cells of a CSV or Parquet file and its resolved name; refuses an empty file
+    and a ``target`` the file does not have."""
     file = Path(str(path)).expanduser()
     if not file.is_file():
         raise NotFoundError(f"table not found: {file}")
@@ -144,9 +152,7 @@ def read_table(
         raise DataError(
             f"no column {target!r} in {file}; its columns are: {', '.join(map(str, frame.columns))}"
         )
-    overrides = load_overrides(schema_file) if schema_file else {}
-    schema = infer_schema(frame, target, overrides)
-    return Table(frame, schema, str(file))
+    return frame, str(file)
 
 
 def _read_csv(file: Path) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from despina.audit.base import AuditContext, Check
-from despina.audit.checks import LabelCheck, default_registry
+from despina.audit.checks import default_registry
 from despina.audit.image_stats import ImageStats
 from despina.audit.report import (
     AuditReport,
@@ -29,16 +29,24 @@ from despina.core.registry import Registry
 from despina.data.decode import decode_image
 from despina.data.images import ImageRecord
 from despina.data.sources import load_source
-from despina.jobs.rounds import Stages, checks_summary, frozen_round, is_frozen, train_defaults
+from despina.jobs.rounds import (
+    VECTOR_BATCH,
+    VECTOR_TRAIN,
+    Stages,
+    checks_summary,
+    cross_validated_rounds,
+    frozen_round,
+    is_frozen,
+    train_defaults,
+)
 from despina.jobs.scan import scan
 from despina.jobs.serving_artifacts import write_serving_artifacts
 from despina.models.base import ModelBuilder
-from despina.models.frozen import backbone_features, backbone_shape
+from despina.models.frozen import Backbone
 from despina.models.mlp import MLPBuilder
 from despina.models.store import save_model
 from despina.models.user import user_builder
 from despina.preprocessing.image import ImagePipeline
-from despina.training.crossval import cross_validate
 from despina.training.trainer import train_classifier
 
 logger = logging.getLogger(__name__)
@@ -120,10 +128,14 @@ def audit(
 
     if backbone is not None and model_file is not None:
         raise ConfigError("give --model or --backbone, not both")
-    channels, side = backbone_shape(backbone) if backbone is not None else (0, None)
-    if backbone is not None:  # the backbone's own input size and colours
-        cfg = cfg.model_copy(update={"color_mode": "grayscale" if channels == 1 else "rgb"})
-    size = side or cfg.image_size or auto_image_size(records, cfg.model.depth, cfg.max_pixels)
+    net = Backbone(backbone) if backbone is not None else None
+    if net is not None:  # the backbone's own input size and colours
+        cfg = cfg.model_copy(update={"color_mode": "grayscale" if net.channels == 1 else "rgb"})
+    size = (
+        (net.side if net is not None else None)
+        or cfg.image_size
+        or auto_image_size(records, cfg.model.depth, cfg.max_pixels)
+    )
     with stage("decode"):
         progress.start("decode", n)
         scanned = scan(
@@ -163,12 +175,11 @@ def audit(
     frozen = is_frozen(model_file)
     build: ModelBuilder | None = None if frozen else user_builder(model_file, x, len(train_names))
     train_cfg = cfg.train
-    if backbone is not None:
+    if net is not None:
         with stage("backbone"):
-            x = backbone_features(backbone, x)
+            x = net.features(x)
         build = MLPBuilder(x.shape[1], (), width=128, depth=1)
-        train_cfg = train_defaults(cfg, len(x), {"augment": False, "epochs": 40, "patience": 6},
-                                   (16, 256))  # fmt: skip
+        train_cfg = train_defaults(cfg, len(x), VECTOR_TRAIN, VECTOR_BATCH)
     round_probs: list[np.ndarray] = []
     needs_model = any(c.requires & {"pred_probs", "embeddings"} for c in checks)
     ctx = AuditContext(
@@ -184,48 +195,8 @@ def audit(
         with stage("cross_validation"):
             round_probs = frozen_round(ctx, x, model_file)
     elif needs_model:
-        label_checks = [c for c in checks if isinstance(c, LabelCheck)]
-        rounds = cfg.label_rounds if label_checks else 1
         with stage("cross_validation"):
-            # One step per epoch; a fold that stops early (or ran in a worker process,
-            # which reports only when done) advances by the epochs it did not report.
-            progress.start("cross-validation", cfg.folds * rounds * train_cfg.epochs)
-            reported = [0]
-
-            def epoch_done(*_: float) -> None:
-                reported[0] += 1
-                progress.advance("cross-validation")
-
-            def fold_done(_: int) -> None:
-                progress.advance("cross-validation", train_cfg.epochs - reported[0])
-                reported[0] = 0
-
-            exclude: np.ndarray | None = None
-            for r in range(rounds):
-                cv = cross_validate(
-                    x,
-                    y_train,
-                    len(train_names),
-                    cfg.folds,
-                    cfg.model,
-                    train_cfg,
-                    cfg.seed + 1000 * r,
-                    cfg.worker_count,
-                    on_fold=fold_done,
-                    exclude=exclude,
-                    on_epoch=epoch_done,
-                    class_names=train_names,
-                    build=build,
-                )
-                ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
-                round_probs.append(cv.pred_probs)
-                ctx.oof_neighbors = (cv.neighbor_sims, cv.neighbor_idx)
-                ctx.oof_same_label = cv.same_label_dist
-                ctx.oof_pred_label = cv.pred_label_dist
-                if r + 1 < rounds:
-                    flags = label_checks[0].run(ctx).flags[valid]
-                    exclude = flags if flags.any() else None
-            progress.finish("cross-validation")
+            round_probs = cross_validated_rounds(ctx, x, checks, cfg, train_cfg, build, progress)
 
     with stage("checks"):
         outcomes = run_checks(ctx, checks, progress)

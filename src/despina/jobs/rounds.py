@@ -4,6 +4,7 @@ flagged in the round before)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,14 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from despina.audit.base import AuditContext, Check
 from despina.audit.checks import LabelCheck
+from despina.audit.report import ISSUE_FILES, issue_tables, json_default, typed_labels
 from despina.audit.runner import CheckOutcome
+from despina.audit.table_report import render_table_html
 from despina.core.config import AuditConfig, TrainConfig
 from despina.core.progress import ProgressReporter
 from despina.models.base import ModelBuilder
 from despina.training.crossval import cross_validate
+
+#: Training defaults for models over feature vectors (table rows, a backbone's embeddings)
+#: where the image defaults do not fit: no augmentation, more epochs (an epoch is a few
+#: batches), and a batch of about a tenth of the rows within these bounds.
+VECTOR_TRAIN: dict[str, Any] = {"augment": False, "epochs": 40, "patience": 6}
+VECTOR_BATCH = (16, 256)
 
 
 class Stages:
@@ -69,6 +79,40 @@ def frozen_round(ctx: AuditContext, x: np.ndarray, model_file: str | Path) -> li
     return [ctx.pred_probs]
 
 
+def finding_columns(df: pd.DataFrame, outcomes: dict[str, CheckOutcome]) -> pd.DataFrame:
+    """``df`` with the table and sequence audits' own columns: each row's value findings
+    (``missing:age;range:income``) and the kind of its duplicate set."""
+    values, dup = outcomes.get("values"), outcomes.get("duplicate")
+    df = df.drop(columns=["path"])
+    ok = values is not None and values.result is not None
+    found = values.result.details["findings"] if ok else [[]] * len(df)  # type: ignore[union-attr]
+    df["value_findings"] = [";".join(f) for f in found]
+    ok = dup is not None and dup.result is not None
+    df["duplicate_kind"] = dup.result.details["kind"] if ok else ""  # type: ignore[union-attr]
+    return df
+
+
+def write_flat_outputs(
+    out: Path,
+    df: pd.DataFrame,
+    summary: dict[str, Any],
+    cleaned: pd.DataFrame,
+    series: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """samples.csv, summary.json, cleaned.csv, issues/*.csv and report.html of a table or
+    sequence audit; the samples as written (typed labels)."""
+    samples = typed_labels(df)
+    samples.to_csv(out / "samples.csv", index=False)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
+    cleaned.to_csv(out / "cleaned.csv", index=False)
+    (out / "issues").mkdir(exist_ok=True)
+    tables = issue_tables(df)
+    for key, rows in tables.items():
+        rows.to_csv(out / ISSUE_FILES[key], index=False)
+    (out / "report.html").write_text(render_table_html(df, summary, tables, series=series))
+    return samples
+
+
 def needs_model(checks: list[Check]) -> bool:
     return any(c.requires & {"pred_probs", "embeddings"} for c in checks)
 
@@ -79,15 +123,27 @@ def cross_validated_rounds(
     checks: list[Check],
     cfg: AuditConfig,
     train_cfg: TrainConfig,
-    build: ModelBuilder,
+    build: ModelBuilder | None,
     progress: ProgressReporter,
 ) -> list[np.ndarray]:
     """Fill ``ctx`` with out-of-fold probabilities, embeddings and neighbours of the valid
-    rows ``x``; return each round's probabilities."""
+    rows ``x``; return each round's probabilities. ``build``: None for the built-in CNN."""
     assert ctx.labels is not None
     label_checks = [c for c in checks if isinstance(c, LabelCheck)]
     rounds = cfg.label_rounds if label_checks else 1
-    progress.start("cross-validation", cfg.folds * rounds)
+    # One step per epoch; a fold that stops early (or ran in a worker process, which
+    # reports only when done) advances by the epochs it did not report.
+    progress.start("cross-validation", cfg.folds * rounds * train_cfg.epochs)
+    reported = [0]
+
+    def epoch_done(*_: float) -> None:
+        reported[0] += 1
+        progress.advance("cross-validation")
+
+    def fold_done(_: int) -> None:
+        progress.advance("cross-validation", train_cfg.epochs - reported[0])
+        reported[0] = 0
+
     exclude: np.ndarray | None = None
     out: list[np.ndarray] = []
     for r in range(rounds):
@@ -100,8 +156,9 @@ def cross_validated_rounds(
             train_cfg,
             cfg.seed + 1000 * r,
             cfg.worker_count,
-            on_fold=lambda _: progress.advance("cross-validation"),
+            on_fold=fold_done,
             exclude=exclude,
+            on_epoch=epoch_done,
             class_names=ctx.class_names,
             build=build,
         )

@@ -3,7 +3,6 @@ hybrid → checks → report → final model. The outputs have the other audits'
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,12 @@ import pandas as pd
 from despina.audit.base import AuditContext, Check
 from despina.audit.checks import default_registry
 from despina.audit.report import (
-    ISSUE_FILES,
     AuditReport,
     build_samples,
     counts_of,
     health_score,
-    issue_tables,
-    json_default,
-    typed_labels,
 )
 from despina.audit.runner import run_checks, select_checks
-from despina.audit.table_report import render_table_html
 from despina.core.config import AuditConfig, TrainConfig
 from despina.core.errors import ConfigError, DataError
 from despina.core.progress import NullProgress, ProgressReporter
@@ -35,10 +29,12 @@ from despina.jobs.rounds import (
     Stages,
     checks_summary,
     cross_validated_rounds,
+    finding_columns,
     frozen_round,
     is_frozen,
     needs_model,
     train_defaults,
+    write_flat_outputs,
 )
 from despina.jobs.serving_artifacts import write_record_artifacts
 from despina.models.base import ModelBuilder
@@ -134,13 +130,8 @@ def audit_sequences(
             )
     with stage("checks"):
         outcomes = run_checks(ctx, checks, progress)
-    df = build_samples(ctx, [""] * n, outcomes).drop(columns=["path"])
-    values = outcomes.get("values")
-    findings = values.result.details["findings"] if values and values.result else [[]] * n
+    df = finding_columns(build_samples(ctx, [""] * n, outcomes), outcomes)
     df.insert(1, "length", seq.lengths)
-    df["value_findings"] = [";".join(f) for f in findings]
-    dup = outcomes.get("duplicate")
-    df["duplicate_kind"] = dup.result.details["kind"] if dup and dup.result else ""
 
     model_info: dict[str, Any] = {}
     if frozen:
@@ -196,16 +187,10 @@ def audit_sequences(
         "versions": package_versions(),
     }
     with stage("report"):
-        samples = typed_labels(df)
-        samples.to_csv(out_dir / "samples.csv", index=False)
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
-        keep_rows = ~df["is_duplicate"] & valid
         label = df["suggested_label"].where(
             df["is_label_issue"] & (df["suggested_label"] != ""), df["given_label"]
         )
-        pd.DataFrame({"id": df["id"], "label": label})[keep_rows].to_csv(
-            out_dir / "cleaned.csv", index=False
-        )
+        cleaned = pd.DataFrame({"id": df["id"], "label": label})[~df["is_duplicate"] & valid]
         anomaly = outcomes.get("anomaly")
         if anomaly is not None and anomaly.result is not None:
             found = anomaly.result.details["anomalies"]
@@ -213,12 +198,8 @@ def audit_sequences(
                 [{"series_id": seq.ids[k], **a} for k, rows in enumerate(found) for a in rows],
                 columns=["series_id", "channel", "start", "end", "z"],
             ).to_csv(out_dir / "anomalies.csv", index=False)
-        (out_dir / "issues").mkdir(exist_ok=True)
-        tables = issue_tables(df)
-        for key, rows in tables.items():
-            rows.to_csv(out_dir / ISSUE_FILES[key], index=False)
         series = {i: seq.x[k, :, : max(1, int(seq.lengths[k]))] for k, i in enumerate(seq.ids)}
-        (out_dir / "report.html").write_text(render_table_html(df, summary, tables, series=series))
+        samples = write_flat_outputs(out_dir, df, summary, cleaned, series)
     summary["timings"] = timings
     return AuditReport(
         out_dir, samples, summary, outcomes, ctx.pred_probs, ctx.embeddings, round_probs

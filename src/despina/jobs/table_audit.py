@@ -4,7 +4,6 @@ table's own columns beside the findings."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,12 @@ from despina.audit.base import AuditContext, Check
 from despina.audit.checks import default_registry
 from despina.audit.checks.values import range_bounds
 from despina.audit.report import (
-    ISSUE_FILES,
     AuditReport,
     build_samples,
     counts_of,
     health_score,
-    issue_tables,
-    json_default,
-    typed_labels,
 )
 from despina.audit.runner import run_checks, select_checks
-from despina.audit.table_report import render_table_html
 from despina.core.config import AuditConfig, TrainConfig
 from despina.core.errors import DataError
 from despina.core.progress import NullProgress, ProgressReporter
@@ -34,13 +28,17 @@ from despina.core.registry import Registry
 from despina.data.tables import Table, natural_order, numeric_values, read_table
 from despina.jobs.audit import package_versions, prepare_out
 from despina.jobs.rounds import (
+    VECTOR_BATCH,
+    VECTOR_TRAIN,
     Stages,
     checks_summary,
     cross_validated_rounds,
+    finding_columns,
     frozen_round,
     is_frozen,
     needs_model,
     train_defaults,
+    write_flat_outputs,
 )
 from despina.jobs.serving_artifacts import write_record_artifacts
 from despina.models.base import ModelBuilder
@@ -52,16 +50,10 @@ from despina.training.trainer import train_classifier
 
 logger = logging.getLogger(__name__)
 
-#: Training defaults for tables where the image defaults do not fit: no augmentation, more
-#: epochs (an epoch is a few batches), and a batch of about a tenth of the rows within
-#: these bounds, so a small table still gets ten steps an epoch and a large one few.
-TABLE_TRAIN = {"augment": False, "epochs": 40, "patience": 6}
-TABLE_BATCH = (16, 256)
-
 
 def table_train_config(cfg: AuditConfig, rows: int) -> TrainConfig:
     """The training config with the table defaults for the fields the user left."""
-    return train_defaults(cfg, rows, TABLE_TRAIN, TABLE_BATCH)
+    return train_defaults(cfg, rows, VECTOR_TRAIN, VECTOR_BATCH)
 
 
 def audit_table(
@@ -110,6 +102,7 @@ def audit_table(
     )
     pipeline = TablePipeline(table.schema).fit(table.frame)
     x = pipeline.transform(table.frame)
+    ctx.table_matrix = pipeline.transform(table.frame, clip=False)
     layout = pipeline.layout
     mlp = MLPBuilder(layout.numeric, layout.cardinalities)
     model_wanted = y is not None and needs_model(checks)
@@ -166,14 +159,10 @@ def audit_table(
             rows = np.flatnonzero(valid)[keep]
             # The range the serving flags use: the value check's bounds over the rows the
             # model learned from, whichever checks ran.
-            bounds = {}
-            for c in table.schema.numeric:
-                b = range_bounds(numeric_values(table.frame[c])[rows])
-                if b is not None:
-                    bounds[c] = [b[0], b[1]]
+            raw = {c: numeric_values(table.frame[c])[rows] for c in table.schema.numeric}
+            bounds = {c: list(b) for c, v in raw.items() if (b := range_bounds(v)) is not None}
             reference = write_record_artifacts(
-                model, model_dir, x[rows], y_final[keep], [str(r) for r in rows],
-                {c: numeric_values(table.frame[c])[rows] for c in table.schema.numeric},
+                model, model_dir, x[rows], y_final[keep], [str(r) for r in rows], raw,
                 {"kind": "table", "bounds": bounds},
                 validation_fraction=train_cfg.validation_fraction, seed=cfg.seed,
             )  # fmt: skip
@@ -203,7 +192,8 @@ def audit_table(
         "versions": package_versions(),
     }
     with stage("report"):
-        samples = _write_table_outputs(out_dir, df, table, summary, cfg.drop_label_issues)
+        cleaned = cleaned_table(df, table, cfg.drop_label_issues)
+        samples = write_flat_outputs(out_dir, df, summary, cleaned)
     summary["timings"] = timings
     return AuditReport(
         out_dir, samples, summary, outcomes, ctx.pred_probs, ctx.embeddings, round_probs
@@ -211,19 +201,8 @@ def audit_table(
 
 
 def _with_table_columns(df: pd.DataFrame, table: Table, outcomes: dict[str, Any]) -> pd.DataFrame:
-    """The findings with the table's own columns (prefixed where a name collides), the value
-    findings per cell and the kind of each duplicate set."""
-    values = outcomes.get("values")
-    dup = outcomes.get("duplicate")
-    df = df.drop(columns=["path"])
-    if values is not None and values.result is not None:
-        df["value_findings"] = [";".join(f) for f in values.result.details["findings"]]
-    else:
-        df["value_findings"] = ""
-    if dup is not None and dup.result is not None:
-        df["duplicate_kind"] = dup.result.details["kind"]
-    else:
-        df["duplicate_kind"] = ""
+    """The findings with the table's own columns (prefixed where a name collides)."""
+    df = finding_columns(df, outcomes)
     own = table.frame.reset_index(drop=True).copy()
     own.columns = [f"column:{c}" if c in df.columns else c for c in own.columns]
     return pd.concat([df.iloc[:, :1], own, df.iloc[:, 1:]], axis=1)
@@ -248,18 +227,3 @@ def cleaned_table(df: pd.DataFrame, table: Table, drop_label_issues: bool) -> pd
         new = df["suggested_label"].to_numpy(object)[keep]
         out[target] = np.where(fix, new, out[target].to_numpy(object))
     return out
-
-
-def _write_table_outputs(
-    out: Path, df: pd.DataFrame, table: Table, summary: dict[str, Any], drop_label_issues: bool
-) -> pd.DataFrame:
-    samples = typed_labels(df)
-    samples.to_csv(out / "samples.csv", index=False)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
-    cleaned_table(df, table, drop_label_issues).to_csv(out / "cleaned.csv", index=False)
-    (out / "issues").mkdir(exist_ok=True)
-    tables = issue_tables(df)
-    for key, rows in tables.items():
-        rows.to_csv(out / ISSUE_FILES[key], index=False)
-    (out / "report.html").write_text(render_table_html(df, summary, tables))
-    return samples

@@ -12,6 +12,7 @@ confident about their given labels, and finds fewer issues than cross-validation
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,15 +24,8 @@ def frozen_outputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (n, classes), embeddings (n, d)) of the ONNX model at ``path`` for
     the preprocessed inputs ``x``; a ConfigError names both shapes when they do not fit."""
-    import onnxruntime as ort
-
     file = Path(path)
-    if not file.is_file():
-        raise NotFoundError(f"ONNX model not found: {file}")
-    try:
-        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own types for a broken file
-        raise ConfigError(f"cannot load {file} as an ONNX model: {exc}") from None
+    session = _session(file, "ONNX model")
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ConfigError(f"{file} takes {len(inputs)} inputs; a frozen model takes one batch")
@@ -62,42 +56,45 @@ def frozen_outputs(
     return s.astype(np.float32), e
 
 
-def backbone_shape(path: str | Path) -> tuple[int, int | None]:
-    """(channels, side) a backbone takes, side None when its input size is free."""
+def _session(file: Path, what: str) -> Any:
     import onnxruntime as ort
 
-    file = Path(path)
     if not file.is_file():
-        raise NotFoundError(f"backbone not found: {file}")
+        raise NotFoundError(f"{what} not found: {file}")
     try:
-        shape = (
-            ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-            .get_inputs()[0]
-            .shape
-        )
+        return ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own types for a broken file
-        raise ConfigError(f"cannot load {file} as an ONNX backbone: {exc}") from None
-    if len(shape) != 4 or not isinstance(shape[1], int) or shape[1] not in (1, 3):
-        raise ConfigError(
-            f"{file} takes inputs of shape {shape}; an image backbone takes (batch, 1 or 3 "
-            "channels, height, width)"
+        raise ConfigError(f"cannot load {file} as an {what}: {exc}") from None
+
+
+class Backbone:
+    """An ONNX image network whose embeddings a small head learns from, loaded once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.file = Path(path)
+        self.session = _session(self.file, "ONNX backbone")
+        shape = self.session.get_inputs()[0].shape
+        if len(shape) != 4 or not isinstance(shape[1], int) or shape[1] not in (1, 3):
+            raise ConfigError(
+                f"{self.file} takes inputs of shape {shape}; an image backbone takes (batch, "
+                "1 or 3 channels, height, width)"
+            )
+        self.channels = int(shape[1])
+        #: The side it takes, None when its input size is free.
+        self.side: int | None = (
+            shape[2] if isinstance(shape[2], int) and shape[2] == shape[3] else None
         )
-    side = shape[2] if isinstance(shape[2], int) and shape[2] == shape[3] else None
-    return int(shape[1]), side
 
-
-def backbone_features(path: str | Path, x: np.ndarray, batch: int = 128) -> np.ndarray:
-    """Each input's embedding from an ONNX backbone (the output named ``embedding``, else the
-    last output), standardized per dimension over the dataset: a head trains on these."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    wanted = "embedding" if "embedding" in names else names[-1]
-    name = session.get_inputs()[0].name
-    parts = []
-    for i in range(0, len(x), batch):
-        (out,) = session.run([wanted], {name: np.ascontiguousarray(x[i : i + batch], np.float32)})
-        parts.append(np.asarray(out, np.float32).reshape(len(out), -1))
-    emb = np.concatenate(parts)
-    return np.asarray((emb - emb.mean(axis=0)) / (emb.std(axis=0) + 1e-6), np.float32)
+    def features(self, x: np.ndarray, batch: int = 128) -> np.ndarray:
+        """Each input's embedding (the output named ``embedding``, else the last output),
+        standardized per dimension over the dataset: a head trains on these."""
+        names = [o.name for o in self.session.get_outputs()]
+        wanted = "embedding" if "embedding" in names else names[-1]
+        name = self.session.get_inputs()[0].name
+        parts = []
+        for i in range(0, len(x), batch):
+            chunk = np.ascontiguousarray(x[i : i + batch], np.float32)
+            (out,) = self.session.run([wanted], {name: chunk})
+            parts.append(np.asarray(out, np.float32).reshape(len(out), -1))
+        emb = np.concatenate(parts)
+        return np.asarray((emb - emb.mean(axis=0)) / (emb.std(axis=0) + 1e-6), np.float32)

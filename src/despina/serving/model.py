@@ -50,7 +50,7 @@ def ood_score(z: float) -> float:
     return float(1.0 / (1.0 + np.exp(OOD_THRESHOLD - z)))
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -161,7 +161,7 @@ class ServingModel:
         """
         session = self.lone_session if lone else self.session
         logits, emb = session.run(None, {"x": np.ascontiguousarray(x, np.float32)})
-        probs = _softmax(logits)
+        probs = softmax(logits)
         # A few queries are cheap on one thread; OpenMP's threads would spin after every
         # search and take the CPU the other requests need. OpenMP's thread count is a
         # setting of the calling thread, so it is set here, on the thread that searches:

@@ -32,23 +32,23 @@ from despina.preprocessing.sequence import SequencePipeline
 from despina.preprocessing.table import TablePipeline
 from despina.security.envelope import read_artifact
 from despina.serving.drift import DriftMonitor
-from despina.serving.model import OOD_THRESHOLD, ood_score
+from despina.serving.model import OOD_THRESHOLD, ood_score, softmax
 from despina.serving.settings import ServingSettings
 
 #: The most records one request may carry.
 MAX_RECORDS = 10_000
 RECORD_KINDS = ("table", "sequence")
+#: The flags of each kind of record; a record's findings (``kind:where``) set them.
+FLAGS = {
+    "table": ("missing", "type", "out_of_range", "unseen_category", "unknown_column"),
+    "sequence": ("missing", "nonfinite", "length"),
+}
 
 
 def is_record_model(folder: str | Path) -> bool:
     """Whether a model folder holds a table or sequence model (read without loading it)."""
     _, meta, _ = read_model_folder(folder)
     return meta.get("kind") in RECORD_KINDS
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 class RecordDeployment:
@@ -76,6 +76,8 @@ class RecordDeployment:
             raise ModelError(f"{self.folder}: model metadata is incomplete ({exc})") from exc
         if self.kind == "table":
             self.table = TablePipeline.load(self.folder / PREPROCESSING)
+            # Looked up for every categorical cell of every record: built once.
+            self.categories = {c: set(v) for c, v in self.table.categories_.items()}
         else:
             self.series = SequencePipeline.load(self.folder / PREPROCESSING)
         graph = read_artifact(self.folder / ONNX_FILE)
@@ -122,9 +124,9 @@ class RecordDeployment:
 
     def answer(self, body: Any) -> dict[str, Any]:
         """Predictions and flags for the records of one request body."""
-        x, flags, drift_rows = self._table(body) if self.kind == "table" else self._series(body)
+        x, findings, drift_rows = self._table(body) if self.kind == "table" else self._series(body)
         logits, emb = self.session.run(None, {"x": np.ascontiguousarray(x, np.float32)})
-        probs = _softmax(logits)
+        probs = softmax(logits)
         self._faiss.omp_set_num_threads(1)
         sims, idx = self.index.search(unit_rows(emb), self.k)
         z = ood_z(*ood_statistics(sims, probs), self.ood)
@@ -132,7 +134,8 @@ class RecordDeployment:
         for r in range(len(x)):
             ood = bool(z[r] > OOD_THRESHOLD)
             top = int(probs[r].argmax())
-            record_flags = {**flags[r], "out_of_distribution": ood}
+            kinds = {f.split(":", 1)[0] for f in findings[r]}
+            flags = {k: k in kinds for k in FLAGS[self.kind]}
             out.append(
                 {
                     "label": self.class_names[top],
@@ -141,8 +144,8 @@ class RecordDeployment:
                         n: round(float(p), 4)
                         for n, p in zip(self.class_names, probs[r], strict=True)
                     },
-                    "flags": {k: bool(v) for k, v in record_flags.items()},
-                    "findings": flags[r].get("_findings", []),
+                    "flags": {**flags, "out_of_distribution": ood},
+                    "findings": findings[r],
                     "ood_score": round(ood_score(float(z[r])), 4),
                     "nearest": {
                         "id": self.ids[int(idx[r, 0])],
@@ -150,7 +153,6 @@ class RecordDeployment:
                     },
                 }
             )
-            out[-1]["flags"].pop("_findings", None)
             if not ood:
                 self.drift.observe(drift_rows[r], [top])
             if self.observer is not None:
@@ -164,7 +166,7 @@ class RecordDeployment:
         }
         return answer
 
-    def _table(self, body: Any) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray]:
+    def _table(self, body: Any) -> tuple[np.ndarray, list[list[str]], np.ndarray]:
         records = _items(body, "records")
         if not all(isinstance(r, dict) for r in records):
             raise InputError('each record must be a JSON object: {"column": value, ...}')
@@ -174,7 +176,7 @@ class RecordDeployment:
             [{n: _cell(r.get(n)) for n in names} for r in records], columns=names, dtype=object
         )
         bounds = self.reference.get("bounds", {})
-        flags: list[dict[str, Any]] = []
+        findings: list[list[str]] = []
         for i, record in enumerate(records):
             found: list[str] = [f"unknown_column:{c}" for c in record if c not in names]
             for c in schema.columns:
@@ -187,22 +189,16 @@ class RecordDeployment:
                         found.append(f"type:{c.name}")
                     elif c.name in bounds and not bounds[c.name][0] <= number <= bounds[c.name][1]:
                         found.append(f"out_of_range:{c.name}")
-                elif str(v) not in set(self.table.categories_.get(c.name, [])):
+                elif str(v) not in self.categories.get(c.name, set()):
                     found.append(f"unseen_category:{c.name}")
-            kinds = {f.split(":", 1)[0] for f in found}
-            flags.append({
-                "missing": "missing" in kinds, "type": "type" in kinds,
-                "out_of_range": "out_of_range" in kinds,
-                "unseen_category": "unseen_category" in kinds,
-                "unknown_column": "unknown_column" in kinds, "_findings": found,
-            })  # fmt: skip
+            findings.append(found)
         drift = np.stack(
             [numeric_values(frame[n]) if n in frame else np.full(len(frame), np.nan)
              for n in self.drift_names], axis=1,
         ) if self.drift_names else np.zeros((len(frame), 0))  # fmt: skip
-        return self.table.transform(frame), flags, drift
+        return self.table.transform(frame), findings, drift
 
-    def _series(self, body: Any) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray]:
+    def _series(self, body: Any) -> tuple[np.ndarray, list[list[str]], np.ndarray]:
         items = _items(body, "series")
         channels, length = len(self.series.center_), self.series.length_
         arrays = []
@@ -219,7 +215,7 @@ class RecordDeployment:
                 )
             arrays.append(a)
         x = np.full((len(arrays), channels, max(length, *(a.shape[1] for a in arrays))), np.nan)
-        flags: list[dict[str, Any]] = []
+        findings: list[list[str]] = []
         drift = np.zeros((len(arrays), len(self.drift_names)))
         for i, a in enumerate(arrays):
             x[i, :, : a.shape[1]] = a
@@ -229,8 +225,7 @@ class RecordDeployment:
             )
             if a.shape[1] != length:
                 found.append(f"length:{a.shape[1]}")
-            flags.append({"missing": bool(missing), "nonfinite": bool(infinite),
-                          "length": a.shape[1] != length, "_findings": found})  # fmt: skip
+            findings.append(found)
             finite = np.where(np.isfinite(a), a, np.nan)
             summary = {}
             for c, name in enumerate(self.reference.get("channels", [])):
@@ -239,7 +234,7 @@ class RecordDeployment:
                 )
                 summary[f"{name}_std"] = float(np.nanstd(finite[c])) if missing < a.size else np.nan
             drift[i] = [summary.get(n, np.nan) for n in self.drift_names]
-        return self.series.transform(x.astype(np.float32)), flags, drift
+        return self.series.transform(x.astype(np.float32)), findings, drift
 
 
 def _items(body: Any, key: str) -> list[Any]:

@@ -48,10 +48,10 @@ def _feature_keys(ctx: AuditContext) -> list[str]:
     return ["\x1f".join(map(str, row)) for row in cells.itertuples(index=False, name=None)]
 
 
-def _near_pairs(ctx: AuditContext, keys: list[str]) -> np.ndarray:
-    """(p, 2) row pairs within the near-duplicate tolerance in every column, among rows
-    with distinct cells (exact copies are joined by their keys). Candidates are each row's
-    nearest rows over tolerance-scaled features (``within_tolerance``)."""
+def _scaled_features(ctx: AuditContext) -> np.ndarray:
+    """The rows with each numeric column divided by its near-duplicate tolerance and each
+    categorical or missing cell far from any other value: rows within 1 of each other in
+    every column are near-duplicates."""
     assert ctx.table is not None
     frame, schema = ctx.table.frame, ctx.table.schema
     parts: list[np.ndarray] = []
@@ -64,10 +64,7 @@ def _near_pairs(ctx: AuditContext, keys: list[str]) -> np.ndarray:
         col = frame[name]
         codes = col.astype(str).astype("category").cat.codes.to_numpy(np.float64)
         parts.append(np.where(is_missing(col), -1.0, codes) * 1e6)
-    first: dict[str, int] = {}
-    rep = np.array([i for i, k in enumerate(keys) if first.setdefault(k, i) == i], np.int64)
-    pairs = within_tolerance(np.stack(parts, axis=1)[rep])
-    return rep[pairs]
+    return np.stack(parts, axis=1)
 
 
 def within_tolerance(x: np.ndarray, k: int = NEAR_CANDIDATES) -> np.ndarray:
@@ -102,14 +99,19 @@ class RowDuplicateCheck(Check):
         n = ctx.n
         if n == 0:
             return self.empty(ctx)
-        keys = _feature_keys(ctx)
-        return duplicate_sets(self.name, keys, _near_pairs(ctx, keys), ctx.given_labels)
+        return duplicate_sets(
+            self.name, _feature_keys(ctx), _scaled_features(ctx), ctx.given_labels
+        )
 
 
-def duplicate_sets(name: str, keys: list[str], near: np.ndarray, labels: list[str]) -> CheckResult:
-    """Rows with equal ``keys`` or joined by a ``near`` pair form sets; the first row of each
-    set is kept, the others flagged, and each row's kind is ``conflicting`` (the set's
-    labels differ), ``exact`` (another row has its key) or ``near``."""
+def duplicate_sets(
+    name: str, keys: list[str], scaled: np.ndarray, labels: list[str]
+) -> CheckResult:
+    """Rows with equal ``keys`` (exact copies), or whose ``scaled`` features lie within 1 of
+    each other in every column (near copies, searched among rows with distinct keys), form
+    sets; the first row of each set is kept, the others flagged, and each row's kind is
+    ``conflicting`` (the set's labels differ), ``exact`` (another row has its key) or
+    ``near``."""
     n = len(keys)
     first: dict[str, int] = {}
     exact = []
@@ -117,6 +119,8 @@ def duplicate_sets(name: str, keys: list[str], near: np.ndarray, labels: list[st
         j = first.setdefault(key, i)
         if j != i:
             exact.append((j, i))
+    rep = np.array(sorted(set(first.values())), np.int64)
+    near = rep[within_tolerance(scaled[rep])] if len(rep) else np.zeros((0, 2), np.int64)
     pairs = np.array(exact + [tuple(p) for p in near], dtype=np.int64).reshape(-1, 2)
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     _, component = connected_components(graph, directed=False)

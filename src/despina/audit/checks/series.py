@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from despina.audit.base import AuditContext, Check, CheckResult, robust_z, sigmoid
-from despina.audit.checks.rows import NEAR_TOLERANCE, duplicate_sets, within_tolerance
+from despina.audit.checks.rows import NEAR_TOLERANCE, duplicate_sets
 from despina.audit.checks.values import findings_result
 from despina.data.tables import column_span
 
@@ -89,10 +89,7 @@ class SequenceDuplicateCheck(Check):
         for c in range(x.shape[1]):
             tol = NEAR_TOLERANCE * column_span(x[:, c].ravel().astype(np.float64))
             scaled[:, c] = np.where(np.isfinite(x[:, c]), x[:, c] / tol, -1e9)
-        first: dict[str, int] = {}
-        rep = np.array([i for i, k in enumerate(keys) if first.setdefault(k, i) == i], np.int64)
-        near = rep[within_tolerance(scaled.reshape(len(x), -1)[rep])]
-        return duplicate_sets(self.name, keys, near, ctx.given_labels)
+        return duplicate_sets(self.name, keys, scaled.reshape(len(x), -1), ctx.given_labels)
 
 
 #: A discord whose robust z-score (against all windows of its series) passes this is an
@@ -131,8 +128,8 @@ def matrix_profile(x: np.ndarray, w: int) -> np.ndarray:
     2016): a window unlike any other part of the series (a discord) scores high.
 
     Our own, with FAISS's exact search: stumpy computes the same distances but compiles
-    with numba for 22-27 s in every new process (measured), longer than auditing a
-    7,500-step signal takes here."""
+    its kernels with numba in every new process, which cost more than the whole audit of
+    a signal of a few thousand steps when tried."""
     import faiss
 
     values = np.where(np.isfinite(x), x, np.nanmedian(x) if np.isfinite(x).any() else 0.0)

@@ -6,7 +6,8 @@ widened by three times their span (a Tukey fence on percentiles rather than quar
 a skewed but genuine tail stays inside while a sentinel such as -999 or a unit slip of a
 hundredfold falls outside, and up to 1% of a column's cells can be wrong without moving
 the bounds; a nearly constant column's span is the size of its typical value). The
-percentiles were chosen on one table (benchmarks/tables.py says which).
+percentiles were chosen on one table, with a second looked at (benchmarks/tables.py says
+which).
 
 A category is rare when it occurs at most twice in a column whose categories otherwise
 repeat (at least 20 rows per category on average): a typo or a new code, not an
