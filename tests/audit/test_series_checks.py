@@ -1,5 +1,6 @@
 """Series checks on real signals: the matrix profile is exact, the labelled anomaly of a UCR
-series is its strongest discord, and stuck or missing values are found."""
+series is its strongest discord, spikes and level shifts put into it are found and named
+from a forecaster's residuals, and stuck or missing values are found."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 
 from despina.audit.base import AuditContext
 from despina.audit.checks import AnomalyCheck, SequenceValueCheck
-from despina.audit.checks.series import dominant_period, longest_run, matrix_profile
+from despina.audit.checks.series import dominant_period, longest_run, matrix_profile, stretches
 from despina.data.sequences import SequenceSet
+from despina.training.forecast import forecast_residuals
 
 
 def _context(x: np.ndarray, lengths: np.ndarray | None = None) -> AuditContext:
@@ -69,3 +71,36 @@ def test_stuck_missing_and_single_step_series_are_findings() -> None:
     assert found[0] == ["flatline:25"]
     assert found[1] == ["missing:1"] and found[2] == ["nonfinite:1"]
     assert found[3] == ["too_short"]
+
+
+@pytest.mark.parametrize(
+    ("hit", "expect"),
+    [([0, 1, 1, 0, 0, 0, 1], [(1, 3), (6, 7)]), ([1, 0, 1], [(0, 3)]), ([0, 0], [])],
+)
+def test_stretches_join_runs_close_together(hit: list[int], expect: list[tuple[int, int]]) -> None:
+    assert stretches(np.asarray(hit, bool)) == expect
+
+
+def test_a_spike_and_a_level_shift_in_a_real_signal_are_found_and_named() -> None:
+    from aeon.datasets import load_kdd_tsad_135
+
+    x = np.asarray(load_kdd_tsad_135()[0], float)
+    lo, hi = np.quantile(x, [0.01, 0.99])
+    x[1500] += 0.8 * (hi - lo)
+    x[5000:] += 0.5 * (hi - lo)
+    ctx = _context(x[None, None, :])
+    ctx.residuals = {(0, 0): forecast_residuals([x], 32, seed=0)[0]}
+    found = AnomalyCheck().run(ctx).details["anomalies"][0]
+    kinds = {(a["kind"], a["start"]) for a in found}
+    assert any(k == "spike" and 1498 <= s <= 1500 for k, s in kinds), found
+    assert any(k == "level_shift" and 4995 <= s <= 5001 for k, s in kinds), found
+    values = SequenceValueCheck().run(ctx).details["findings"][0]
+    assert any(v.startswith("spike:") for v in values) and "level_shift:1" in values
+
+
+def test_without_a_forecaster_the_score_is_the_discords_alone() -> None:
+    from aeon.datasets import load_kdd_tsad_135
+
+    x = np.asarray(load_kdd_tsad_135()[0], float)
+    res = AnomalyCheck().run(_context(x[None, None, :]))
+    assert {a["kind"] for a in res.details["anomalies"][0]} == {"discord"}

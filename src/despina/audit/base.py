@@ -75,6 +75,9 @@ class AuditContext:
     table_matrix: np.ndarray | None = None
     #: Series as read (sequence audits): what the sequence value and duplicate checks read.
     sequences: SequenceSet | None = None
+    #: A forecaster's absolute one-step errors per (series, channel) of the long series
+    #: (sequence audits), in the series' standardized units.
+    residuals: dict[tuple[int, int], np.ndarray] | None = None
     #: Out-of-fold neighbour graph over valid rows: for each sample, cosine similarities and
     #: row indices of its nearest *training* samples in the embedding space of the fold model
     #: that did not see it. Computed from ``embeddings`` when not given.

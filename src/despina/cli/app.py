@@ -228,6 +228,14 @@ def audit(
     except DespinaError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     console.print(f"[bold]Audit of[/] {report.summary['source']}", highlight=False)
+    streamed = report.summary.get("streamed")
+    if streamed:
+        console.print(
+            f"too large to hold: audited a uniform sample of {streamed['sampled_rows']:,} of "
+            f"its {streamed['rows_in_file']:,} rows; {streamed['duplicate_rows_in_file']:,} "
+            "rows of the whole file repeat an earlier row",
+            highlight=False,
+        )
     accuracy = report.summary.get("oof_accuracy")
     if accuracy is not None and accuracy < 0.7:
         err.print(

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from despina.core.config import FrozenModel
 from despina.core.errors import ConfigError, DataError, NotFoundError
+from despina.data import table_stream
 
 TABLE_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 #: A column is numeric when at least this share of its non-missing cells parse as numbers;
@@ -64,12 +65,29 @@ class TableSchema(FrozenModel):
 
 
 @dataclass(frozen=True)
+class Streamed:
+    """What was counted over the whole of a table too large to hold (its audit reads a sample)."""
+
+    rows_in_file: int
+    duplicate_rows: int
+    #: Each row of the sample's position among the file's data rows.
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
 class Table:
     """A table as read: raw cells (text or stored values), its schema and where it came from."""
 
     frame: pd.DataFrame
     schema: TableSchema
     source: str
+    streamed: Streamed | None = None
+
+    @property
+    def row_ids(self) -> list[str]:
+        """Each row's position in the file (0 = the first data row)."""
+        rows = self.streamed.rows if self.streamed else range(len(self.frame))
+        return [str(int(i)) for i in rows]
 
     @property
     def features(self) -> pd.DataFrame:
@@ -130,29 +148,53 @@ def is_sequence_source(source: str | Path) -> bool:
 def read_table(
     path: str | Path, target: str | None = None, schema_file: str | Path | None = None
 ) -> Table:
-    """Read ``path`` (CSV or Parquet) with its schema inferred and ``schema_file`` applied."""
-    frame, source = read_cells(path, target)
+    """Read ``path`` (CSV or Parquet) with its schema inferred and ``schema_file`` applied;
+    a file too large to hold is streamed and a uniform sample of its rows kept."""
+    file = _table_file(path)
+    streamed = None
+    if table_stream.should_stream(file):
+        sample = table_stream.sample_rows(file, table_stream.SAMPLE_ROWS)
+        frame = _checked(_tidy(sample.frame, file), file, target)
+        streamed = Streamed(sample.rows_in_file, sample.duplicate_rows, sample.rows)
+    else:
+        frame = _checked(_read_csv(file) if file.suffix.lower() == ".csv" else _read_parquet(file),
+                         file, target)  # fmt: skip
     overrides = load_overrides(schema_file) if schema_file else {}
-    return Table(frame, infer_schema(frame, target, overrides), source)
+    return Table(frame, infer_schema(frame, target, overrides), str(file), streamed)
 
 
 def read_cells(path: str | Path, target: str | None = None) -> tuple[pd.DataFrame, str]:
-    """The raw cells of a CSV or Parquet file and its resolved name; refuses an empty file
-    and a ``target`` the file does not have."""
+    """The raw cells of a CSV or Parquet file and its resolved name; refuses an empty file,
+    a ``target`` the file does not have, and a file too large to hold whole."""
+    file = _table_file(path)
+    if table_stream.should_stream(file):
+        size = file.stat().st_size / 2**20
+        raise DataError(
+            f"{file} is {size:,.0f} MiB; series are read whole, at most "
+            f"{table_stream.STREAM_BYTES / 2**20:,.0f} MiB: split it into files by series_id "
+            "and audit them one at a time"
+        )
+    frame = _read_csv(file) if file.suffix.lower() == ".csv" else _read_parquet(file)
+    return _checked(frame, file, target), str(file)
+
+
+def _table_file(path: str | Path) -> Path:
     file = Path(str(path)).expanduser()
     if not file.is_file():
         raise NotFoundError(f"table not found: {file}")
-    suffix = file.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
+    if file.suffix.lower() not in TABLE_SUFFIXES:
         raise DataError(f"cannot read {file} as a table: give a .csv or .parquet file")
-    frame = _read_csv(file) if suffix == ".csv" else _read_parquet(file)
+    return file
+
+
+def _checked(frame: pd.DataFrame, file: Path, target: str | None) -> pd.DataFrame:
     if frame.shape[1] == 0 or len(frame) == 0:
         raise DataError(f"{file} has no rows: a table to audit needs a header and some rows")
     if target is not None and target not in frame.columns:
         raise DataError(
             f"no column {target!r} in {file}; its columns are: {', '.join(map(str, frame.columns))}"
         )
-    return frame, str(file)
+    return frame
 
 
 def _read_csv(file: Path) -> pd.DataFrame:
@@ -163,14 +205,14 @@ def _read_csv(file: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"{file} is empty: a table to audit needs a header and some rows") from None
     except pd.errors.ParserError as exc:
-        # pandas says e.g. "Expected 5 fields in line 7, saw 6".
-        detail = str(exc).strip().splitlines()[-1]
-        raise DataError(
-            f"{file} is not a well-formed CSV ({detail}): fix that row (a stray separator or "
-            "an unquoted comma) and run again"
-        ) from None
+        raise DataError(table_stream.malformed(file, exc)) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{file} is not UTF-8 text ({exc.reason}): save it as UTF-8") from None
+    return _tidy(frame, file)
+
+
+def _tidy(frame: pd.DataFrame, file: Path) -> pd.DataFrame:
+    """Column names stripped and unique; text cells stripped, missing tokens as None."""
     frame.columns = [str(c).strip() for c in frame.columns]
     dupes = frame.columns[frame.columns.duplicated()].tolist()
     if dupes:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from despina.audit.base import AuditContext, Check
 from despina.audit.checks import default_registry
+from despina.audit.checks.series import long_window
 from despina.audit.report import (
     AuditReport,
     build_samples,
@@ -22,7 +23,7 @@ from despina.core.config import AuditConfig, TrainConfig
 from despina.core.errors import ConfigError, DataError
 from despina.core.progress import NullProgress, ProgressReporter
 from despina.core.registry import Registry
-from despina.data.sequences import read_sequences
+from despina.data.sequences import SequenceSet, read_sequences
 from despina.data.tables import natural_order
 from despina.jobs.audit import package_versions, prepare_out
 from despina.jobs.rounds import (
@@ -42,6 +43,7 @@ from despina.models.sequence import FAMILIES, Family, SequenceBuilder
 from despina.models.store import save_model
 from despina.models.user import user_builder
 from despina.preprocessing.sequence import SequencePipeline
+from despina.training.forecast import forecast_residuals
 from despina.training.trainer import train_classifier
 
 #: Training defaults for series: no image augmentation, more epochs than images (an epoch
@@ -128,6 +130,9 @@ def audit_sequences(
                 if frozen and model_file is not None
                 else cross_validated_rounds(ctx, x[valid], checks, cfg, train_cfg, build, progress)
             )
+    if {"anomaly", "values"} & {c.name for c in checks}:
+        with stage("forecast"):
+            ctx.residuals = residuals(seq, cfg.seed)
     with stage("checks"):
         outcomes = run_checks(ctx, checks, progress)
     df = finding_columns(build_samples(ctx, [""] * n, outcomes), outcomes)
@@ -196,7 +201,7 @@ def audit_sequences(
             found = anomaly.result.details["anomalies"]
             pd.DataFrame(
                 [{"series_id": seq.ids[k], **a} for k, rows in enumerate(found) for a in rows],
-                columns=["series_id", "channel", "start", "end", "z"],
+                columns=["series_id", "channel", "kind", "start", "end", "z"],
             ).to_csv(out_dir / "anomalies.csv", index=False)
         series = {i: seq.x[k, :, : max(1, int(seq.lengths[k]))] for k, i in enumerate(seq.ids)}
         samples = write_flat_outputs(out_dir, df, summary, cleaned, series)
@@ -204,6 +209,25 @@ def audit_sequences(
     return AuditReport(
         out_dir, samples, summary, outcomes, ctx.pred_probs, ctx.embeddings, round_probs
     )
+
+
+def residuals(seq: SequenceSet, seed: int) -> dict[tuple[int, int], np.ndarray]:
+    """A forecaster's residuals for each channel of the series long enough for the anomaly
+    check: one forecaster per channel, reading half an anomaly window (the median one)."""
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for c in range(seq.x.shape[1]):
+        keys, signals, windows = [], [], []
+        for k, length in enumerate(seq.lengths):
+            x = seq.x[k, c, : int(length)].astype(np.float64)
+            w = long_window(x)
+            if w is not None:
+                keys.append((k, c))
+                signals.append(x)
+                windows.append(w)
+        if signals:
+            found = forecast_residuals(signals, int(np.median(windows)) // 2, seed)
+            out.update(zip(keys, found, strict=True))
+    return out
 
 
 def _anomaly_count(outcomes: dict[str, Any]) -> int:

@@ -92,7 +92,7 @@ def audit_table(
     index = {c: i for i, c in enumerate(class_names)}
     y = np.array([index[g] for g in given if g], np.int64) if target else None
     ctx = AuditContext(
-        ids=[str(i) for i in range(n)],
+        ids=table.row_ids,
         given_labels=given,
         class_names=class_names,
         valid=valid,
@@ -162,7 +162,7 @@ def audit_table(
             raw = {c: numeric_values(table.frame[c])[rows] for c in table.schema.numeric}
             bounds = {c: list(b) for c, v in raw.items() if (b := range_bounds(v)) is not None}
             reference = write_record_artifacts(
-                model, model_dir, x[rows], y_final[keep], [str(r) for r in rows], raw,
+                model, model_dir, x[rows], y_final[keep], [ctx.ids[r] for r in rows], raw,
                 {"kind": "table", "bounds": bounds},
                 validation_fraction=train_cfg.validation_fraction, seed=cfg.seed,
             )  # fmt: skip
@@ -175,6 +175,7 @@ def audit_table(
         "kind": "table",
         "target": target,
         "rows": n,
+        **_streamed(table, n),
         "classes": class_names,
         "schema": table.schema.model_dump(mode="json"),
         "counts": counts_of(df),
@@ -227,3 +228,16 @@ def cleaned_table(df: pd.DataFrame, table: Table, drop_label_issues: bool) -> pd
         new = df["suggested_label"].to_numpy(object)[keep]
         out[target] = np.where(fix, new, out[target].to_numpy(object))
     return out
+
+
+def _streamed(table: Table, n: int) -> dict[str, Any]:
+    """The summary's account of a table too large to hold: what was counted over the file."""
+    if table.streamed is None:
+        return {}
+    return {
+        "streamed": {
+            "rows_in_file": table.streamed.rows_in_file,
+            "duplicate_rows_in_file": table.streamed.duplicate_rows,
+            "sampled_rows": n,
+        }
+    }

@@ -7,7 +7,15 @@ least a fifth of the series and ten steps: a stuck sensor), a series shorter tha
 the median length, and a series of a single step (which no model can read).
 
 Anomalies. In a series long enough (four windows), the stretches unlike any other part of
-it: discords of the matrix profile over windows of half the series' dominant period.
+it: discords of the matrix profile over windows of half the series' dominant period, and
+the steps a forecaster trained on the series cannot predict (its residuals, given by the
+job in ``AuditContext.residuals``). A residual counts when it lies at least twice as far
+from the series' median residual as its 99th percentile does: anomalies are taken to be
+rarer than one step in a hundred, and a series whose residuals are heavy-tailed anyway (a
+heartbeat's sharp peaks) needs a larger one. Each such stretch is a ``level_shift`` when
+the series' median after it differs from the one before by twice the spread around them,
+a ``spike`` when it is at most three steps wide and the level returns, else a ``pattern``;
+spikes and level shifts are value findings too.
 
 Duplicates. Exact copies share every value; near copies differ at no step by more than
 1% of the channel's span (the 1st-99th percentile span of all its values); sets are
@@ -29,6 +37,14 @@ FLATLINE_SHARE = 0.2
 FLATLINE_MIN = 10
 
 
+def long_window(x: np.ndarray) -> int | None:
+    """The anomaly window of a series long enough to hold four of them, else None."""
+    if len(x) < 4 * WINDOW_BOUNDS[0]:
+        return None
+    w = window_for(x)
+    return w if len(x) >= 4 * w else None
+
+
 def longest_run(values: np.ndarray) -> int:
     """The longest run of identical consecutive finite values."""
     v = values[np.isfinite(values)]
@@ -41,7 +57,9 @@ def longest_run(values: np.ndarray) -> int:
 
 class SequenceValueCheck(Check):
     name: ClassVar[str] = "values"
-    description: ClassVar[str] = "gaps, irregular steps, missing and stuck values in series"
+    description: ClassVar[str] = (
+        "gaps, irregular steps, missing and stuck values, spikes and level shifts"
+    )
     modalities: ClassVar[frozenset[str]] = frozenset({"sequence"})
     requires: ClassVar[frozenset[str]] = frozenset({"sequences"})
 
@@ -69,6 +87,10 @@ class SequenceValueCheck(Check):
             run = max((longest_run(c) for c in x), default=0)
             if length and run >= max(FLATLINE_MIN, FLATLINE_SHARE * length):
                 f.append(f"flatline:{run}")
+            kinds = [e["kind"] for c in range(x.shape[0]) for e in series_events(ctx, k, c)]
+            for kind in ("spike", "level_shift"):
+                if kinds.count(kind):
+                    f.append(f"{kind}:{kinds.count(kind)}")
             found.append(f)
         return findings_result(self.name, found)
 
@@ -95,7 +117,7 @@ class SequenceDuplicateCheck(Check):
 #: A discord whose robust z-score (against all windows of its series) passes this is an
 #: anomaly; the window is half the dominant period, within these bounds.
 ANOMALY_Z = 6.0
-WINDOW_BOUNDS = (8, 512)
+WINDOW_BOUNDS = (32, 512)
 MAX_ANOMALIES = 20
 
 
@@ -170,6 +192,82 @@ def discords(profile: np.ndarray, w: int, z_min: float) -> list[tuple[int, float
     return picks
 
 
+#: A residual this many times as far from the median residual as the 99th percentile is
+#: an anomalous step; a stretch at most SPIKE_WIDTH steps wide whose level returns is a spike.
+RESIDUAL_TAIL = 2.0
+SPIKE_WIDTH = 3
+LEVEL_SPREAD = 2.0
+MIN_RESIDUALS = 100
+
+
+def residual_tail(residual: np.ndarray) -> np.ndarray | None:
+    """Each step's residual as a multiple of ``RESIDUAL_TAIL`` tail distances (1 = the
+    threshold), or None when the series has too few steps to place its 99th percentile.
+    The leading zeros (steps the forecaster had no context for) are left out."""
+    skip = int(np.argmax(residual > 0))
+    r = residual[skip:]
+    if r.size < MIN_RESIDUALS:
+        return None
+    med = float(np.median(r))
+    q = float(np.quantile(r, 0.99)) - med
+    if q <= 0:
+        return None
+    out = np.zeros(len(residual))
+    out[skip:] = (r - med) / (RESIDUAL_TAIL * q)
+    return out
+
+
+def stretches(hit: np.ndarray, join: int = 2) -> list[tuple[int, int]]:
+    """[start, end) runs of True, joining runs fewer than ``join`` steps apart."""
+    idx = np.flatnonzero(hit)
+    if idx.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > join)
+    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+    ends = np.concatenate([idx[breaks], [idx[-1]]]) + 1
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def event_kind(x: np.ndarray, start: int, end: int, w: int) -> str:
+    """``level_shift``, ``spike`` or ``pattern`` for an anomalous stretch of ``x``."""
+    span = 2 * w
+    before, after = x[max(0, start - span) : start], x[end : end + span]
+    before, after = before[np.isfinite(before)], after[np.isfinite(after)]
+    if len(before) >= w and len(after) >= w:
+        mb, ma = float(np.median(before)), float(np.median(after))
+        spread = 1.4826 * float(np.median(np.abs(np.concatenate([before - mb, after - ma]))))
+        if abs(ma - mb) >= LEVEL_SPREAD * max(spread, 1e-12):
+            return "level_shift"
+    return "spike" if end - start <= SPIKE_WIDTH else "pattern"
+
+
+def residual_events(x: np.ndarray, residual: np.ndarray, w: int) -> list[dict[str, object]]:
+    """The stretches of ``x`` its forecaster could not predict, each with its kind."""
+    tail = residual_tail(residual)
+    if tail is None:
+        return []
+    return [
+        {
+            "kind": event_kind(x, a, b, w),
+            "start": a,
+            "end": b,
+            "z": round(float(tail[a:b].max()), 3),
+        }
+        for a, b in stretches(tail >= 1.0)
+    ]
+
+
+def series_events(ctx: AuditContext, k: int, c: int) -> list[dict[str, object]]:
+    """The forecaster's anomalous stretches in channel ``c`` of series ``k``, if it ran."""
+    assert ctx.sequences is not None
+    residual = (ctx.residuals or {}).get((k, c))
+    if residual is None:
+        return []
+    x = ctx.sequences.x[k, c, : int(ctx.sequences.lengths[k])].astype(np.float64)
+    w = long_window(x)
+    return residual_events(x, residual, w) if w else []
+
+
 def step_scores(profile: np.ndarray, w: int) -> np.ndarray:
     """Each step's score: the highest profile value of the windows covering it."""
     n = len(profile) + w - 1
@@ -179,7 +277,7 @@ def step_scores(profile: np.ndarray, w: int) -> np.ndarray:
 
 class AnomalyCheck(Check):
     name: ClassVar[str] = "anomaly"
-    description: ClassVar[str] = "stretches of a long series unlike the rest of it (discords)"
+    description: ClassVar[str] = "stretches of a long series unlike the rest of it or its forecast"
     modalities: ClassVar[frozenset[str]] = frozenset({"sequence"})
     requires: ClassVar[frozenset[str]] = frozenset({"sequences"})
 
@@ -191,26 +289,44 @@ class AnomalyCheck(Check):
         seq = ctx.sequences
         n = len(seq.ids)
         flags, scores = np.zeros(n, bool), np.ones(n)
-        found: list[list[dict[str, float | int | str]]] = [[] for _ in range(n)]
+        found: list[list[dict[str, object]]] = [[] for _ in range(n)]
         steps: dict[int, np.ndarray] = {}
         for k in range(n):
             length = int(seq.lengths[k])
             best = np.zeros(length)
-            for c in range(seq.x.shape[1]):
+            for c, channel in enumerate(seq.channels):
                 x = seq.x[k, c, :length].astype(np.float64)
-                w = window_for(x)
-                if length < 4 * w:
+                w = long_window(x)
+                if w is None:
                     continue
                 profile = matrix_profile(x, w)
-                z = robust_z(profile, floor=1e-6)
-                best = np.maximum(best, step_scores(z, w))
-                for start, zz in discords(profile, w, self.z_min):
-                    found[k].append({"channel": seq.channels[c], "start": start,
-                                     "end": start + w, "z": round(zz, 3)})  # fmt: skip
+                best = np.maximum(best, step_scores(robust_z(profile, floor=1e-6), w) / self.z_min)
+                picked = discords(profile, w, self.z_min)
+                for start, zz in picked:
+                    found[k].append({"channel": channel, "kind": "discord", "start": start,
+                                     "end": start + w, "z": round(zz / self.z_min, 3)})  # fmt: skip
+                residual = (ctx.residuals or {}).get((k, c))
+                tail = None if residual is None else residual_tail(residual)
+                if tail is not None:
+                    best = np.maximum(best, tail)
+                events = [
+                    {"channel": channel, **e}
+                    for e in series_events(ctx, k, c)
+                    if e["kind"] != "pattern"
+                    or not any(
+                        s <= e["start"] and e["end"] <= s + w  # type: ignore[operator]
+                        for s, _ in picked
+                    )
+                ]
+                events.sort(key=lambda e: -float(e["z"]))  # type: ignore[arg-type]
+                found[k].extend(events[:MAX_ANOMALIES])
+            found[k].sort(key=lambda e: -float(e["z"]))  # type: ignore[arg-type]
             if length and best.any():
                 steps[k] = best
                 flags[k] = bool(found[k])
-                scores[k] = float(sigmoid(np.array(self.z_min - best.max()))) if found[k] else 1.0
+                scores[k] = (
+                    float(sigmoid(np.array(self.z_min * (1.0 - best.max())))) if found[k] else 1.0
+                )
         return CheckResult(
             name=self.name,
             scores=np.clip(scores, 0.0, 1.0),
