@@ -27,7 +27,7 @@ def write_digits(folder: Path, images: np.ndarray, labels: np.ndarray) -> list[s
     return ids
 
 
-def test_a_backbone_from_other_images_audits_these(tmp_path: Path) -> None:
+def test_a_backbone_from_other_images_audits_these_as_onnx_or_pytorch(tmp_path: Path) -> None:
     images, labels = digits_arrays()
     first, second = np.arange(0, len(images), 2), np.arange(1, len(images), 2)
     write_digits(tmp_path / "first", images[first], labels[first])
@@ -54,6 +54,44 @@ def test_a_backbone_from_other_images_audits_these(tmp_path: Path) -> None:
     samples = pd.read_csv(out / "samples.csv").set_index("id")
     flags = samples.loc[[ids[i] for i in range(len(ids))], "is_label_issue"].to_numpy(bool)
     assert flags[flipped].mean() >= 0.8 and flags.sum() <= 2 * len(flipped)
+
+    # The same network written in PyTorch: exported once, then run as the ONNX one is.
+    torch_file = tmp_path / "backbone.py"
+    torch_file.write_text(TORCH_BACKBONE.format(folder=tmp_path / "bb" / "model"))
+    res = runner.invoke(app, ["audit", str(tmp_path / "second"), "--backbone", str(torch_file),
+                              "--out", str(tmp_path / "out-torch"), "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out-torch" / "backbone.onnx").is_file()
+    again = pd.read_csv(tmp_path / "out-torch" / "samples.csv").set_index("id")
+    flags_torch = again.loc[ids, "is_label_issue"].to_numpy(bool)
+    assert flags_torch[flipped].mean() >= 0.8 and flags_torch.sum() <= 2 * len(flipped)
+
+    torch_file.write_text("def build():\n    return None\n")
+    res = runner.invoke(app, ["audit", str(tmp_path / "second"), "--backbone", str(torch_file),
+                              "--out", str(tmp_path / "bad"), "-q"])  # fmt: skip
+    assert res.exit_code == 2 and "INPUT_SHAPE" in res.output
+
+
+TORCH_BACKBONE = """
+import torch
+from pathlib import Path
+from despina.models.store import load_model
+
+INPUT_SHAPE = (1, 8, 8)
+
+
+class Embed(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.embed(x)
+
+
+def build():
+    return Embed(load_model(Path("{folder}")).model)
+"""
 
 
 def test_a_backbone_is_for_images(tmp_path: Path) -> None:

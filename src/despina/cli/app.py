@@ -140,8 +140,9 @@ def audit(
     backbone: Annotated[
         Path | None,
         typer.Option(
-            help="an ONNX image network: each image goes through it once, at its input size, "
-            "and a small head is trained per fold on the embeddings (no model/ is written)"
+            help="an image network, ONNX or a .py file whose build() returns a torch module "
+            "(with INPUT_SHAPE): each image goes through it once, at its input size, and a "
+            "small head is trained per fold on the embeddings (no model/ is written)"
         ),
     ] = None,
     family: Annotated[

@@ -42,7 +42,7 @@ from despina.jobs.rounds import (
 from despina.jobs.scan import scan
 from despina.jobs.serving_artifacts import write_serving_artifacts
 from despina.models.base import ModelBuilder
-from despina.models.frozen import Backbone
+from despina.models.frozen import Backbone, torch_backbone_onnx
 from despina.models.mlp import MLPBuilder
 from despina.models.store import save_model
 from despina.models.user import user_builder
@@ -128,6 +128,8 @@ def audit(
 
     if backbone is not None and model_file is not None:
         raise ConfigError("give --model or --backbone, not both")
+    if backbone is not None and Path(backbone).suffix.lower() == ".py":
+        backbone = torch_backbone_onnx(Path(backbone), Path(out) / "backbone.onnx")
     net = Backbone(backbone) if backbone is not None else None
     if net is not None:  # the backbone's own input size and colours
         cfg = cfg.model_copy(update={"color_mode": "grayscale" if net.channels == 1 else "rgb"})

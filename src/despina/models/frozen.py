@@ -67,6 +67,50 @@ def _session(file: Path, what: str) -> Any:
         raise ConfigError(f"cannot load {file} as an {what}: {exc}") from None
 
 
+def torch_backbone_onnx(path: Path, out: Path) -> Path:
+    """A backbone written in PyTorch (a ``.py`` file whose ``build()`` returns a module
+    mapping images (batch, channels, height, width), scaled to [0, 1], to embeddings, and
+    whose ``INPUT_SHAPE`` says (channels, height, width)) exported once to ``out``: from
+    then on it runs as an ONNX backbone does."""
+    import torch
+
+    from despina.models.export import export_onnx
+    from despina.models.user import load_user_file
+
+    module = load_user_file(path, "build", "build() returning a torch module")
+    shape = getattr(module, "INPUT_SHAPE", None)
+    if not (isinstance(shape, tuple | list) and len(shape) == 3 and shape[0] in (1, 3)):
+        raise ConfigError(
+            f"{path} needs INPUT_SHAPE = (channels, height, width), channels 1 or 3, beside "
+            f"build(); it has {shape!r}"
+        )
+    try:
+        net = module.build()
+    except Exception as exc:
+        raise ConfigError(f"{path}: build() raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(net, torch.nn.Module):
+        raise ConfigError(f"{path}: build() returned {type(net).__name__}, not a torch module")
+
+    class _Single(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            return (self.inner(x).flatten(1),)
+
+    sample = np.random.default_rng(0).random((2, *(int(v) for v in shape)), np.float32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        export_onnx(_Single(net), out, sample, ("embedding",))
+    except Exception as exc:
+        raise ConfigError(
+            f"{path}: the module could not run on inputs of shape {(2, *shape)} and be "
+            f"exported to ONNX: {type(exc).__name__}: {exc}"
+        ) from None
+    return out
+
+
 class Backbone:
     """An ONNX image network whose embeddings a small head learns from, loaded once."""
 

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 USER_FILE = "model_def.py"
 
 
-def _load(path: Path) -> ModuleType:
+def load_user_file(path: Path, function: str, what: str) -> ModuleType:
+    """Import a user's Python file, which must define ``function`` (``what`` describes it)."""
     if not path.is_file():
         raise NotFoundError(f"model file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"despina_user_model_{path.stem}", path)
@@ -41,10 +42,8 @@ def _load(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         raise ConfigError(f"{path} failed while loading: {type(exc).__name__}: {exc}") from None
-    if not callable(getattr(module, "build", None)):
-        raise ConfigError(
-            f"{path} has no build(input_shape, num_classes) function returning a torch module"
-        )
+    if not callable(getattr(module, function, None)):
+        raise ConfigError(f"{path} has no {what}")
     return module
 
 
@@ -93,7 +92,11 @@ class UserBuilder:
     input_shape: tuple[int, ...]
 
     def __call__(self, num_classes: int) -> EmbeddingClassifier:
-        module = _load(Path(self.path))
+        module = load_user_file(
+            Path(self.path),
+            "build",
+            "build(input_shape, num_classes) function returning a torch module",
+        )
         shape: Any = self.input_shape[0] if len(self.input_shape) == 1 else self.input_shape
         try:
             built = module.build(shape, num_classes)
