@@ -134,7 +134,8 @@ def audit(
             "--model",
             help="your own model: a .keras file (Keras 3), a .py file whose "
             "build(input_shape, num_classes) returns a torch.nn.Module (runs with your "
-            "rights: only files you trust), or a frozen .onnx model used without training",
+            "rights: only files you trust), or a frozen .onnx model or TensorFlow SavedModel "
+            "folder used without training",
         ),
     ] = None,
     backbone: Annotated[
@@ -187,10 +188,14 @@ def audit(
     is_table = kind == "table" or (kind == "auto" and is_table_source(source) and not is_sequence)
     if not (is_table or is_sequence) and (target is not None or schema is not None):
         raise _fail("--target and --schema are for tables: add --kind table", 2)
-    if model is not None and model.suffix.lower() not in (".py", ".keras", ".onnx"):
+    if (
+        model is not None
+        and model.suffix.lower() not in (".py", ".keras", ".onnx")
+        and not (model / "saved_model.pb").is_file()
+    ):
         raise _fail(
-            f"--model {model}: give a .py file with a build() function, a .keras model or a "
-            "frozen .onnx model",
+            f"--model {model}: give a .py file with a build() function, a .keras model, a "
+            "frozen .onnx model or a TensorFlow SavedModel folder",
             2,
         )
     if backbone is not None and (is_table or is_sequence):

@@ -22,6 +22,7 @@ from despina.audit.table_report import render_table_html
 from despina.core.config import AuditConfig, TrainConfig
 from despina.core.progress import ProgressReporter
 from despina.models.base import ModelBuilder
+from despina.models.frozen import is_saved_model
 from despina.training.crossval import cross_validate
 
 #: Training defaults for models over feature vectors (table rows, a backbone's embeddings)
@@ -67,8 +68,11 @@ def train_defaults(
 
 
 def is_frozen(model_file: str | Path | None) -> bool:
-    """An ONNX file: a frozen model, used as it is (no folds, no final model)."""
-    return model_file is not None and str(model_file).lower().endswith(".onnx")
+    """An ONNX file or a TensorFlow SavedModel: a frozen model, used as it is (no folds, no
+    final model)."""
+    return model_file is not None and (
+        str(model_file).lower().endswith(".onnx") or is_saved_model(model_file)
+    )
 
 
 def frozen_round(ctx: AuditContext, x: np.ndarray, model_file: str | Path) -> list[np.ndarray]:

@@ -1,5 +1,5 @@
-"""A frozen model: an ONNX file whose probabilities and embeddings the audit uses as they
-are, without training anything.
+"""A frozen model: an ONNX file (or a TensorFlow SavedModel, converted to one) whose
+probabilities and embeddings the audit uses as they are, without training anything.
 
 For a user who cannot retrain (a vendor's model, a model trained elsewhere on more data),
 cleanlab still finds label issues from its probabilities. The file's first output is the
@@ -11,6 +11,10 @@ confident about their given labels, and finds fewer issues than cross-validation
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +26,34 @@ from despina.core.errors import ConfigError, NotFoundError
 def frozen_outputs(
     path: str | Path, x: np.ndarray, num_classes: int, batch: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (n, classes), embeddings (n, d)) of the ONNX model at ``path`` for
-    the preprocessed inputs ``x``; a ConfigError names both shapes when they do not fit."""
+    """(probabilities (n, classes), embeddings (n, d)) of the ONNX model (or TensorFlow
+    SavedModel folder) at ``path`` for the preprocessed inputs ``x``, channels first; a
+    model that takes them channels last gets them so. A ConfigError names both shapes when
+    they do not fit."""
     file = Path(path)
-    session = _session(file, "ONNX model")
+    if is_saved_model(file):
+        with tempfile.TemporaryDirectory() as tmp:
+            session = _session(saved_model_onnx(file, Path(tmp) / "model.onnx"), "ONNX model")
+    else:
+        session = _session(file, "ONNX model")
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ConfigError(f"{file} takes {len(inputs)} inputs; a frozen model takes one batch")
     expected = list(inputs[0].shape[1:])
-    if len(expected) != x.ndim - 1 or any(
-        isinstance(d, int) and d != s for d, s in zip(expected, x.shape[1:], strict=False)
-    ):
+
+    def fits(shape: tuple[int, ...]) -> bool:
+        return len(expected) == len(shape) and all(
+            not isinstance(d, int) or d == s for d, s in zip(expected, shape, strict=True)
+        )
+
+    last = x.ndim >= 3 and not fits(x.shape[1:]) and fits((*x.shape[2:], x.shape[1]))
+    if not (last or fits(x.shape[1:])):
         raise ConfigError(
             f"{file} takes inputs of shape {expected} per sample but the data gives "
             f"{list(x.shape[1:])} (channels first)"
         )
+    if last:
+        x = np.moveaxis(x, 1, -1)
     name = inputs[0].name
     scores, embs = [], []
     for i in range(0, len(x), batch):
@@ -54,6 +71,35 @@ def frozen_outputs(
         s = np.exp(s - s.max(axis=1, keepdims=True))
         s /= s.sum(axis=1, keepdims=True)
     return s.astype(np.float32), e
+
+
+def is_saved_model(path: str | Path) -> bool:
+    """A TensorFlow SavedModel folder."""
+    return (Path(path) / "saved_model.pb").is_file()
+
+
+def saved_model_onnx(folder: Path, out: Path) -> Path:
+    """A SavedModel converted to ONNX at ``out`` with tf2onnx (the ``tensorflow`` extra), in
+    a process of its own so TensorFlow never shares one with PyTorch."""
+    if (
+        importlib.util.find_spec("tf2onnx") is None
+        or importlib.util.find_spec("tensorflow") is None
+    ):
+        raise ConfigError(
+            f"{folder} is a TensorFlow SavedModel: converting it needs TensorFlow and tf2onnx, "
+            "pip install 'despina[tensorflow]' (or convert it yourself with python -m "
+            "tf2onnx.convert --saved-model DIR --output model.onnx and pass the .onnx file)"
+        )
+    cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(folder),
+           "--output", str(out), "--opset", "17"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode != 0 or not out.is_file():
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        raise ConfigError(
+            f"tf2onnx could not convert the SavedModel {folder}: "
+            f"{lines[-1] if lines else 'no message'}"
+        )
+    return out
 
 
 def _session(file: Path, what: str) -> Any:
