@@ -117,6 +117,39 @@ def test_a_user_retry_starts_a_new_attempt(store: Store) -> None:
     assert again.exit_reason is None
 
 
+def test_a_stage_starts_when_every_earlier_task_succeeded(store: Store) -> None:
+    store.create_cluster(ClusterSpec(name="c"))
+    store.create_group(GroupSpec(name="s", cluster="c", source="builtin:digits", job="audit",
+                                 partitions=2), output="/tmp/out/s")  # fmt: skip
+    parts = [{**PARTS[0], "stage": 0}, {**PARTS[1], "stage": 0}, {"stage": 1, "step": "audit"}]
+    a, b, last = store.start_group("s", parts, Path("/tmp/logs"))
+    assert (a.stage, b.stage, last.stage) == (0, 0, 1)
+    assert [t.id for t in store.claimable(None, 10)] == [a.id, b.id]
+    store.transition(a.id, TaskState.RUNNING)
+    store.transition(a.id, TaskState.SUCCEEDED)
+    assert [t.id for t in store.claimable(None, 10)] == [b.id]
+    store.transition(b.id, TaskState.RUNNING)
+    store.transition(b.id, TaskState.SUCCEEDED)
+    assert [t.id for t in store.claimable(None, 10)] == [last.id]
+
+
+def test_a_failed_stage_cancels_the_tasks_waiting_on_it(store: Store) -> None:
+    store.create_cluster(ClusterSpec(name="c"))
+    store.create_group(GroupSpec(name="s", cluster="c", source="builtin:digits", job="audit",
+                                 partitions=2), output="/tmp/out/s")  # fmt: skip
+    parts = [{**PARTS[0], "stage": 0}, {**PARTS[1], "stage": 0}, {"stage": 1, "step": "audit"}]
+    a, b, last = store.start_group("s", parts, Path("/tmp/logs"))
+    store.transition(a.id, TaskState.RUNNING)
+    store.transition(a.id, TaskState.FAILED, reason="exploded")
+    after = store.get_task(last.id)
+    assert after.state is TaskState.CANCELLED
+    assert f"task {a.id} of stage 0" in (after.exit_reason or "") and "retry it" in (
+        after.exit_reason or ""
+    )
+    assert store.get_task(b.id).state is TaskState.PENDING  # its own stage goes on
+    assert [t.id for t in store.claimable(None, 10)] == [b.id]
+
+
 def test_only_one_of_two_concurrent_claims_wins(store: Store) -> None:
     tid = _group(store)[0]
     wins: list[int] = []

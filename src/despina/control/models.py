@@ -113,6 +113,8 @@ class Task(FrozenModel):
     group: str
     partition: int
     state: TaskState
+    #: Starts once every task of the group's earlier stages has succeeded.
+    stage: int = 0
     attempt: int
     done: int = 0
     total: int | None = None

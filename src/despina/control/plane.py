@@ -25,10 +25,9 @@ import pyarrow.parquet as pq
 
 from despina.control.access import AccessAdmin
 from despina.control.builtin_jobs import (
-    WHOLE_SOURCE_JOBS,
-    WORKER_JOBS,
+    check_partitions,
+    job_parts,
     parse_config,
-    worker_parts,
 )
 from despina.control.group_env import is_sealed_value, masked, open_env, rewrap_env, seal_env
 from despina.control.models import (
@@ -42,7 +41,7 @@ from despina.control.models import (
     Task,
     TaskGroup,
 )
-from despina.control.partitions import check_source, plan
+from despina.control.partitions import check_source
 from despina.control.runtime import partition_context
 from despina.control.scheduler import Scheduler
 from despina.control.settings import ControlSettings
@@ -184,10 +183,7 @@ class ControlPlane(AccessAdmin):
             cfg = parse_config(spec.job, spec.config)
             if isinstance(cfg, PredictConfig):  # the job reads this folder: confined too
                 check_source(cfg.model, roots, "model", remote_schemes=())
-            if spec.job in WHOLE_SOURCE_JOBS and spec.partitions != 1:
-                raise ConfigError(
-                    f"the {spec.job} job works on the whole source; use --partitions 1"
-                )
+            check_partitions(spec.job, spec.partitions)
         cluster = self.store.get_cluster(spec.cluster)
         need = spec.resources
         have = cluster.resources
@@ -242,10 +238,7 @@ class ControlPlane(AccessAdmin):
                 self.settings.allowed_roots,
                 remote_schemes=self.settings.source_schemes,
             )
-            if group.job in WORKER_JOBS:
-                parts = worker_parts(group.partitions)
-            else:
-                parts = plan(group.source, group.partitions)
+            parts = job_parts(group.job, group.source, group.partitions)
             tasks = self.store.start_group(name, parts, self.settings.logs_dir)
         self._changed()
         if wait:

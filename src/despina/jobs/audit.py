@@ -39,7 +39,7 @@ from despina.jobs.rounds import (
     is_frozen,
     train_defaults,
 )
-from despina.jobs.scan import scan
+from despina.jobs.scan import ScanResult, scan
 from despina.jobs.serving_artifacts import write_serving_artifacts
 from despina.models.base import ModelBuilder
 from despina.models.frozen import Backbone, torch_backbone_onnx
@@ -109,10 +109,12 @@ def audit(
     registry: Registry[type[Check]] | None = None,
     model_file: str | Path | None = None,
     backbone: str | Path | None = None,
+    scanned: tuple[list[str], ScanResult] | None = None,
 ) -> AuditReport:
     """Audit an image dataset and write samples.csv, summary.json, report.html, cleaned.csv
     and model/ into ``out``; ``model_file``: a user's model instead of the CNN; ``backbone``:
-    an ONNX network whose embeddings a small head learns per fold (no model/ then).
+    an ONNX network whose embeddings a small head learns per fold (no model/ then);
+    ``scanned``: the source's ids and decode pass, done already (by a sharded scan).
     Findings are results; bad input raises a DespinaError."""
     cfg = config or AuditConfig()
     progress = progress or NullProgress()
@@ -133,27 +135,36 @@ def audit(
     net = Backbone(backbone) if backbone is not None else None
     if net is not None:  # the backbone's own input size and colours
         cfg = cfg.model_copy(update={"color_mode": "grayscale" if net.channels == 1 else "rgb"})
-    size = (
-        (net.side if net is not None else None)
-        or cfg.image_size
-        or auto_image_size(records, cfg.model.depth, cfg.max_pixels)
-    )
-    with stage("decode"):
-        progress.start("decode", n)
-        scanned = scan(
-            records,
-            size,
-            "resize",
-            cfg.max_pixels,
-            cfg.worker_count,
-            on_done=lambda k: progress.advance("decode", k),
+    if scanned is not None:
+        ids, result = scanned
+        if ids != [r.id for r in records]:
+            raise DataError(
+                f"{dataset.source} changed after it was scanned: it lists {n} images now, the "
+                f"scan holds {len(ids)} (or another set or order); audit it again from the start"
+            )
+        size = int(result.resized.shape[1])
+    else:
+        size = (
+            (net.side if net is not None else None)
+            or cfg.image_size
+            or auto_image_size(records, cfg.model.depth, cfg.max_pixels)
         )
-        progress.finish("decode")
-    valid = np.array([f is not None for f in scanned.features])
+        with stage("decode"):
+            progress.start("decode", n)
+            result = scan(
+                records,
+                size,
+                "resize",
+                cfg.max_pixels,
+                cfg.worker_count,
+                on_done=lambda k: progress.advance("decode", k),
+            )
+            progress.finish("decode")
+    valid = np.array([f is not None for f in result.features])
     if not valid.any():
         raise DataError(
             f"none of the {n} files in {dataset.source} could be read as an image "
-            f"(first problem: {scanned.reasons[0]})"
+            f"(first problem: {result.reasons[0]})"
         )
     class_names = dataset.class_names
     cls_index = {c: i for i, c in enumerate(class_names)}
@@ -164,11 +175,11 @@ def audit(
             f"only one class ({class_names[present[0]]!r}) has readable images; an audit "
             "needs at least two classes to learn what each looks like"
         )
-    stats = ImageStats.from_features(scanned.features)
+    stats = ImageStats.from_features(result.features)
     pipeline = ImagePipeline(size, "resize", cfg.color_mode)
     gray_frac = float(np.nanmean(stats.column("color_spread")[valid] <= 8))
-    pipeline.fit(scanned.resized[valid], grayscale_fraction=gray_frac)
-    x = pipeline.transform_resized(scanned.resized[valid])
+    pipeline.fit(result.resized[valid], grayscale_fraction=gray_frac)
+    x = pipeline.transform_resized(result.resized[valid])
     # Classes are renumbered to those present among readable images for training.
     remap = {int(c): i for i, c in enumerate(present)}
     y_train = np.array([remap[int(v)] for v in y])
@@ -189,7 +200,7 @@ def audit(
         given_labels=[r.label for r in records],
         class_names=train_names,
         valid=valid,
-        load_defects=scanned.load_defects,
+        load_defects=result.load_defects,
         labels=y_train,
         image_stats=stats,
     )

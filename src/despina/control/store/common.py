@@ -63,6 +63,7 @@ def pending_task_row(
     return TaskRow(
         group_id=group_id,
         partition=partition,
+        stage=int(spec.get("stage", 0)),
         spec=spec,
         state=TaskState.PENDING.value,
         attempt=1,

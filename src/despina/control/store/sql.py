@@ -24,9 +24,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import exists, func, select, true, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from despina.control.models import (
     SERVE_JOB,
@@ -337,6 +337,8 @@ class Store(AccessStore, DeploymentStore):
         for key, value in (fields or {}).items():
             setattr(row, key, value)
         row.state = new.value
+        if new in (TaskState.FAILED, TaskState.CANCELLED):
+            self._cancel_later_stages(s, row, reason)
         s.add(
             EventRow(
                 task_id=row.id,
@@ -349,6 +351,21 @@ class Store(AccessStore, DeploymentStore):
         )
         s.flush()
         return _task(row, self._group_name(s, row.group_id))
+
+    def _cancel_later_stages(self, s: Session, row: TaskRow, reason: str | None) -> None:
+        """A task that will not succeed leaves its group's later stages nothing to start
+        from: their waiting tasks are cancelled, saying which task to retry first."""
+        later = s.scalars(
+            select(TaskRow).where(
+                TaskRow.group_id == row.group_id,
+                TaskRow.stage > row.stage,
+                TaskRow.state.in_([TaskState.PENDING.value, TaskState.RETRYING.value]),
+            )
+        ).all()
+        for task in later:
+            self._apply(s, task, TaskState.CANCELLED,
+                        f"task {row.id} of stage {row.stage} did not succeed ({reason}); "
+                        f"retry it, then this one")  # fmt: skip
 
     def _tasks_where(
         self, *conditions: Any, limit: int | None = None, offset: int = 0
@@ -364,11 +381,19 @@ class Store(AccessStore, DeploymentStore):
         return true() if groups is None else GroupRow.name.in_(list(groups))
 
     def claimable(self, groups: Sequence[str] | None, limit: int) -> list[Task]:
-        """PENDING tasks of started groups whose backoff has passed, oldest first."""
+        """PENDING tasks of started groups whose backoff has passed and whose earlier
+        stages have all succeeded, oldest first."""
+        earlier = aliased(TaskRow)
+        blocked = exists().where(
+            earlier.group_id == TaskRow.group_id,
+            earlier.stage < TaskRow.stage,
+            earlier.state != TaskState.SUCCEEDED.value,
+        )
         return self._tasks_where(
             TaskRow.state == TaskState.PENDING.value,
             TaskRow.not_before.is_(None) | (TaskRow.not_before <= utcnow()),
             TaskRow.cancel_requested.is_(False),
+            ~blocked,
             self._in_groups(groups),
             limit=limit,
         )

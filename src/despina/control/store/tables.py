@@ -56,6 +56,8 @@ class TaskRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("task_groups.id", ondelete="CASCADE"))
     partition: Mapped[int] = mapped_column(Integer)
+    #: Tasks of a stage start once every task of the group's earlier stages succeeded.
+    stage: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The partition (a file list can be large): loaded only when a worker asks for it.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     state: Mapped[str] = mapped_column(String(16))

@@ -1,0 +1,86 @@
+"""The audit as stages of a task group: a scan task per partition writes a shard, then one
+task audits the whole source from the shards, with the same findings as the one-task
+audit; a source that changed between the stages is refused."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from despina.control.models import ClusterSpec, GroupSpec
+from despina.control.plane import ControlPlane
+from despina.control.states import TaskState
+from despina.core.errors import DataError
+from despina.data.sources import load_source
+from despina.jobs.audit import audit
+from despina.jobs.scan import scan
+from despina.jobs.shards import merge_shards, scan_shard
+from tests.conftest import write_digits
+
+CONFIG = {"folds": 2, "label_rounds": 1, "seed": 0, "train": {"epochs": 3},
+          "model": {"width": 8}}  # fmt: skip
+FINDINGS = ["is_label_issue", "suggested_label", "is_outlier", "is_duplicate", "defects"]
+
+
+def _samples(plane: ControlPlane, out: str) -> pd.DataFrame:
+    text = plane.read_output(Path(out) / "samples.csv").decode()
+    return pd.read_csv(io.StringIO(text)).set_index("id").sort_index()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_sharded_audit_runs_in_stages_and_equals_the_one_task_audit(
+    plane: ControlPlane, home: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    data = write_digits(home / "digits", per_class=15)
+    (home / "digits" / "3" / "broken.png").write_bytes(b"not a png")
+    if backend == "ray":
+        request.getfixturevalue("ray_session")
+        plane.create_cluster(ClusterSpec(name="c", backend="ray", address="auto", workers=2))
+    else:
+        plane.create_cluster(ClusterSpec(name="c", workers=2))
+    for name, partitions in (("whole", 1), ("sharded", 3)):
+        plane.create_group(GroupSpec(name=name, cluster="c", source=str(data), job="audit",
+                                     config=CONFIG, partitions=partitions))  # fmt: skip
+        plane.start_group(name, wait=True)
+    (whole,) = plane.list_tasks(group="whole")
+    tasks = sorted(plane.list_tasks(group="sharded"), key=lambda t: t.partition)
+    assert [t.stage for t in tasks] == [0, 0, 0, 1]
+    assert all(t.state is TaskState.SUCCEEDED for t in tasks), plane.task_logs(tasks[-1].id)[0]
+    scans, final = tasks[:3], tasks[3]
+    assert sum(t.done for t in scans) == 151 and sum(t.metrics["unreadable"] for t in scans) == 1
+    assert final.started_at >= max(t.ended_at for t in scans)  # type: ignore[operator,type-var]
+
+    one, staged = _samples(plane, whole.outputs[0]), _samples(plane, final.outputs[0])
+    assert list(one.index) == list(staged.index) and len(one) == 151
+    pd.testing.assert_frame_equal(one[FINDINGS], staged[FINDINGS])
+    assert staged.loc["3/broken.png", "defects"] == "corrupt"
+
+
+def test_an_audit_of_shards_refuses_a_source_that_changed(tmp_path: Path) -> None:
+    data = write_digits(tmp_path / "digits", per_class=4)
+    records = load_source(str(data)).records
+    shard = scan_shard(records[:-1], 8, 64_000_000)  # the last image came after the scan
+    with pytest.raises(DataError, match="changed after it was scanned"):
+        audit(data, tmp_path / "out", scanned=merge_shards([shard]))
+
+
+def test_shards_of_different_image_sizes_are_refused(tmp_path: Path) -> None:
+    data = write_digits(tmp_path / "digits", per_class=2)
+    records = load_source(str(data)).records
+    shards = [scan_shard(records[:10], 8, 64_000_000), scan_shard(records[10:], 16, 64_000_000)]
+    with pytest.raises(DataError, match="set image_size"):
+        merge_shards(shards)
+    ids, result = merge_shards([scan_shard(records[:10], 8, 64_000_000),
+                                scan_shard(records[10:], 8, 64_000_000)])  # fmt: skip
+    assert ids == [r.id for r in records] and result.resized.shape == (20, 8, 8, 3)
+    direct = scan(records, 8)  # one pass over everything: the shards hold the same
+    np.testing.assert_array_equal(result.resized, direct.resized)
+    for got, want in zip(result.features, direct.features, strict=True):
+        assert got is not None and want is not None and got.pixel_hash == want.pixel_hash
+        np.testing.assert_array_equal(got.stats, want.stats)
+        np.testing.assert_array_equal(got.thumb, want.thumb)
