@@ -149,6 +149,28 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def two_node_ray() -> Iterator[str]:
+    """A Ray cluster of two nodes on this machine (a head and a worker node, one CPU each,
+    each its own raylet and object store); yields the head's address."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'despina[ray]'")
+    import logging
+
+    from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    node = {"num_cpus": 1, "object_store_memory": 128 * 2**20}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    try:
+        cluster.add_node(**node)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+        yield cluster.address
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 def admin_token(store: Any) -> str:
     """An admin token on ``store``: the bootstrap one on an empty store, else a new one."""
     return store.bootstrap_admin() or store.issue_token("admin")[0]

@@ -26,7 +26,7 @@ CONFIG = {"folds": 2, "label_rounds": 1, "seed": 0, "train": {"epochs": 3},
 FINDINGS = ["is_label_issue", "suggested_label", "is_outlier", "is_duplicate", "defects"]
 
 
-def _samples(plane: ControlPlane, out: str) -> pd.DataFrame:
+def samples_of(plane: ControlPlane, out: str) -> pd.DataFrame:
     text = plane.read_output(Path(out) / "samples.csv").decode()
     return pd.read_csv(io.StringIO(text)).set_index("id").sort_index()
 
@@ -55,7 +55,7 @@ def test_a_sharded_audit_runs_in_stages_and_equals_the_one_task_audit(
     assert sum(t.done for t in scans) == 151 and sum(t.metrics["unreadable"] for t in scans) == 1
     assert final.started_at >= max(t.ended_at for t in scans)  # type: ignore[operator,type-var]
 
-    one, staged = _samples(plane, whole.outputs[0]), _samples(plane, final.outputs[0])
+    one, staged = samples_of(plane, whole.outputs[0]), samples_of(plane, final.outputs[0])
     assert list(one.index) == list(staged.index) and len(one) == 151
     pd.testing.assert_frame_equal(one[FINDINGS], staged[FINDINGS])
     assert staged.loc["3/broken.png", "defects"] == "corrupt"

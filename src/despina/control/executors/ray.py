@@ -20,12 +20,17 @@ logger = logging.getLogger(__name__)
 
 
 def _remote_run(store_url: str, task_id: int, sealing: dict[str, str]) -> dict[str, Any]:
+    import ray
+
     from despina.control.worker import run_one
     from despina.core.processes import limit_threads
 
     limit_threads()
     os.environ.update(sealing)
-    return run_one(store_url, task_id)
+    result = run_one(store_url, task_id)
+    # Which Ray node ran it: the task's metrics show work spread over a cluster.
+    result.setdefault("metrics", {})["node"] = ray.get_runtime_context().get_node_id()
+    return result
 
 
 def connect(cluster: Cluster) -> None:
