@@ -99,7 +99,7 @@ def test_bad_input_exits_with_one_line(
         2, *base, "--source", "builtin:digits", "--job", "preprocess", "--config", str(bad_cfg)
     )
     assert "whole source" in fails(
-        2, *base, "--source", "builtin:digits", "--job", "audit", "--partitions", "2"
+        2, *base, "--source", "builtin:digits", "--job", "train", "--partitions", "2"
     )
 
 
@@ -197,3 +197,23 @@ def test_aws_cluster_config_is_accepted_by_rays_schema(home: Path) -> None:
     broken["available_node_types"] = {"x": {"node_config": {}}}  # no resources: refused
     with pytest.raises(Exception, match="resources"):
         validate_config(prepare_config(broken))
+
+
+@pytest.mark.slow
+def test_an_audit_on_a_cluster_runs_in_stages_and_brings_the_report_back(home: Path) -> None:
+    from tests.conftest import write_digits
+
+    data = write_digits(home / "digits", per_class=10)
+    ok("cluster", "create", "local", "--workers", "2")
+    out = home / "out"
+    text = ok("audit", str(data), "--out", str(out), "--cluster", "local", "--partitions", "3",
+              "--folds", "2", "--epochs", "3", "--label-rounds", "1", "--width", "8")  # fmt: skip
+    flat = " ".join(text.split())
+    assert "health score" in flat and "on cluster local" in flat, flat
+    summary = json.loads((out / "summary.json").read_text())  # decrypted for the user
+    assert summary["counts"]["samples"] == 100
+    (group,) = json.loads(ok("group", "ls", "--json"))
+    tasks = json.loads(ok("task", "ls", "--group", group["name"], "--json"))
+    assert sorted(t["stage"] for t in tasks) == [0, 0, 0, 1]
+    assert "tables, series" in fails(2, "audit", str(home / "t.csv"), "--out", str(out),
+                                     "--cluster", "local", "--kind", "table")  # fmt: skip
