@@ -84,3 +84,38 @@ def test_shards_of_different_image_sizes_are_refused(tmp_path: Path) -> None:
         assert got is not None and want is not None and got.pixel_hash == want.pixel_hash
         np.testing.assert_array_equal(got.stats, want.stats)
         np.testing.assert_array_equal(got.thumb, want.thumb)
+
+
+@pytest.mark.slow
+def test_a_killed_audit_stage_is_retried_without_scanning_again(
+    plane: ControlPlane, home: Path
+) -> None:
+    import os
+    import signal
+    import threading
+
+    from despina.control.executors.local import LocalExecutor
+    from despina.control.scheduler import Scheduler
+    from tests.control.fixtures import wait_for
+
+    data = write_digits(home / "digits", per_class=12)
+    plane.create_cluster(ClusterSpec(name="c", workers=2))
+    plane.create_group(GroupSpec(name="g", cluster="c", source=str(data), job="audit",
+                                 config=CONFIG, partitions=2))  # fmt: skip
+    tasks = plane.start_group("g")
+    final = max(tasks, key=lambda t: t.stage)
+    sched = Scheduler(plane.store, plane.settings)
+    thread = threading.Thread(target=sched.run, kwargs={"until_done": True}, daemon=True)
+    thread.start()
+    wait_for(lambda: plane.get_task(final.id).state is TaskState.RUNNING, 120)
+    executor = sched.executors["c"]
+    assert isinstance(executor, LocalExecutor)
+    wait_for(lambda: final.id in executor.worker_pids(), 30)
+    os.kill(executor.worker_pids()[final.id], signal.SIGKILL)
+    thread.join(180)
+    assert not thread.is_alive()
+    done = sorted(plane.list_tasks(group="g"), key=lambda t: t.partition)
+    assert [(t.stage, t.state, t.attempt) for t in done] == [
+        (0, TaskState.SUCCEEDED, 1), (0, TaskState.SUCCEEDED, 1), (1, TaskState.SUCCEEDED, 2),
+    ]  # fmt: skip
+    assert len(samples_of(plane, done[-1].outputs[0])) == 120
