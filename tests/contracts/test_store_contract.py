@@ -117,12 +117,17 @@ def test_a_user_retry_starts_a_new_attempt(store: Store) -> None:
     assert again.exit_reason is None
 
 
-def test_a_stage_starts_when_every_earlier_task_succeeded(store: Store) -> None:
+def _staged(store: Store) -> list[Any]:
+    """A started audit group of two scan tasks (stage 0) and one audit task (stage 1)."""
     store.create_cluster(ClusterSpec(name="c"))
     store.create_group(GroupSpec(name="s", cluster="c", source="builtin:digits", job="audit",
                                  partitions=2), output="/tmp/out/s")  # fmt: skip
     parts = [{**PARTS[0], "stage": 0}, {**PARTS[1], "stage": 0}, {"stage": 1, "step": "audit"}]
-    a, b, last = store.start_group("s", parts, Path("/tmp/logs"))
+    return store.start_group("s", parts, Path("/tmp/logs"))
+
+
+def test_a_stage_starts_when_every_earlier_task_succeeded(store: Store) -> None:
+    a, b, last = _staged(store)
     assert (a.stage, b.stage, last.stage) == (0, 0, 1)
     assert [t.id for t in store.claimable(None, 10)] == [a.id, b.id]
     store.transition(a.id, TaskState.RUNNING)
@@ -134,11 +139,7 @@ def test_a_stage_starts_when_every_earlier_task_succeeded(store: Store) -> None:
 
 
 def test_a_failed_stage_cancels_the_tasks_waiting_on_it(store: Store) -> None:
-    store.create_cluster(ClusterSpec(name="c"))
-    store.create_group(GroupSpec(name="s", cluster="c", source="builtin:digits", job="audit",
-                                 partitions=2), output="/tmp/out/s")  # fmt: skip
-    parts = [{**PARTS[0], "stage": 0}, {**PARTS[1], "stage": 0}, {"stage": 1, "step": "audit"}]
-    a, b, last = store.start_group("s", parts, Path("/tmp/logs"))
+    a, b, last = _staged(store)
     store.transition(a.id, TaskState.RUNNING)
     store.transition(a.id, TaskState.FAILED, reason="exploded")
     after = store.get_task(last.id)

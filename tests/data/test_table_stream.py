@@ -53,12 +53,18 @@ def test_a_ragged_row_anywhere_in_a_streamed_file_is_refused(tmp_path: Path) -> 
         sample_rows(path, rows=50, chunk_rows=100)
 
 
+def _small_limits(monkeypatch: pytest.MonkeyPatch, sample: int) -> None:
+    """Stream any file over 1,000 bytes, keeping ``sample`` rows (the real limits need a
+    file of hundreds of MB: benchmarks/table_stream.py)."""
+    monkeypatch.setattr(table_stream, "STREAM_BYTES", 1000)
+    monkeypatch.setattr(table_stream, "SAMPLE_ROWS", sample)
+
+
 def test_a_large_table_is_read_as_a_sample_and_series_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path, _ = _wine(tmp_path)
-    monkeypatch.setattr(table_stream, "STREAM_BYTES", 1000)
-    monkeypatch.setattr(table_stream, "SAMPLE_ROWS", 300)
+    _small_limits(monkeypatch, 300)
     table = read_table(path, "label")
     assert len(table.frame) == 300 and table.streamed is not None
     assert table.streamed.rows_in_file == 712 and len(table.row_ids) == 300
@@ -74,8 +80,7 @@ def test_a_streamed_table_audits_through_the_cli(
     from despina.cli.app import app
 
     path, _ = _wine(tmp_path)
-    monkeypatch.setattr(table_stream, "STREAM_BYTES", 1000)
-    monkeypatch.setattr(table_stream, "SAMPLE_ROWS", 250)
+    _small_limits(monkeypatch, 250)
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app, ["audit", str(path), "--target", "label", "--checks", "values,duplicate",
