@@ -73,6 +73,36 @@ def test_a_conv1d_gru_keras_model_reads_series_channels_last(tmp_path: Path) -> 
     assert load_model(out / "model").config["layout"] == "NLC"
 
 
+TF_SAVE = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+L = keras.layers
+model = keras.Sequential([keras.Input((13,)), L.Dense(32, activation="relu"), L.Dense(3)])
+model.save(sys.argv[1])
+"""
+
+
+def test_a_keras_file_saved_under_tensorflow_trains_on_the_torch_backend(
+    wine_csv: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "tf.keras"
+    done = subprocess.run([sys.executable, "-c", TF_SAVE, str(path)], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["audit", str(wine_csv), "--target", "target", "--model",
+                              str(path), "--out", str(out), "--folds", "3", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["oof_accuracy"] > 0.85
+    assert load_model(out / "model").config["architecture"] == "KerasModel"
+
+
 @pytest.mark.parametrize(
     ("make", "match"),
     [
