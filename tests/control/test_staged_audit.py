@@ -44,8 +44,9 @@ def test_a_sharded_audit_runs_in_stages_and_equals_the_one_task_audit(
     else:
         plane.create_cluster(ClusterSpec(name="c", workers=2))
     for name, partitions in (("whole", 1), ("sharded", 3)):
-        plane.create_group(GroupSpec(name=name, cluster="c", source=str(data), job="audit",
-                                     config=CONFIG, partitions=partitions))  # fmt: skip
+        spec = GroupSpec(name=name, cluster="c", source=str(data), job="audit", config=CONFIG,
+                         partitions=partitions, timeout_s=300)  # fmt: skip
+        plane.create_group(spec)
         plane.start_group(name, wait=True)
     (whole,) = plane.list_tasks(group="whole")
     tasks = sorted(plane.list_tasks(group="sharded"), key=lambda t: t.partition)
@@ -101,7 +102,7 @@ def test_a_killed_audit_stage_is_retried_without_scanning_again(
     data = write_digits(home / "digits", per_class=12)
     plane.create_cluster(ClusterSpec(name="c", workers=2))
     plane.create_group(GroupSpec(name="g", cluster="c", source=str(data), job="audit",
-                                 config=CONFIG, partitions=2))  # fmt: skip
+                                 config=CONFIG, partitions=2, timeout_s=300))  # fmt: skip
     tasks = plane.start_group("g")
     final = max(tasks, key=lambda t: t.stage)
     sched = Scheduler(plane.store, plane.settings)

@@ -23,7 +23,7 @@ def test_the_stages_run_on_both_nodes_of_a_two_node_ray_cluster(
     plane.create_cluster(ClusterSpec(name="two", backend="ray", address=two_node_ray,
                                      workers=2, resources=Resources(cpus=2)))  # fmt: skip
     plane.create_group(GroupSpec(name="a", cluster="two", source=str(data), job="audit",
-                                 config=CONFIG, partitions=4))  # fmt: skip
+                                 config=CONFIG, partitions=4, timeout_s=300))  # fmt: skip
     tasks = plane.start_group("a", wait=True)
     assert all(t.state is TaskState.SUCCEEDED for t in tasks), [t.exit_reason for t in tasks]
     nodes = {t.metrics["node"] for t in tasks}

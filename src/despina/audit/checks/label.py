@@ -62,7 +62,9 @@ class LabelCheck(Check):
             flags = np.zeros(len(labels), bool)
             quality = np.ones(len(labels))
         else:
-            flags = find_label_issues(labels, probs, filter_by=self.filter_by)
+            # One process: cleanlab's default forks a pool, and a fork inside a worker
+            # that runs threads (a Ray worker's) can hang; the per-class loop is cheap.
+            flags = find_label_issues(labels, probs, filter_by=self.filter_by, n_jobs=1)
             quality = get_label_quality_scores(labels, probs, method="self_confidence")
         quality = np.clip(quality, 0.0, 1.0)
         suggested = probs.argmax(axis=1)
