@@ -22,6 +22,7 @@ from despina.cli.access import (
 )
 from despina.cli.clusters import cluster_app
 from despina.cli.common import Server, handled
+from despina.cli.common import fail as _fail
 from despina.cli.deployments import deploy, deployments_app, serve
 from despina.cli.groups import group_app
 from despina.cli.optimize import compress, optimize
@@ -30,7 +31,6 @@ from despina.cli.server import server_app
 from despina.cli.tasks import task_app
 from despina.core.config import AuditConfig, ModelConfig, TrainConfig
 from despina.core.errors import DespinaError
-from despina.security.envelope import file_context
 
 app = typer.Typer(
     name="despina",
@@ -58,11 +58,6 @@ app.command("optimize")(optimize)
 app.command("compress")(compress)
 console = Console()
 err = Console(stderr=True)
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _config_error(exc: ValidationError) -> str:
@@ -224,7 +219,9 @@ def audit(
                 "--model, --backbone and --optimize run on this machine",
                 2,
             )
-        _audit_on_cluster(source, out, cfg, cluster, partitions, server)
+        from despina.cli.cluster_audit import audit_on_cluster
+
+        audit_on_cluster(source, out, cfg, cluster, partitions, server)
         return
     if optimize is not None:
         if model_config is not None:
@@ -281,53 +278,6 @@ def audit(
     table.add_row("[bold]health score", f"[bold]{report.health:.1%}")
     console.print(table)
     console.print(f"report: {report.report_html}")
-
-
-def _audit_on_cluster(
-    source: str, out: Path, cfg: AuditConfig, cluster: str, partitions: int, server: str | None
-) -> None:
-    """``despina audit --cluster``: a staged audit group, run to its end; the report copied
-    (decrypted) into ``out`` when the plane is embedded, its place printed otherwise."""
-    import time
-
-    from despina.cli.common import client_for
-    from despina.control.models import GroupSpec
-
-    name = f"audit-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        client = client_for(server)
-        client.create_group(GroupSpec(name=name, cluster=cluster, source=source, job="audit",
-                                      config=cfg.model_dump(mode="json"),
-                                      partitions=partitions))  # fmt: skip
-        err.print(f"group {name}: {partitions} scan task(s), then the audit", highlight=False)
-        tasks = client.start_group(name, wait=True)
-    except DespinaError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
-    final = max(tasks, key=lambda t: (t.stage, t.partition))
-    if final.state.value != "SUCCEEDED" or not final.outputs:
-        failed = [t for t in tasks if t.state.value != "SUCCEEDED"]
-        reasons = "; ".join(f"task {t.id}: {t.exit_reason}" for t in failed[:3])
-        raise _fail(f"group {name} did not finish: {reasons} (despina task logs ID)", 1)
-    folder = Path(final.outputs[0])
-    if server is None:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            target = out / path.relative_to(folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(
-                client.read_output(path, file_context(path.relative_to(folder.parent)))
-            )
-        folder = out
-    table = Table(show_header=True)
-    table.add_column("finding")
-    table.add_column("samples", justify="right")
-    for key, value in final.metrics.items():
-        if key not in ("seconds", "items", "health_score", "node"):
-            table.add_row(key.replace("_", " "), str(value))
-    table.add_row("[bold]health score", f"[bold]{final.metrics.get('health_score', 0):.1%}")
-    console.print(f"[bold]Audit of[/] {source} on cluster {cluster} (group {name})",
-                  highlight=False)  # fmt: skip
-    console.print(table)
-    console.print(f"report: {folder / 'report.html'}")
 
 
 def _search_first(source: str, out: Path, trials: int, cfg: AuditConfig, quiet: bool) -> Path:

@@ -40,6 +40,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
 
 
+def fail(message: str, code: int) -> typer.Exit:
+    """Print ``message`` as the command's one error line; the exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
 def handled(fn: F) -> F:
     """Turn Despina and validation errors into one line on stderr and an exit code, and
     close the clients the command opened."""
