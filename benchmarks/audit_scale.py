@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import table
-from scaling import export_pngs
+from scaling import export_pngs, linked
 
 from despina.control.models import ClusterSpec, GroupSpec, Resources
 from despina.control.plane import ControlPlane
@@ -112,13 +112,8 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     paths = export_pngs(args.cache, args.limit)
     tmp = Path(tempfile.mkdtemp(prefix="despina-audit-scale-"))
-    source = args.cache
-    if args.limit:  # a folder of hard links to the first N files (symlinks are not read)
-        source = tmp / "src"
-        for p in paths:
-            dst = source / Path(p).parent.name / Path(p).name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.link(p, dst)
+    # A limited run: hard links to the first N files (an audit does not follow symlinks).
+    source = linked(paths, tmp / "src", os.link) if args.limit else args.cache
     n = len(paths)
     for p in paths:
         Path(p).read_bytes()

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -66,6 +67,15 @@ def export_pngs(folder: Path, limit: int | None) -> list[str]:
         done.write_text("ok")
     files = sorted(str(p) for p in folder.rglob("*.png"))
     return files[:limit] if limit else files
+
+
+def linked(paths: list[str], folder: Path, link: Callable[[str, Path], None]) -> Path:
+    """``folder`` holding a link to each of ``paths`` in its class subfolder."""
+    for p in paths:
+        dst = folder / Path(p).parent.name / Path(p).name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        link(p, dst)
+    return folder
 
 
 def records(paths: list[str]) -> list[ImageRecord]:
@@ -250,14 +260,9 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cv2.setNumThreads(1)
     paths = export_pngs(args.cache, args.limit)
-    source = args.cache if not args.limit else None
     tmp = Path(tempfile.mkdtemp(prefix="despina-scaling-"))
-    if source is None:  # a limited run: a folder of links to the first N files
-        source = tmp / "src"
-        for p in paths:
-            dst = source / Path(p).parent.name / Path(p).name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(p, dst)
+    # A limited run: a folder of links to the first N files.
+    source = args.cache if not args.limit else linked(paths, tmp / "src", os.symlink)
     n = len(paths)
     print(f"{n} images, size {args.size}", file=sys.stderr)
     for p in paths:  # page cache: the first engine must not pay for disk reads alone
