@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,14 @@ def _save(model: object, path: Path) -> Path:
     return path
 
 
+def _audit_wine(wine_csv: Path, model: Path, out: Path) -> dict[str, Any]:
+    """The wine table audited through the CLI with ``model`` (3 folds); its summary."""
+    res = runner.invoke(app, ["audit", str(wine_csv), "--target", "target", "--model",
+                              str(model), "--out", str(out), "--folds", "3", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return dict(json.loads((out / "summary.json").read_text()))
+
+
 @pytest.fixture(scope="module")
 def wine_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("wine") / "wine.csv"
@@ -42,10 +51,7 @@ def test_a_dense_keras_model_audits_a_table_and_its_folder_serves(
                               L.Dropout(0.1), L.Dense(3, activation="softmax")])  # fmt: skip
     model = _save(dense, tmp_path / "wine.keras")
     out = tmp_path / "out"
-    res = runner.invoke(app, ["audit", str(wine_csv), "--target", "target", "--model",
-                              str(model), "--out", str(out), "--folds", "3", "-q"])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary = _audit_wine(wine_csv, model, out)
     assert summary["oof_accuracy"] > 0.85
     assert summary["model"]["onnx_max_difference"] <= 1e-4
     saved = load_model(out / "model")
@@ -95,10 +101,7 @@ def test_a_keras_file_saved_under_tensorflow_trains_on_the_torch_backend(
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     out = tmp_path / "out"
-    res = runner.invoke(app, ["audit", str(wine_csv), "--target", "target", "--model",
-                              str(path), "--out", str(out), "--folds", "3", "-q"])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary = _audit_wine(wine_csv, path, out)
     assert summary["oof_accuracy"] > 0.85
     assert load_model(out / "model").config["architecture"] == "KerasModel"
 

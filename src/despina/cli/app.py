@@ -21,7 +21,7 @@ from despina.cli.access import (
     whoami,
 )
 from despina.cli.clusters import cluster_app
-from despina.cli.common import Server, handled
+from despina.cli.common import Server, handled, print_findings
 from despina.cli.common import fail as _fail
 from despina.cli.deployments import deploy, deployments_app, serve
 from despina.cli.groups import group_app
@@ -174,6 +174,7 @@ def audit(
     from despina.jobs.audit import audit as run_audit
     from despina.jobs.sequence_audit import audit_sequences
     from despina.jobs.table_audit import audit_table
+    from despina.models.frozen import is_saved_model
 
     try:
         cfg = AuditConfig(
@@ -198,7 +199,7 @@ def audit(
     if (
         model is not None
         and model.suffix.lower() not in (".py", ".keras", ".onnx")
-        and not (model / "saved_model.pb").is_file()
+        and not is_saved_model(model)
     ):
         raise _fail(
             f"--model {model}: give a .py file with a build() function, a .keras model, a "
@@ -268,15 +269,7 @@ def audit(
             "use more images, or check that the labels mean what you think.",
             highlight=False,
         )
-    table = Table(show_header=True)
-    table.add_column("finding")
-    table.add_column("samples", justify="right")
-    for k, v in report.counts.items():
-        table.add_row(k.replace("_", " "), str(v))
-    if accuracy is not None:
-        table.add_row("out-of-fold model accuracy", f"{accuracy:.1%}")
-    table.add_row("[bold]health score", f"[bold]{report.health:.1%}")
-    console.print(table)
+    print_findings(report.counts, report.health, accuracy)
     console.print(f"report: {report.report_html}")
 
 

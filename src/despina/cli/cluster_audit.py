@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rich.table import Table
-
-from despina.cli.common import client_for, console, err, fail
+from despina.cli.common import client_for, console, err, fail, print_findings
 from despina.control.models import GroupSpec
+from despina.control.states import TaskState
 from despina.core.config import AuditConfig
 from despina.core.errors import DespinaError
 from despina.security.envelope import file_context
@@ -30,8 +29,8 @@ def audit_on_cluster(
     except DespinaError as exc:
         raise fail(str(exc), exc.exit_code) from None
     final = max(tasks, key=lambda t: (t.stage, t.partition))
-    if final.state.value != "SUCCEEDED" or not final.outputs:
-        failed = [t for t in tasks if t.state.value != "SUCCEEDED"]
+    if final.state is not TaskState.SUCCEEDED or not final.outputs:
+        failed = [t for t in tasks if t.state is not TaskState.SUCCEEDED]
         reasons = "; ".join(f"task {t.id}: {t.exit_reason}" for t in failed[:3])
         raise fail(f"group {name} did not finish: {reasons} (despina task logs ID)", 1)
     folder = Path(final.outputs[0])
@@ -43,14 +42,9 @@ def audit_on_cluster(
                 client.read_output(path, file_context(path.relative_to(folder.parent)))
             )
         folder = out
-    table = Table(show_header=True)
-    table.add_column("finding")
-    table.add_column("samples", justify="right")
-    for key, value in final.metrics.items():
-        if key not in ("seconds", "items", "health_score", "node"):
-            table.add_row(key.replace("_", " "), str(value))
-    table.add_row("[bold]health score", f"[bold]{final.metrics.get('health_score', 0):.1%}")
+    counts = {k: v for k, v in final.metrics.items()
+              if k not in ("seconds", "items", "health_score", "node")}  # fmt: skip
     console.print(f"[bold]Audit of[/] {source} on cluster {cluster} (group {name})",
                   highlight=False)  # fmt: skip
-    console.print(table)
+    print_findings(counts, final.metrics.get("health_score", 0.0))
     console.print(f"report: {folder / 'report.html'}")

@@ -40,6 +40,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
 
 
+def print_findings(counts: dict[str, Any], health: float, accuracy: float | None = None) -> None:
+    """An audit's findings as a table: samples per finding, then the health score."""
+    table = Table(show_header=True)
+    table.add_column("finding")
+    table.add_column("samples", justify="right")
+    for key, value in counts.items():
+        table.add_row(key.replace("_", " "), str(value))
+    if accuracy is not None:
+        table.add_row("out-of-fold model accuracy", f"{accuracy:.1%}")
+    table.add_row("[bold]health score", f"[bold]{health:.1%}")
+    console.print(table)
+
+
 def fail(message: str, code: int) -> typer.Exit:
     """Print ``message`` as the command's one error line; the exit to raise."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -138,7 +138,7 @@ def _scan_shard(group: TaskGroup, spec: dict[str, Any], cfg: Any, ctx: TaskConte
     ctx.progress(0, len(records))
     size = cfg.image_size or auto_image_size(records, cfg.model.depth, cfg.max_pixels)
     table = scan_shard(records, size, cfg.max_pixels, on_done=ctx.advance)
-    ctx.metrics["unreadable"] = sum(d is not None for d in table.column("load_defect").to_pylist())
+    ctx.metrics["unreadable"] = table.num_rows - table.column("load_defect").null_count
     return write_partition(ctx, table)
 
 

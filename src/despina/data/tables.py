@@ -65,23 +65,13 @@ class TableSchema(FrozenModel):
 
 
 @dataclass(frozen=True)
-class Streamed:
-    """What was counted over the whole of a table too large to hold (its audit reads a sample)."""
-
-    rows_in_file: int
-    duplicate_rows: int
-    #: Each row of the sample's position among the file's data rows.
-    rows: np.ndarray
-
-
-@dataclass(frozen=True)
 class Table:
     """A table as read: raw cells (text or stored values), its schema and where it came from."""
 
     frame: pd.DataFrame
     schema: TableSchema
     source: str
-    streamed: Streamed | None = None
+    streamed: table_stream.Streamed | None = None
 
     @property
     def row_ids(self) -> list[str]:
@@ -153,9 +143,8 @@ def read_table(
     file = _table_file(path)
     streamed = None
     if table_stream.should_stream(file):
-        sample = table_stream.sample_rows(file, table_stream.SAMPLE_ROWS)
-        frame = _checked(_tidy(sample.frame, file), file, target)
-        streamed = Streamed(sample.rows_in_file, sample.duplicate_rows, sample.rows)
+        sampled, streamed = table_stream.sample_rows(file, table_stream.SAMPLE_ROWS)
+        frame = _checked(_tidy(sampled, file), file, target)
     else:
         frame = _checked(_read_csv(file) if file.suffix.lower() == ".csv" else _read_parquet(file),
                          file, target)  # fmt: skip
@@ -198,16 +187,8 @@ def _checked(frame: pd.DataFrame, file: Path, target: str | None) -> pd.DataFram
 
 
 def _read_csv(file: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(
-            file, dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True
-        )
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{file} is empty: a table to audit needs a header and some rows") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(table_stream.malformed(file, exc)) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{file} is not UTF-8 text ({exc.reason}): save it as UTF-8") from None
+    with table_stream.csv_errors(file):
+        frame = pd.read_csv(file, **table_stream.CSV_TEXT)  # type: ignore[call-overload]
     return _tidy(frame, file)
 
 

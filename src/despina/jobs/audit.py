@@ -37,6 +37,7 @@ from despina.jobs.rounds import (
     cross_validated_rounds,
     frozen_round,
     is_frozen,
+    needs_model,
     train_defaults,
 )
 from despina.jobs.scan import ScanResult, scan
@@ -194,7 +195,7 @@ def audit(
         build = MLPBuilder(x.shape[1], (), width=128, depth=1)
         train_cfg = train_defaults(cfg, len(x), VECTOR_TRAIN, VECTOR_BATCH)
     round_probs: list[np.ndarray] = []
-    needs_model = any(c.requires & {"pred_probs", "embeddings"} for c in checks)
+    model_wanted = needs_model(checks)
     ctx = AuditContext(
         ids=[r.id for r in records],
         given_labels=[r.label for r in records],
@@ -204,10 +205,10 @@ def audit(
         labels=y_train,
         image_stats=stats,
     )
-    if needs_model and frozen and model_file is not None:
+    if model_wanted and frozen and model_file is not None:
         with stage("cross_validation"):
             round_probs = frozen_round(ctx, x, model_file)
-    elif needs_model:
+    elif model_wanted:
         with stage("cross_validation"):
             round_probs = cross_validated_rounds(ctx, x, checks, cfg, train_cfg, build, progress)
 

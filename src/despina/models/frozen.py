@@ -123,7 +123,7 @@ def torch_backbone_onnx(path: Path, out: Path) -> Path:
     from despina.models.export import export_onnx
     from despina.models.user import load_user_file
 
-    module = load_user_file(path, "build", "build() returning a torch module")
+    module = load_user_file(path, "build() returning a torch module")
     shape = getattr(module, "INPUT_SHAPE", None)
     if not (isinstance(shape, tuple | list) and len(shape) == 3 and shape[0] in (1, 3)):
         raise ConfigError(

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 USER_FILE = "model_def.py"
 
 
-def load_user_file(path: Path, function: str, what: str) -> ModuleType:
-    """Import a user's Python file, which must define ``function`` (``what`` describes it)."""
+def load_user_file(path: Path, what: str) -> ModuleType:
+    """Import a user's Python file, which must define ``build`` (``what`` describes it)."""
     if not path.is_file():
         raise NotFoundError(f"model file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"despina_user_model_{path.stem}", path)
@@ -42,7 +42,7 @@ def load_user_file(path: Path, function: str, what: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         raise ConfigError(f"{path} failed while loading: {type(exc).__name__}: {exc}") from None
-    if not callable(getattr(module, function, None)):
+    if not callable(getattr(module, "build", None)):
         raise ConfigError(f"{path} has no {what}")
     return module
 
@@ -93,9 +93,7 @@ class UserBuilder:
 
     def __call__(self, num_classes: int) -> EmbeddingClassifier:
         module = load_user_file(
-            Path(self.path),
-            "build",
-            "build(input_shape, num_classes) function returning a torch module",
+            Path(self.path), "build(input_shape, num_classes) function returning a torch module"
         )
         shape: Any = self.input_shape[0] if len(self.input_shape) == 1 else self.input_shape
         try:

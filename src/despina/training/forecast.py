@@ -42,16 +42,19 @@ def forecast_residuals(
     nothing before them to read."""
     context = max(2, min(context, MAX_CONTEXT))
     values = [standardized(s) for s in signals]
-    starts = [np.arange(len(v) - context) for v in values]
-    owners = np.concatenate([np.full(len(s), k) for k, s in enumerate(starts)])
-    offsets = np.concatenate(starts)
-    if offsets.size == 0:
+    # Each signal's windows of context + 1 steps (views, not copies): the first ``context``
+    # steps are read, the last predicted.
+    views = [
+        np.lib.stride_tricks.sliding_window_view(v, context + 1)
+        if len(v) > context
+        else np.empty((0, context + 1), np.float32)
+        for v in values
+    ]
+    sizes = np.array([len(w) for w in views])
+    if not sizes.any():
         return [np.zeros(len(s)) for s in signals]
-
-    def windows(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = np.stack([values[owners[i]][offsets[i] : offsets[i] + context] for i in rows])
-        y = np.array([values[owners[i]][offsets[i] + context] for i in rows], np.float32)
-        return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
+    owners = np.repeat(np.arange(len(views)), sizes)
+    offsets = np.concatenate([np.arange(n) for n in sizes])
 
     rng = np.random.default_rng(seed)
     with torch.random.fork_rng():
@@ -60,19 +63,20 @@ def forecast_residuals(
         optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
         model.train()
         for _ in range(updates):
-            x, y = windows(rng.integers(0, offsets.size, BATCH))
+            rows = rng.integers(0, offsets.size, BATCH)
+            batch = torch.from_numpy(np.stack([views[owners[i]][offsets[i]] for i in rows]))
             optimizer.zero_grad()
-            F.huber_loss(model(x).squeeze(1), y).backward()  # type: ignore[no-untyped-call]
+            loss = F.huber_loss(model(batch[:, None, :context]).squeeze(1), batch[:, context])
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
         model.eval()
-        errors = np.empty(offsets.size, np.float32)
+        out = []
         with torch.inference_mode():
-            for lo in range(0, offsets.size, 4096):
-                x, y = windows(np.arange(lo, min(lo + 4096, offsets.size)))
-                errors[lo : lo + len(y)] = (model(x).squeeze(1) - y).abs().numpy()
-    out = []
-    for k, v in enumerate(values):
-        r = np.zeros(len(v))
-        r[context:] = errors[owners == k]
-        out.append(r)
+            for v, view in zip(values, views, strict=True):
+                r = np.zeros(len(v))
+                for lo in range(0, len(view), 4096):
+                    batch = torch.from_numpy(np.ascontiguousarray(view[lo : lo + 4096]))
+                    pred = model(batch[:, None, :context]).squeeze(1)
+                    r[context + lo : context + lo + len(batch)] = (pred - batch[:, context]).abs()
+                out.append(r)
     return out

@@ -241,9 +241,9 @@ def event_kind(x: np.ndarray, start: int, end: int, w: int) -> str:
     return "spike" if end - start <= SPIKE_WIDTH else "pattern"
 
 
-def residual_events(x: np.ndarray, residual: np.ndarray, w: int) -> list[dict[str, object]]:
-    """The stretches of ``x`` its forecaster could not predict, each with its kind."""
-    tail = residual_tail(residual)
+def residual_events(x: np.ndarray, tail: np.ndarray | None, w: int) -> list[dict[str, object]]:
+    """The stretches of ``x`` its forecaster could not predict (``tail`` from
+    :func:`residual_tail`), each with its kind."""
     if tail is None:
         return []
     return [
@@ -265,7 +265,7 @@ def series_events(ctx: AuditContext, k: int, c: int) -> list[dict[str, object]]:
         return []
     x = ctx.sequences.x[k, c, : int(ctx.sequences.lengths[k])].astype(np.float64)
     w = long_window(x)
-    return residual_events(x, residual, w) if w else []
+    return residual_events(x, residual_tail(residual), w) if w else []
 
 
 def step_scores(profile: np.ndarray, w: int) -> np.ndarray:
@@ -311,7 +311,7 @@ class AnomalyCheck(Check):
                     best = np.maximum(best, tail)
                 events = [
                     {"channel": channel, **e}
-                    for e in series_events(ctx, k, c)
+                    for e in residual_events(x, tail, w)
                     if e["kind"] != "pattern"
                     or not any(
                         s <= e["start"] and e["end"] <= s + w  # type: ignore[operator]
