@@ -214,6 +214,6 @@ def test_an_audit_on_a_cluster_runs_in_stages_and_brings_the_report_back(home: P
     assert summary["counts"]["samples"] == 100
     (group,) = json.loads(ok("group", "ls", "--json"))
     tasks = json.loads(ok("task", "ls", "--group", group["name"], "--json"))
-    assert sorted(t["stage"] for t in tasks) == [0, 0, 0, 1]
+    assert sorted(t["stage"] for t in tasks) == [0, 0, 0, 1, 1, 2]  # scans, folds, audit
     assert "tables, series" in fails(2, "audit", str(home / "t.csv"), "--out", str(out),
                                      "--cluster", "local", "--kind", "table")  # fmt: skip

@@ -15,7 +15,7 @@ from despina.control.models import ClusterSpec, GroupSpec
 from despina.control.plane import ControlPlane
 from despina.control.states import TaskState
 from despina.core.errors import DataError
-from despina.data.sources import load_source
+from despina.data.sources import digits_arrays, load_source
 from despina.jobs.audit import audit
 from despina.jobs.scan import scan
 from despina.jobs.shards import merge_shards, scan_shard
@@ -23,6 +23,7 @@ from tests.conftest import write_digits
 
 CONFIG = {"folds": 2, "label_rounds": 1, "seed": 0, "train": {"epochs": 3},
           "model": {"width": 8}}  # fmt: skip
+TWO_ROUNDS = {**CONFIG, "label_rounds": 2}
 FINDINGS = ["is_label_issue", "suggested_label", "is_outlier", "is_duplicate", "defects"]
 
 
@@ -44,15 +45,19 @@ def test_a_sharded_audit_runs_in_stages_and_equals_the_one_task_audit(
     else:
         plane.create_cluster(ClusterSpec(name="c", workers=2))
     for name, partitions in (("whole", 1), ("sharded", 3)):
-        spec = GroupSpec(name=name, cluster="c", source=str(data), job="audit", config=CONFIG,
-                         partitions=partitions, timeout_s=300)  # fmt: skip
+        spec = GroupSpec(name=name, cluster="c", source=str(data), job="audit",
+                         config=TWO_ROUNDS, partitions=partitions, timeout_s=300)  # fmt: skip
         plane.create_group(spec)
         plane.start_group(name, wait=True)
     (whole,) = plane.list_tasks(group="whole")
     tasks = sorted(plane.list_tasks(group="sharded"), key=lambda t: t.partition)
-    assert [t.stage for t in tasks] == [0, 0, 0, 1]
+    # Three scans; two folds of each of two rounds; the audit.
+    assert [t.stage for t in tasks] == [0, 0, 0, 1, 1, 2, 2, 3]
     assert all(t.state is TaskState.SUCCEEDED for t in tasks), plane.task_logs(tasks[-1].id)[0]
-    scans, final = tasks[:3], tasks[3]
+    scans, folds, final = tasks[:3], tasks[3:7], tasks[7]
+    assert [(t.metrics["round"], t.metrics["fold"]) for t in folds] == [(0, 0), (0, 1), (1, 0),
+                                                                       (1, 1)]  # fmt: skip
+    assert all(t.done == 3 for t in folds)  # each trained its epochs
     assert sum(t.done for t in scans) == 151 and sum(t.metrics["unreadable"] for t in scans) == 1
     assert final.started_at >= max(t.ended_at for t in scans)  # type: ignore[operator,type-var]
 
@@ -88,9 +93,10 @@ def test_shards_of_different_image_sizes_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_audit_stage_is_retried_without_scanning_again(
-    plane: ControlPlane, home: Path
-) -> None:
+@pytest.mark.parametrize("victim", ["fold", "audit"])
+def test_a_killed_stage_is_retried_alone(plane: ControlPlane, home: Path, victim: str) -> None:
+    """SIGKILL the first fold task, or the audit task, once it runs: that task alone runs
+    again, and the audit ends with every row; no earlier stage's task runs twice."""
     import os
     import signal
     import threading
@@ -103,20 +109,44 @@ def test_a_killed_audit_stage_is_retried_without_scanning_again(
     plane.create_cluster(ClusterSpec(name="c", workers=2))
     plane.create_group(GroupSpec(name="g", cluster="c", source=str(data), job="audit",
                                  config=CONFIG, partitions=2, timeout_s=300))  # fmt: skip
-    tasks = plane.start_group("g")
-    final = max(tasks, key=lambda t: t.stage)
+    tasks = sorted(plane.start_group("g"), key=lambda t: t.partition)
+    assert [t.stage for t in tasks] == [0, 0, 1, 1, 2]
+    target = tasks[2] if victim == "fold" else tasks[4]
     sched = Scheduler(plane.store, plane.settings)
     thread = threading.Thread(target=sched.run, kwargs={"until_done": True}, daemon=True)
     thread.start()
-    wait_for(lambda: plane.get_task(final.id).state is TaskState.RUNNING, 120)
+    wait_for(lambda: plane.get_task(target.id).state is TaskState.RUNNING, 120)
     executor = sched.executors["c"]
     assert isinstance(executor, LocalExecutor)
-    wait_for(lambda: final.id in executor.worker_pids(), 30)
-    os.kill(executor.worker_pids()[final.id], signal.SIGKILL)
+    wait_for(lambda: target.id in executor.worker_pids(), 30)
+    os.kill(executor.worker_pids()[target.id], signal.SIGKILL)
     thread.join(180)
     assert not thread.is_alive()
     done = sorted(plane.list_tasks(group="g"), key=lambda t: t.partition)
-    assert [(t.stage, t.state, t.attempt) for t in done] == [
-        (0, TaskState.SUCCEEDED, 1), (0, TaskState.SUCCEEDED, 1), (1, TaskState.SUCCEEDED, 2),
-    ]  # fmt: skip
+    assert all(t.state is TaskState.SUCCEEDED for t in done), [
+        (t.state, t.exit_reason, plane.task_logs(t.id)[0][-2000:]) for t in done
+    ]
+    assert [t.attempt for t in done] == [2 if t.id == target.id else 1 for t in tasks]
     assert len(samples_of(plane, done[-1].outputs[0])) == 120
+
+
+def test_fold_tables_put_back_together_are_the_cross_validation(tmp_path: Path) -> None:
+    from despina.core.config import ModelConfig, TrainConfig
+    from despina.jobs.folds import fold_table, read_round
+    from despina.training.crossval import cross_validate, fold_splits, run_fold
+
+    x, y = digits_arrays()
+    x, y = x[:150, None].astype(np.float32) / 255, y[:150]
+    model, train = ModelConfig(width=8), TrainConfig(epochs=1)
+    whole = cross_validate(x, y, 10, 3, model, train, seed=5)
+    splits = fold_splits(y, 10, 3, seed=5)
+    tables = [fold_table(te, run_fold(x, y, tr, te, 10, model, train, 5 + k, None))
+              for k, (tr, te) in enumerate(splits)]  # fmt: skip
+    merged = read_round(tables[::-1])  # in any order
+    for name in ("pred_probs", "embeddings", "fold", "neighbor_idx", "same_label_dist"):
+        want, got = getattr(whole, name), getattr(merged, name)
+        if name == "fold":  # numbered in the order given
+            want = 2 - want
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
+    with pytest.raises(DataError, match="different runs"):
+        read_round([tables[0], tables[0], tables[2]])

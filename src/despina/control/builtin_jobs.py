@@ -2,9 +2,11 @@
 ``train`` over the whole source (their groups run as one partition); ``optimize``, whose
 every partition is a worker of one model search over the whole source.
 
-An image ``audit`` group of several partitions runs in two stages: a ``scan`` task per
-partition decodes its images once into a shard (:mod:`despina.jobs.shards`), then one
-``audit`` task reads every shard and audits the whole source from them."""
+An image ``audit`` group of several partitions runs in stages: a ``scan`` task per
+partition decodes its images once into a shard (:mod:`despina.jobs.shards`); a ``fold``
+task per fold of each round of the cross-validation trains from the shards (a stage per
+round, :mod:`despina.jobs.folds`); then one ``audit`` task reads the shards and the folds'
+tables and runs the checks, the report and the final model."""
 
 from __future__ import annotations
 
@@ -93,14 +95,19 @@ def run_builtin(
         return [str(ctx.output / "model")]
     if job == "audit" and spec.get("step") == "scan":
         return _scan_shard(group, spec, cfg, ctx)
+    if job == "audit" and spec.get("step") == "fold":
+        return _train_fold(group, spec, cfg, ctx, database_url)
     if job == "audit":
         from despina.jobs.audit import audit
 
         if cfg.workers is None:  # a task uses the CPUs its group reserves, not the machine's
             cfg = cfg.model_copy(update={"workers": max(1, int(group.resources.cpus))})
-        scanned = _read_shards(group, database_url) if spec.get("step") == "audit" else None
+        scanned, folds = None, None
+        if spec.get("step") == "audit":
+            scanned = _read_shards(group, database_url)
+            folds = _read_folds(group, database_url, int(spec["stage"]) - 1)
         report = audit(group.source, ctx.output / "audit", cfg, progress=_Progress(ctx),
-                       scanned=scanned)  # fmt: skip
+                       scanned=scanned, folds=folds)  # fmt: skip
         ctx.metrics.update(
             {"health_score": report.health, **{k: int(v) for k, v in report.counts.items()}}
         )
@@ -115,19 +122,35 @@ def check_partitions(job: str, partitions: int) -> None:
         raise ConfigError(f"the {job} job works on the whole source; use --partitions 1")
 
 
-def job_parts(job: str | None, source: str, partitions: int) -> list[dict[str, Any]]:
-    """The partitions a group's tasks get when it starts."""
+def job_parts(
+    job: str | None, source: str, partitions: int, config: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The partitions a group's tasks get when it starts; ``config``: the group's."""
     if job in WORKER_JOBS:
         return worker_parts(partitions)
     if job in STAGED_JOBS and partitions > 1:
-        return staged_parts(plan(source, partitions))
+        from despina.audit.checks import default_registry
+        from despina.audit.runner import select_checks
+        from despina.jobs.rounds import model_rounds
+
+        cfg = parse_config(job, config or {})
+        rounds = model_rounds(select_checks(default_registry(), cfg.checks), cfg)
+        return staged_parts(plan(source, partitions), rounds, cfg.folds)
     return plan(source, partitions)
 
 
-def staged_parts(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A staged job's partitions: the source's pieces scanned in stage 0, then one task of
-    stage 1 that audits the whole source from their shards."""
-    return [*({**p, "stage": 0, "step": "scan"} for p in parts), {"stage": 1, "step": "audit"}]
+def staged_parts(
+    parts: list[dict[str, Any]], rounds: int = 0, folds: int = 0
+) -> list[dict[str, Any]]:
+    """A staged audit's partitions: the source's pieces scanned in stage 0; then, a stage
+    per round, a task per fold; then one task that audits the whole source from them."""
+    scans = [{**p, "stage": 0, "step": "scan"} for p in parts]
+    fold_tasks = [
+        {"stage": 1 + r, "step": "fold", "round": r, "fold": k}
+        for r in range(rounds)
+        for k in range(folds)
+    ]
+    return [*scans, *fold_tasks, {"stage": 1 + rounds, "step": "audit"}]
 
 
 def _scan_shard(group: TaskGroup, spec: dict[str, Any], cfg: Any, ctx: TaskContext) -> list[str]:
@@ -142,36 +165,75 @@ def _scan_shard(group: TaskGroup, spec: dict[str, Any], cfg: Any, ctx: TaskConte
     return write_partition(ctx, table)
 
 
-def _read_shards(group: TaskGroup, database_url: str) -> Any:
-    """The ids and merged scan of the group's stage-0 shards, in partition order; each
-    opened with the context of the attempt that wrote it."""
+def _stage_tables(group: TaskGroup, database_url: str, stage: int) -> list[Any]:
+    """The tables the group's tasks of ``stage`` wrote, in partition order; each opened with
+    the context of the attempt that wrote it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from despina.control.runtime import output_keyring, partition_context
     from despina.control.settings import worker_seals
     from despina.control.store import Store
-    from despina.jobs.shards import merge_shards
     from despina.security.envelope import read_artifact
 
     store = Store(database_url, migrate_schema=False)
     try:
-        scans = sorted(
-            (t for t in store.list_tasks(group=group.name) if t.stage == 0),
+        tasks = sorted(
+            (t for t in store.list_tasks(group=group.name) if t.stage == stage),
             key=lambda t: t.partition,
         )
     finally:
         store.close()
-    shards = []
-    for task in scans:
+    tables = []
+    for task in tasks:
         if not task.outputs:
-            raise TaskError(f"scan task {task.id} (partition {task.partition}) wrote no shard")
+            raise TaskError(f"task {task.id} (partition {task.partition}) wrote no table")
         data = read_artifact(
             task.outputs[0], output_keyring(),
             partition_context(group.name, task.partition, task.attempt), sealed=worker_seals(),
         )  # fmt: skip
-        shards.append(pq.read_table(pa.BufferReader(data)))
-    return merge_shards(shards)
+        tables.append(pq.read_table(pa.BufferReader(data)))
+    return tables
+
+
+def _read_shards(group: TaskGroup, database_url: str) -> Any:
+    """The ids and merged scan of the group's stage-0 shards, in partition order."""
+    from despina.jobs.shards import merge_shards
+
+    return merge_shards(_stage_tables(group, database_url, 0))
+
+
+def _prepared(group: TaskGroup, cfg: Any, scanned: Any) -> Any:
+    from despina.data.sources import load_source
+    from despina.jobs.audit import prepare_images
+
+    return prepare_images(load_source(group.source), cfg, scanned=scanned)
+
+
+def _read_folds(group: TaskGroup, database_url: str, rounds: int) -> Any:
+    """Each of the first ``rounds`` rounds of the group's folds (stages 1 to ``rounds``)."""
+    from despina.jobs.folds import read_round
+
+    return [read_round(_stage_tables(group, database_url, 1 + r)) for r in range(rounds)]
+
+
+def _train_fold(
+    group: TaskGroup, spec: dict[str, Any], cfg: Any, ctx: TaskContext, database_url: str
+) -> list[str]:
+    """One fold of one round of the audit's cross-validation, from the group's shards."""
+    from despina.jobs.folds import train_fold
+
+    round_, fold = int(spec["round"]), int(spec["fold"])
+    scanned = _read_shards(group, database_url)
+    prep = _prepared(group, cfg, scanned)
+    earlier = None
+    if round_ > 0:
+        earlier = _read_folds(group, database_url, round_)[-1]
+    ctx.progress(0, cfg.train.epochs)
+    threads = max(1, int(group.resources.cpus))
+    table = train_fold(prep, cfg, round_, fold, earlier, threads, on_epoch=lambda *_: ctx.advance())
+    ctx.metrics.update({"round": round_, "fold": fold})
+    return write_partition(ctx, table)
 
 
 def worker_parts(partitions: int) -> list[dict[str, Any]]:

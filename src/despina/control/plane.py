@@ -238,7 +238,7 @@ class ControlPlane(AccessAdmin):
                 self.settings.allowed_roots,
                 remote_schemes=self.settings.source_schemes,
             )
-            parts = job_parts(group.job, group.source, group.partitions)
+            parts = job_parts(group.job, group.source, group.partitions, group.config)
             tasks = self.store.start_group(name, parts, self.settings.logs_dir)
         self._changed()
         if wait:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from despina.core.errors import ConfigError, DataError
 from despina.core.progress import NullProgress, ProgressReporter
 from despina.core.registry import Registry
 from despina.data.decode import decode_image
-from despina.data.images import ImageRecord
+from despina.data.images import ImageDataset, ImageRecord
 from despina.data.sources import load_source
 from despina.jobs.rounds import (
     VECTOR_BATCH,
@@ -39,6 +40,7 @@ from despina.jobs.rounds import (
     is_frozen,
     needs_model,
     train_defaults,
+    use_round,
 )
 from despina.jobs.scan import ScanResult, scan
 from despina.jobs.serving_artifacts import write_serving_artifacts
@@ -48,6 +50,7 @@ from despina.models.mlp import MLPBuilder
 from despina.models.store import save_model
 from despina.models.user import user_builder
 from despina.preprocessing.image import ImagePipeline
+from despina.training.crossval import CrossValResult
 from despina.training.trainer import train_classifier
 
 logger = logging.getLogger(__name__)
@@ -100,42 +103,32 @@ def auto_image_size(records: Sequence[ImageRecord], depth: int, max_pixels: int)
     return int(min(32, max(step * 2, -(-side // step) * step)))
 
 
-def audit(
-    source: str | Path,
-    out: str | Path,
-    config: AuditConfig | None = None,
-    *,
-    root: str | Path | None = None,
-    progress: ProgressReporter | None = None,
-    registry: Registry[type[Check]] | None = None,
-    model_file: str | Path | None = None,
-    backbone: str | Path | None = None,
-    scanned: tuple[list[str], ScanResult] | None = None,
-) -> AuditReport:
-    """Audit an image dataset and write samples.csv, summary.json, report.html, cleaned.csv
-    and model/ into ``out``; ``model_file``: a user's model instead of the CNN; ``backbone``:
-    an ONNX network whose embeddings a small head learns per fold (no model/ then);
-    ``scanned``: the source's ids and decode pass, done already (by a sharded scan).
-    Findings are results; bad input raises a DespinaError."""
-    cfg = config or AuditConfig()
-    progress = progress or NullProgress()
-    stage = Stages()
-    timings = stage.timings
+@dataclass
+class Prepared:
+    """An image source decoded and made the model's input: what the cross-validation and
+    the checks start from. ``x`` and ``ctx.labels`` hold the readable images only."""
 
-    checks = select_checks(registry or default_registry(), cfg.checks)
-    with stage("load"):
-        dataset = load_source(source, root)
-    out_dir = prepare_out(Path(out), str(source))
+    dataset: ImageDataset
+    result: ScanResult
+    pipeline: ImagePipeline
+    x: np.ndarray
+    ctx: AuditContext
+
+
+def prepare_images(
+    dataset: ImageDataset,
+    cfg: AuditConfig,
+    net: Backbone | None = None,
+    scanned: tuple[list[str], ScanResult] | None = None,
+    stage: Stages | None = None,
+    progress: ProgressReporter | None = None,
+) -> Prepared:
+    """Decode ``dataset`` (or take its ``scanned`` decode pass), fit the preprocessing and
+    make the model input; refuses a source with no readable image or a single class."""
+    stage = stage or Stages()
+    progress = progress or NullProgress()
     records = dataset.records
     n = len(records)
-
-    if backbone is not None and model_file is not None:
-        raise ConfigError("give --model or --backbone, not both")
-    if backbone is not None and Path(backbone).suffix.lower() == ".py":
-        backbone = torch_backbone_onnx(Path(backbone), Path(out) / "backbone.onnx")
-    net = Backbone(backbone) if backbone is not None else None
-    if net is not None:  # the backbone's own input size and colours
-        cfg = cfg.model_copy(update={"color_mode": "grayscale" if net.channels == 1 else "rgb"})
     if scanned is not None:
         ids, result = scanned
         if ids != [r.id for r in records]:
@@ -185,6 +178,60 @@ def audit(
     remap = {int(c): i for i, c in enumerate(present)}
     y_train = np.array([remap[int(v)] for v in y])
     train_names = [class_names[int(c)] for c in present]
+    ctx = AuditContext(
+        ids=[r.id for r in records],
+        given_labels=[r.label for r in records],
+        class_names=train_names,
+        valid=valid,
+        load_defects=result.load_defects,
+        labels=y_train,
+        image_stats=stats,
+    )
+    return Prepared(dataset, result, pipeline, x, ctx)
+
+
+def audit(
+    source: str | Path,
+    out: str | Path,
+    config: AuditConfig | None = None,
+    *,
+    root: str | Path | None = None,
+    progress: ProgressReporter | None = None,
+    registry: Registry[type[Check]] | None = None,
+    model_file: str | Path | None = None,
+    backbone: str | Path | None = None,
+    scanned: tuple[list[str], ScanResult] | None = None,
+    folds: Sequence[CrossValResult] | None = None,
+) -> AuditReport:
+    """Audit an image dataset and write samples.csv, summary.json, report.html, cleaned.csv
+    and model/ into ``out``; ``model_file``: a user's model instead of the CNN; ``backbone``:
+    an ONNX network whose embeddings a small head learns per fold (no model/ then);
+    ``scanned``: the source's ids and decode pass, done already (by a sharded scan);
+    ``folds``: each round's cross-validation, done already (by a group's fold tasks).
+    Findings are results; bad input raises a DespinaError."""
+    cfg = config or AuditConfig()
+    progress = progress or NullProgress()
+    stage = Stages()
+    timings = stage.timings
+
+    checks = select_checks(registry or default_registry(), cfg.checks)
+    with stage("load"):
+        dataset = load_source(source, root)
+    out_dir = prepare_out(Path(out), str(source))
+    records = dataset.records
+
+    if backbone is not None and model_file is not None:
+        raise ConfigError("give --model or --backbone, not both")
+    if backbone is not None and Path(backbone).suffix.lower() == ".py":
+        backbone = torch_backbone_onnx(Path(backbone), Path(out) / "backbone.onnx")
+    net = Backbone(backbone) if backbone is not None else None
+    if net is not None:  # the backbone's own input size and colours
+        cfg = cfg.model_copy(update={"color_mode": "grayscale" if net.channels == 1 else "rgb"})
+    prep = prepare_images(dataset, cfg, net, scanned, stage, progress)
+    x, ctx, pipeline, result = prep.x, prep.ctx, prep.pipeline, prep.result
+    assert ctx.labels is not None and ctx.image_stats is not None
+    valid, stats, y_train, train_names = ctx.valid, ctx.image_stats, ctx.labels, ctx.class_names
+    size = int(result.resized.shape[1])
 
     frozen = is_frozen(model_file)
     build: ModelBuilder | None = None if frozen else user_builder(model_file, x, len(train_names))
@@ -196,18 +243,13 @@ def audit(
         train_cfg = train_defaults(cfg, len(x), VECTOR_TRAIN, VECTOR_BATCH)
     round_probs: list[np.ndarray] = []
     model_wanted = needs_model(checks)
-    ctx = AuditContext(
-        ids=[r.id for r in records],
-        given_labels=[r.label for r in records],
-        class_names=train_names,
-        valid=valid,
-        load_defects=result.load_defects,
-        labels=y_train,
-        image_stats=stats,
-    )
     if model_wanted and frozen and model_file is not None:
         with stage("cross_validation"):
             round_probs = frozen_round(ctx, x, model_file)
+    elif model_wanted and folds:  # trained already, by the group's fold tasks
+        for cv in folds:
+            use_round(ctx, cv)
+        round_probs = [cv.pred_probs for cv in folds]
     elif model_wanted:
         with stage("cross_validation"):
             round_probs = cross_validated_rounds(ctx, x, checks, cfg, train_cfg, build, progress)
@@ -264,7 +306,7 @@ def audit(
 
     summary: dict[str, Any] = {
         "source": dataset.source,
-        "classes": class_names,
+        "classes": dataset.class_names,
         "counts": counts_of(df),
         "health_score": round(health_score(df), 4),
         "checks": checks_summary(outcomes),

@@ -23,7 +23,7 @@ from despina.core.config import AuditConfig, TrainConfig
 from despina.core.progress import ProgressReporter
 from despina.models.base import ModelBuilder
 from despina.models.frozen import is_saved_model
-from despina.training.crossval import cross_validate
+from despina.training.crossval import CrossValResult, cross_validate
 
 #: Training defaults for models over feature vectors (table rows, a backbone's embeddings)
 #: where the image defaults do not fit: no augmentation, more epochs (an epoch is a few
@@ -117,6 +117,34 @@ def write_flat_outputs(
     return samples
 
 
+def round_seed(cfg: AuditConfig, round_: int) -> int:
+    """The seed of a round's fold split; its fold k trains with this seed + k."""
+    return cfg.seed + 1000 * round_
+
+
+def use_round(ctx: AuditContext, cv: CrossValResult) -> None:
+    """Give the checks one round's out-of-fold outputs."""
+    ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
+    ctx.oof_neighbors = (cv.neighbor_sims, cv.neighbor_idx)
+    ctx.oof_same_label = cv.same_label_dist
+    ctx.oof_pred_label = cv.pred_label_dist
+
+
+def label_exclusions(ctx: AuditContext, check: Check) -> np.ndarray | None:
+    """The valid rows the label check flags on the round in ``ctx``: the next round trains
+    without them (None when it flags none)."""
+    flags = check.run(ctx).flags[ctx.valid]
+    return flags if flags.any() else None
+
+
+def model_rounds(checks: list[Check], cfg: AuditConfig) -> int:
+    """How many rounds of folds an audit trains: none without a check that needs a model,
+    ``label_rounds`` with a label check, else one."""
+    if not needs_model(checks):
+        return 0
+    return cfg.label_rounds if any(isinstance(c, LabelCheck) for c in checks) else 1
+
+
 def needs_model(checks: list[Check]) -> bool:
     return any(c.requires & {"pred_probs", "embeddings"} for c in checks)
 
@@ -134,7 +162,7 @@ def cross_validated_rounds(
     rows ``x``; return each round's probabilities. ``build``: None for the built-in CNN."""
     assert ctx.labels is not None
     label_checks = [c for c in checks if isinstance(c, LabelCheck)]
-    rounds = cfg.label_rounds if label_checks else 1
+    rounds = model_rounds(checks, cfg)
     # One step per epoch; a fold that stops early (or ran in a worker process, which
     # reports only when done) advances by the epochs it did not report.
     progress.start("cross-validation", cfg.folds * rounds * train_cfg.epochs)
@@ -158,7 +186,7 @@ def cross_validated_rounds(
             cfg.folds,
             cfg.model,
             train_cfg,
-            cfg.seed + 1000 * r,
+            round_seed(cfg, r),
             cfg.worker_count,
             on_fold=fold_done,
             exclude=exclude,
@@ -166,13 +194,9 @@ def cross_validated_rounds(
             class_names=ctx.class_names,
             build=build,
         )
-        ctx.pred_probs, ctx.embeddings = cv.pred_probs, cv.embeddings
+        use_round(ctx, cv)
         out.append(cv.pred_probs)
-        ctx.oof_neighbors = (cv.neighbor_sims, cv.neighbor_idx)
-        ctx.oof_same_label = cv.same_label_dist
-        ctx.oof_pred_label = cv.pred_label_dist
         if r + 1 < rounds:
-            flags = label_checks[0].run(ctx).flags[ctx.valid]
-            exclude = flags if flags.any() else None
+            exclude = label_exclusions(ctx, label_checks[0])
     progress.finish("cross-validation")
     return out

@@ -19,6 +19,18 @@ from despina.data.images import ImageRecord
 from despina.jobs.scan import ScanResult, scan
 
 
+def matrix_column(a: np.ndarray) -> pa.FixedSizeListArray:
+    """A 2-D array as a column of fixed-size lists, one row each, in its own dtype."""
+    a = np.ascontiguousarray(a)
+    return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), max(1, a.shape[1]))
+
+
+def column_matrix(table: pa.Table, name: str) -> np.ndarray:
+    """A column of fixed-size lists as a 2-D array (rows, list size)."""
+    col = table.column(name).combine_chunks()
+    return col.flatten().to_numpy().reshape(table.num_rows, col.type.list_size)
+
+
 def scan_shard(
     records: Sequence[ImageRecord],
     size: int,
@@ -44,15 +56,9 @@ def scan_shard(
             "pixel_hash": pa.array(
                 [f.pixel_hash if f is not None else None for f in result.features], pa.string()
             ),
-            "stats": pa.FixedSizeListArray.from_arrays(
-                pa.array(stats.reshape(-1), pa.float64()), len(STAT_NAMES)
-            ),
-            "thumb": pa.FixedSizeListArray.from_arrays(
-                pa.array(thumbs.reshape(-1), pa.float32()), THUMB * THUMB
-            ),
-            "pixels": pa.FixedSizeListArray.from_arrays(
-                pa.array(pixels.reshape(-1), pa.uint8()), max(1, pixels.shape[1])
-            ),
+            "stats": matrix_column(stats),
+            "thumb": matrix_column(thumbs),
+            "pixels": matrix_column(pixels),
             "ok": pa.array(ok, pa.bool_()),
         }
     )
@@ -70,9 +76,9 @@ def merge_shards(shards: Sequence[pa.Table]) -> tuple[list[str], ScanResult]:
     table = pa.concat_tables(shards)
     n = table.num_rows
     size = sizes[0] if sizes else 1
-    stats = table.column("stats").combine_chunks().flatten().to_numpy().reshape(n, -1)
-    thumbs = table.column("thumb").combine_chunks().flatten().to_numpy().reshape(n, THUMB, THUMB)
-    pixels = table.column("pixels").combine_chunks().flatten().to_numpy()
+    stats = column_matrix(table, "stats")
+    thumbs = column_matrix(table, "thumb").reshape(n, THUMB, THUMB)
+    pixels = column_matrix(table, "pixels")
     ok = table.column("ok").to_pylist()
     hashes = table.column("pixel_hash").to_pylist()
     features: list[ImageFeatures | None] = [

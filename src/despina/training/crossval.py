@@ -87,7 +87,7 @@ def same_label_distances(
     return out
 
 
-def _run_fold(
+def run_fold(
     x: np.ndarray,
     y: np.ndarray,
     train_idx: np.ndarray,
@@ -100,6 +100,8 @@ def _run_fold(
     on_epoch: EpochCallback | None = None,
     build: ModelBuilder | None = None,
 ) -> FoldOutput:
+    """Train one fold's model on ``train_idx`` and return its outputs for ``test_idx``;
+    ``threads``: torch's intra-op threads for it (None: as they are)."""
     if threads is not None:
         torch.set_num_threads(threads)
     model = train_classifier(
@@ -137,6 +139,43 @@ def check_folds(
         )
 
 
+def fold_splits(
+    y: np.ndarray,
+    num_classes: int,
+    folds: int,
+    seed: int,
+    exclude: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each fold's (training rows, held-out rows), stratified and shuffled with ``seed``;
+    rows in ``exclude`` (e.g. suspected label errors) are left out of training only."""
+    check_folds(y, num_classes, folds, class_names)
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splits = list(skf.split(np.zeros(len(y)), y))
+    if exclude is not None:
+        splits = [(tr[~exclude[tr]], te) for tr, te in splits]
+    return splits
+
+
+def assemble(held_out: Sequence[np.ndarray], outputs: Sequence[FoldOutput]) -> CrossValResult:
+    """Every row's out-of-fold outputs from each fold's: ``outputs[k]`` for the rows
+    ``held_out[k]``; neighbours cut to the fewest any fold found."""
+    n = sum(len(te) for te in held_out)
+    probs = np.zeros((n, outputs[0][0].shape[1]), np.float32)
+    fold_of = np.zeros(n, np.int64)
+    k_nb = min(out[2].shape[1] for out in outputs)
+    nb_sims = np.zeros((n, k_nb), np.float32)
+    nb_idx = np.zeros((n, k_nb), np.int64)
+    same = np.zeros((n, SAME_LABEL_NEIGHBORS), np.float32)
+    pred = np.zeros_like(same)
+    embs = np.zeros((n, outputs[0][1].shape[1]), np.float32)
+    for k, (test_idx, out) in enumerate(zip(held_out, outputs, strict=True)):
+        probs[test_idx], fold_of[test_idx], embs[test_idx] = out[0], k, out[1]
+        nb_sims[test_idx], nb_idx[test_idx] = out[2][:, :k_nb], out[3][:, :k_nb]
+        same[test_idx], pred[test_idx] = out[4], out[5]
+    return CrossValResult(probs, embs, fold_of, nb_sims, nb_idx, same, pred)
+
+
 def cross_validate(
     x: np.ndarray,
     y: np.ndarray,
@@ -160,48 +199,27 @@ def cross_validate(
     ``on_epoch`` reports each training epoch, in the sequential case only; ``on_fold``
     reports each finished fold.
     """
-    check_folds(y, num_classes, folds, class_names)
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    splits = list(skf.split(np.zeros(len(y)), y))
-    if exclude is not None:  # left out of training (e.g. suspected label errors), still predicted
-        splits = [(tr[~exclude[tr]], te) for tr, te in splits]
-    probs = np.zeros((len(y), num_classes), np.float32)
-    fold_of = np.zeros(len(y), np.int64)
-    k_nb = min(NEIGHBORS, min(len(tr) for tr, _ in splits))
-    nb_sims = np.zeros((len(y), k_nb), np.float32)
-    nb_idx = np.zeros((len(y), k_nb), np.int64)
-    same = np.zeros((len(y), SAME_LABEL_NEIGHBORS), np.float32)
-    pred = np.zeros_like(same)
-    embs: np.ndarray | None = None
-
-    def store(k: int, out: FoldOutput) -> None:
-        nonlocal embs
-        test_idx = splits[k][1]
-        probs[test_idx], fold_of[test_idx] = out[0], k
-        if embs is None:
-            embs = np.zeros((len(y), out[1].shape[1]), np.float32)
-        embs[test_idx] = out[1]
-        nb_sims[test_idx], nb_idx[test_idx] = out[2][:, :k_nb], out[3][:, :k_nb]
-        same[test_idx], pred[test_idx] = out[4], out[5]
-        if on_fold is not None:
-            on_fold(k)
+    splits = fold_splits(y, num_classes, folds, seed, exclude, class_names)
 
     def fold_args(k: int, threads: int | None, epochs: EpochCallback | None) -> tuple[Any, ...]:
         tr, te = splits[k]
         return (x, y, tr, te, num_classes, model_config, train_config, seed + k, threads,
                 epochs, build)  # fmt: skip
 
+    outputs: list[FoldOutput] = []
     if workers <= 1:
         for k in range(len(splits)):
-            store(k, _run_fold(*fold_args(k, None, on_epoch)))
+            outputs.append(run_fold(*fold_args(k, None, on_epoch)))
+            if on_fold is not None:
+                on_fold(k)
     else:
         for var, value in THREAD_LIMITS.items():
             os.environ.setdefault(var, value)
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, folds), mp_context=ctx) as pool:
-            futures = [pool.submit(_run_fold, *fold_args(k, 1, None)) for k in range(len(splits))]
+            futures = [pool.submit(run_fold, *fold_args(k, 1, None)) for k in range(len(splits))]
             for k, fut in enumerate(futures):
-                store(k, fut.result())
-    if embs is None:  # unreachable: folds >= 2 always runs a fold
-        raise DataError("cross-validation produced no folds")
-    return CrossValResult(probs, embs, fold_of, nb_sims, nb_idx, same, pred)
+                outputs.append(fut.result())
+                if on_fold is not None:
+                    on_fold(k)
+    return assemble([te for _, te in splits], outputs)
