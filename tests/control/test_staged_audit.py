@@ -58,6 +58,7 @@ def test_a_sharded_audit_runs_in_stages_and_equals_the_one_task_audit(
     assert [(t.metrics["round"], t.metrics["fold"]) for t in folds] == [(0, 0), (0, 1), (1, 0),
                                                                        (1, 1)]  # fmt: skip
     assert all(t.done == 3 for t in folds)  # each trained its epochs
+    assert all(0 < t.metrics["peak_rss_mib"] < 4096 for t in tasks)  # the worker's, per task
     assert sum(t.done for t in scans) == 151 and sum(t.metrics["unreadable"] for t in scans) == 1
     assert final.started_at >= max(t.ended_at for t in scans)  # type: ignore[operator,type-var]
 

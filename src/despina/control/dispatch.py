@@ -29,6 +29,7 @@ from despina.control.script_host import (
 )
 from despina.control.store import Store
 from despina.core.errors import DespinaError, TaskError
+from despina.core.processes import peak_rss_mib, reset_peak_rss
 
 
 def _owner_only(path: str, flags: int) -> int:
@@ -94,6 +95,7 @@ def execute(store: Store, task_id: int) -> dict[str, Any]:
             _report=lambda done, total: store.report_progress(task.id, done, total),
             _total=spec.get("total"),
         )
+        measured = group.job is not None and reset_peak_rss()  # a script runs in a child
         t0 = time.perf_counter()
         try:
             outputs = _run(group, task, spec, ctx, store.url)
@@ -109,6 +111,8 @@ def execute(store: Store, task_id: int) -> dict[str, Any]:
         total = ctx._total if ctx._total is not None else ctx.done
         ctx.metrics.setdefault("seconds", round(elapsed, 3))
         ctx.metrics.setdefault("items", total)
+        if measured:  # the worker's peak memory while this task ran
+            ctx.metrics.setdefault("peak_rss_mib", peak_rss_mib())
         log.info("task %d succeeded in %.2fs: %s", task.id, elapsed, outputs)
         return {"outputs": outputs, "metrics": ctx.metrics, "done": total, "total": total}
 

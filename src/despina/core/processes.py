@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 #: Set before torch or NumPy start: their thread pools read these once, at import.
 THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -67,3 +68,26 @@ def exit_with_parent(parent_pid: int) -> None:
                 os._exit(3)
 
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def reset_peak_rss() -> bool:
+    """Start this process's peak resident memory afresh (Linux: ``clear_refs`` 5), so that
+    :func:`peak_rss_mib` reports the peak of what runs next; False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory in MiB since start or the last reset (Linux's
+    VmHWM); None where /proc is not there."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
