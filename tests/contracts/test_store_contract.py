@@ -151,6 +151,20 @@ def test_a_failed_stage_cancels_the_tasks_waiting_on_it(store: Store) -> None:
     assert [t.id for t in store.claimable(None, 10)] == [b.id]
 
 
+def test_a_cancelled_task_cancels_every_later_stage_once(store: Store) -> None:
+    store.create_cluster(ClusterSpec(name="c"))
+    store.create_group(GroupSpec(name="s", cluster="c", source="builtin:digits", job="audit",
+                                 partitions=2), output="/tmp/out/s")  # fmt: skip
+    # Scans, two stages of two folds, the audit: a task of stage 1 waits on both of stage 0.
+    stages = [0, 0, 1, 1, 2, 2, 3]
+    tasks = store.start_group("s", [{"stage": k} for k in stages], Path("/tmp/logs"))
+    store.request_cancel(tasks[0].id)
+    after = [store.get_task(t.id) for t in tasks]
+    assert [t.state for t in after] == [TaskState.CANCELLED, TaskState.PENDING,
+                                        *[TaskState.CANCELLED] * 5]  # fmt: skip
+    assert all(f"task {tasks[0].id} of stage 0" in (t.exit_reason or "") for t in after[2:])
+
+
 def test_only_one_of_two_concurrent_claims_wins(store: Store) -> None:
     tid = _group(store)[0]
     wins: list[int] = []

@@ -363,6 +363,8 @@ class Store(AccessStore, DeploymentStore):
             )
         ).all()
         for task in later:
+            if task.state == TaskState.CANCELLED.value:  # cancelled by an earlier one of these
+                continue
             self._apply(s, task, TaskState.CANCELLED,
                         f"task {row.id} of stage {row.stage} did not succeed ({reason}); "
                         f"retry it, then this one")  # fmt: skip
