@@ -95,7 +95,7 @@ def pool(records: list[ImageRecord], out: Path, parts: int) -> float:
 
 
 def staged_scan(plane: ControlPlane, name: str, cluster: str, source: str, parts: int) -> dict:
-    """Seconds until every scan task of a staged audit group ends (its audit task is then
+    """Seconds until every scan task of a staged audit group ends (its later stages are then
     cancelled), with the shards' bytes and the nodes that ran them."""
     plane.create_group(GroupSpec(name=name, cluster=cluster, source=source, job="audit",
                                  config={"image_size": SIZE}, partitions=parts,
@@ -103,7 +103,9 @@ def staged_scan(plane: ControlPlane, name: str, cluster: str, source: str, parts
     t0 = time.perf_counter()
     tasks = plane.start_group(name)
     scans = [t.id for t in tasks if t.stage == 0]
-    plane.cancel_task(next(t.id for t in tasks if t.stage == 1))  # before it can start
+    for t in tasks:  # every later stage, before it can start
+        if t.stage == 1:
+            plane.cancel_task(t.id)
     while not all(plane.get_task(i).state.terminal for i in scans):
         time.sleep(0.05)
     elapsed = time.perf_counter() - t0

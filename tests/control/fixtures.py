@@ -149,26 +149,37 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
+#: Each node of the two-node Ray cluster: one CPU, a small object store.
+RAY_NODE = {"num_cpus": 1, "object_store_memory": 128 * 2**20}
+
+
 @pytest.fixture(scope="module")
-def two_node_ray() -> Iterator[str]:
+def two_node_ray_cluster() -> Iterator[Any]:
     """A Ray cluster of two nodes on this machine (a head and a worker node, one CPU each,
-    each its own raylet and object store); yields the head's address."""
+    each its own raylet and object store): ``ray.cluster_utils.Cluster``, connected. A test
+    that removes its worker node adds one back."""
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'despina[ray]'")
     import logging
 
     from ray.cluster_utils import Cluster
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    node = {"num_cpus": 1, "object_store_memory": 128 * 2**20}
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={**RAY_NODE, "include_dashboard": False})  # fmt: skip
     try:
-        cluster.add_node(**node)
+        cluster.add_node(**RAY_NODE)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
-        yield cluster.address
+        yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def two_node_ray(two_node_ray_cluster: Any) -> str:
+    """The two-node Ray cluster's head address."""
+    return str(two_node_ray_cluster.address)
 
 
 def admin_token(store: Any) -> str:

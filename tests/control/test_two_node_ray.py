@@ -1,10 +1,11 @@
 """A real Ray cluster of two nodes on one machine: a staged audit's tasks run on both, and
-its result is whole. Its own module: the cluster is module-scoped, and a module's other Ray
+its result is whole; a fold task on a node that dies runs again on the other. Its own module: the cluster is module-scoped, and a module's other Ray
 tests start a one-node instance instead."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,3 +31,45 @@ def test_the_stages_run_on_both_nodes_of_a_two_node_ray_cluster(
     assert len(nodes) == 2, nodes  # both nodes ran tasks
     final = max(tasks, key=lambda t: t.stage)
     assert len(samples_of(plane, final.outputs[0])) == 100
+
+
+@pytest.mark.slow
+def test_a_fold_task_on_a_ray_node_that_dies_runs_again_on_the_other(
+    plane: ControlPlane, home: Path, two_node_ray_cluster: Any
+) -> None:
+    """Both fold tasks train, one on each node; the worker node is killed mid-training: its
+    fold runs again on the head, nothing else runs twice, and the audit is whole."""
+    import threading
+
+    from despina.control.scheduler import Scheduler
+    from tests.control.fixtures import RAY_NODE, wait_for
+
+    cluster = two_node_ray_cluster
+    data = write_digits(home / "digits", per_class=24)
+    plane.create_cluster(ClusterSpec(name="two", backend="ray", address=cluster.address,
+                                     workers=2, resources=Resources(cpus=1)))  # fmt: skip
+    config = {**CONFIG, "train": {"epochs": 40, "patience": 40}}  # long enough to be caught
+    plane.create_group(GroupSpec(name="f", cluster="two", source=str(data), job="audit",
+                                 config=config, partitions=2, timeout_s=300))  # fmt: skip
+    tasks = sorted(plane.start_group("f"), key=lambda t: t.partition)
+    folds = [t.id for t in tasks if t.stage == 1]
+    sched = Scheduler(plane.store, plane.settings)
+    thread = threading.Thread(target=sched.run, kwargs={"until_done": True}, daemon=True)
+    thread.start()
+    try:
+        # Each node has one CPU and each task takes one: the two folds train on both nodes.
+        wait_for(lambda: all(0 < plane.get_task(i).done < 40 for i in folds), 120, 0.02)
+        (worker,) = cluster.worker_nodes
+        cluster.remove_node(worker, allow_graceful=False)
+        thread.join(240)
+    finally:
+        cluster.add_node(**RAY_NODE)  # the module's cluster has two nodes again
+        cluster.wait_for_nodes()
+    assert not thread.is_alive()
+    done = sorted(plane.list_tasks(group="f"), key=lambda t: t.partition)
+    assert all(t.state is TaskState.SUCCEEDED for t in done), [t.exit_reason for t in done]
+    assert sorted(t.attempt for t in done if t.stage == 1) == [1, 2]
+    assert all(t.attempt == 1 for t in done if t.stage != 1)
+    retried = next(t for t in done if t.stage == 1 and t.attempt == 2)
+    assert retried.metrics["node"] == cluster.head_node.node_id  # the node still alive
+    assert len(samples_of(plane, done[-1].outputs[0])) == 240
