@@ -266,8 +266,8 @@ def fold_part(args: argparse.Namespace, paths: list[str], tmp: Path, plane: Cont
               ray_on: bool) -> None:  # fmt: skip
     n = min(args.fold_images, len(paths))
     rng = np.random.default_rng(0)  # a seeded subset: every class, in proportion
-    subset = [paths[i] for i in sorted(rng.choice(len(paths), n + 400, replace=False))]
-    source = str(linked(subset[:n], tmp / f"folds-{n}", os.link))
+    pick = rng.choice(len(paths), n + 400, replace=False)
+    source = str(linked([paths[i] for i in sorted(pick[:n])], tmp / f"folds-{n}", os.link))
     config = fold_config(args.epochs)
     records = load_source(source).records
     shard_paths = []
@@ -287,7 +287,7 @@ def fold_part(args: argparse.Namespace, paths: list[str], tmp: Path, plane: Cont
     ends: dict[str, dict] = {}
     # A small audit of the bag folder first: the workers start, and its audit task's peak
     # is the memory an audit needs before its images.
-    warm_src = str(linked(subset[n:], tmp / "folds-warm", os.link))
+    warm_src = str(linked([paths[i] for i in sorted(pick[n:])], tmp / "folds-warm", os.link))
     clusters = [("one", "local, 1 worker"), ("two", "local, 2 workers")]
     clusters += [("ray", "Ray, two nodes of 1 CPU")] if ray_on else []
     for cluster, label in clusters:
