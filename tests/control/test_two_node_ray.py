@@ -1,6 +1,7 @@
 """A real Ray cluster of two nodes on one machine: a staged audit's tasks run on both, and
-its result is whole; a fold task on a node that dies runs again on the other. Its own module: the cluster is module-scoped, and a module's other Ray
-tests start a one-node instance instead."""
+its result is whole; a fold task on a node that dies runs again on the other. Its own
+module: the cluster is module-scoped, and a module's other Ray tests start a one-node
+instance instead."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from despina.core.vectors import unit_rows
+from despina.audit.base import knn
+from despina.core.vectors import neighbor_index, unit_rows
 
 
 def test_unit_rows_have_length_one_and_match_numpy_norm_exactly() -> None:
@@ -19,3 +21,47 @@ def test_unit_rows_have_length_one_and_match_numpy_norm_exactly() -> None:
 def test_a_zero_row_stays_zero() -> None:
     u = unit_rows(np.array([[0.0, 0.0], [3.0, 4.0]]))
     assert u[0].tolist() == [0.0, 0.0] and np.allclose(u[1], [0.6, 0.8])
+
+
+def _others(idx: np.ndarray, k: int) -> list[set[int]]:
+    return [set(r[r != i][:k].tolist()) for i, r in enumerate(idx)]
+
+
+def test_a_neighbor_index_is_exact_up_to_its_rows_and_a_graph_above(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import faiss
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    v = unit_rows(centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16)))
+    exact = neighbor_index(v)
+    assert isinstance(exact, faiss.IndexFlatIP)
+    brute = np.argsort(-(v @ v.T), axis=1, kind="stable")[:, :11]
+    _, idx = exact.search(v, 11)
+    hits = [len(a & b) for a, b in zip(_others(idx, 10), _others(brute, 10), strict=True)]
+    assert np.mean(hits) > 9.99  # exact, but for ties in float summation
+    graph = neighbor_index(v, exact=1000)
+    assert isinstance(graph, faiss.IndexHNSWFlat)
+    _, found = graph.search(v, 11)
+    recall = np.mean([len(a & b) / 10 for a, b in zip(_others(found, 10), _others(idx, 10),
+                                                        strict=True)])  # fmt: skip
+    assert recall >= 0.95, recall
+    monkeypatch.setenv("DESPINA_EXACT_ROWS", "10")
+    assert isinstance(neighbor_index(v[:11], "l2"), faiss.IndexHNSWFlat)
+    assert isinstance(neighbor_index(v[:10], "l2"), faiss.IndexFlatL2)
+
+
+def test_the_checks_neighbours_through_the_graph_match_the_exact_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(1)
+    v = unit_rows(rng.normal(size=(30, 8))[rng.integers(0, 30, 2000)]
+                  + 0.2 * rng.normal(size=(2000, 8)))  # fmt: skip
+    sims, idx = knn(v, 5)
+    monkeypatch.setenv("DESPINA_EXACT_ROWS", "0")
+    g_sims, g_idx = knn(v, 5)
+    assert g_idx.min() >= 0 and (g_idx != np.arange(2000)[:, None]).all()
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx, g_idx, strict=True)])
+    assert recall >= 0.95, recall
+    np.testing.assert_allclose(g_sims[:, 0], sims[:, 0], atol=1e-5)  # nearest found

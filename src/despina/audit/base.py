@@ -17,7 +17,7 @@ import numpy as np
 
 from despina.audit.image_stats import ImageStats
 from despina.core.errors import CheckError
-from despina.core.vectors import unit_rows
+from despina.core.vectors import neighbor_index, unit_rows
 from despina.data.sequences import SequenceSet
 from despina.data.tables import Table
 from despina.preprocessing.table import TablePipeline
@@ -159,17 +159,13 @@ def _class_knn(
     the largest distance, 2. The fallback for checks run without cross-validation, which
     computes the same out of fold (``training.crossval.same_label_distances``; the audit
     layer may not import training)."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)  # fixed summation order: the same seed, the same result
     out = np.full((len(unit), k), 2.0, np.float32)
     for c in np.unique(query_labels):
         rows, members = np.flatnonzero(query_labels == c), np.flatnonzero(labels == c)
         kk = min(k, len(members))
         if kk == 0:
             continue
-        index = faiss.IndexFlatIP(unit.shape[1])
-        index.add(np.ascontiguousarray(unit[members]))
+        index = neighbor_index(unit[members])
         sims, idx = index.search(np.ascontiguousarray(unit[rows]), kk + 1)
         # Drop each row itself where it is a member (exact duplicates can tie with it).
         own = members[np.clip(idx, 0, len(members) - 1)] == rows[:, None]
@@ -182,20 +178,15 @@ def _class_knn(
 
 
 def knn(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product k-nearest neighbours with FAISS, dropping each point itself."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)  # fixed summation order: the same seed, the same result
-
+    """Inner-product k-nearest neighbours with FAISS (exact up to ``exact_rows()`` rows),
+    dropping each point itself."""
     m = len(unit)
     k = min(k, m - 1)
     if k <= 0:
         return np.zeros((m, 0), np.float32), np.zeros((m, 0), np.int64)
-    index = faiss.IndexFlatIP(unit.shape[1])
-    index.add(unit)
-    sims, idx = index.search(unit, k + 1)
-    # Drop self: usually column 0, but exact duplicates can tie with it.
-    keep = idx != np.arange(m)[:, None]
+    sims, idx = neighbor_index(unit).search(np.ascontiguousarray(unit), k + 1)
+    # Drop self (usually column 0, but exact duplicates can tie with it) and misses.
+    keep = (idx != np.arange(m)[:, None]) & (idx >= 0)
     out_s = np.zeros((m, k), np.float32)
     out_i = np.zeros((m, k), np.int64)
     for r in range(m):

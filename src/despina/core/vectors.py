@@ -1,7 +1,11 @@
-"""Embedding rows as unit vectors: what the audit, cross-validation and serving share, so
-a cosine similarity means the same number in each."""
+"""Embedding rows as unit vectors, and the neighbour index over them: what the audit,
+cross-validation and serving share, so a cosine similarity means the same number in each
+and a search is exact or approximate by the same rule."""
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 import numpy as np
 
@@ -12,3 +16,36 @@ def unit_rows(e: np.ndarray) -> np.ndarray:
     # What np.linalg.norm(e, axis=1) computes, without its argument checks, which cost
     # more than the arithmetic on a serving request's one row.
     return e / np.maximum(np.sqrt(np.add.reduce(e * e, axis=1, keepdims=True)), 1e-12)
+
+
+#: Up to this many indexed rows a neighbour search is exact (a flat index: its cost grows
+#: with rows × queries); above it FAISS's HNSW graph answers, its recall against exact
+#: search measured in benchmarks/neighbors.py. ``DESPINA_EXACT_ROWS`` overrides it.
+EXACT_ROWS = 100_000
+#: HNSW links per node, and the candidate lists kept while building and searching.
+HNSW_LINKS, HNSW_BUILD, HNSW_SEARCH = 32, 80, 128
+
+
+def exact_rows() -> int:
+    return int(os.environ.get("DESPINA_EXACT_ROWS", EXACT_ROWS))
+
+
+def neighbor_index(vectors: np.ndarray, metric: str = "ip", exact: int | None = None) -> Any:
+    """A FAISS index holding ``vectors`` for inner-product (``ip``; unit rows: cosine) or
+    ``l2`` search: flat and exact up to ``exact`` rows (default :func:`exact_rows`), an
+    HNSW graph above, whose searches may miss a few true neighbours and return -1 where
+    they find fewer than asked."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # fixed summation order: the same input, the same result
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    d = vectors.shape[1]
+    flat_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+    if len(vectors) <= (exact_rows() if exact is None else exact):
+        index = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
+    else:
+        index = faiss.IndexHNSWFlat(d, HNSW_LINKS, flat_metric)
+        index.hnsw.efConstruction = HNSW_BUILD
+        index.hnsw.efSearch = HNSW_SEARCH
+    index.add(vectors)
+    return index

@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedKFold
 from despina.core.config import ModelConfig, TrainConfig
 from despina.core.errors import DataError
 from despina.core.processes import THREAD_LIMITS
-from despina.core.vectors import unit_rows
+from despina.core.vectors import neighbor_index, unit_rows
 from despina.models.base import ModelBuilder
 from despina.training.trainer import EpochCallback, predict, train_classifier
 
@@ -51,14 +51,12 @@ SAME_LABEL_NEIGHBORS = 10
 def _oof_neighbors(
     train_emb: np.ndarray, test_emb: np.ndarray, train_idx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
-
-    faiss.omp_set_num_threads(1)  # fixed summation order: the same seed, the same result
-
     k = min(NEIGHBORS, len(train_idx))
-    index = faiss.IndexFlatIP(train_emb.shape[1])
-    index.add(unit_rows(train_emb))
-    sims, idx = index.search(unit_rows(test_emb), k)
+    sims, idx = neighbor_index(unit_rows(train_emb)).search(unit_rows(test_emb), k)
+    missed = idx < 0  # an approximate search found fewer: repeat its nearest
+    if missed.any():
+        sims = np.where(missed, sims[:, :1], sims)
+        idx = np.where(missed, idx[:, :1], idx)
     return sims, train_idx[idx]
 
 
@@ -68,20 +66,16 @@ def same_label_distances(
     """Cosine distances (ascending) from each test row to its ``k`` nearest training rows
     of the same label; a class with fewer than ``k`` training rows repeats its farthest,
     and one with none gives the largest distance, 2."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)
     out = np.full((len(test_y), k), 2.0, np.float32)
     train_u, test_u = unit_rows(train_emb), unit_rows(test_emb)
     for c in np.unique(test_y):
         rows, members = np.flatnonzero(test_y == c), np.flatnonzero(train_y == c)
         if len(members) == 0:
             continue
-        index = faiss.IndexFlatIP(train_u.shape[1])
-        index.add(train_u[members])
         kk = min(k, len(members))
-        sims, _ = index.search(test_u[rows], kk)
+        sims, found = neighbor_index(train_u[members]).search(test_u[rows], kk)
         dist = np.clip(1.0 - sims, 0.0, 2.0)
+        dist = np.maximum.accumulate(np.where(found < 0, 2.0, dist), axis=1)  # misses: far
         out[rows, :kk] = dist
         out[rows, kk:] = dist[:, -1:]
     return out

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from despina.audit.base import AuditContext, Check, CheckResult, knn
-from despina.core.vectors import unit_rows
+from despina.core.vectors import neighbor_index, unit_rows
 
 
 def phash_bits(thumbs: np.ndarray) -> np.ndarray:
@@ -115,15 +115,11 @@ def affine_ncc(a: np.ndarray, b: np.ndarray, margin: int = 2) -> float:
 def _candidates(thumbs: np.ndarray, k: int) -> set[tuple[int, int]]:
     """Candidate pairs (i < j): each blurred 16 px thumbnail's k nearest, queried as it is,
     shifted a pixel each way and zoomed by a pixel."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)  # fixed summation order: the same result every run
     m = len(thumbs)
     half = thumbs.shape[1] // 2
     small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
     small = np.stack([cv2.GaussianBlur(t, (3, 3), 0) for t in small])
-    index = faiss.IndexFlatIP(half * half)
-    index.add(_centered(small))
+    index = neighbor_index(_centered(small))
     pairs: set[tuple[int, int]] = set()
     k = min(k + 1, m)
     for query in (

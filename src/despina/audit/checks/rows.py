@@ -29,6 +29,7 @@ from scipy.sparse.csgraph import connected_components
 
 from despina.audit.base import AuditContext, Check, CheckResult, robust_z, sigmoid
 from despina.audit.checks.outlier import OutlierCheck
+from despina.core.vectors import neighbor_index
 from despina.data.tables import column_span, is_missing, numeric_values
 
 #: Near-duplicate tolerance, as a share of each numeric column's 1st-99th percentile span.
@@ -71,16 +72,11 @@ def within_tolerance(x: np.ndarray, k: int = NEAR_CANDIDATES) -> np.ndarray:
     """(p, 2) pairs of rows of ``x`` (features already divided by their tolerance) whose
     largest difference is at most 1. Candidates are each row's ``k`` nearest rows in L2
     (FAISS, BLAS-fast); the Chebyshev bound is then checked exactly."""
-    import faiss
-
     x = np.ascontiguousarray(x, dtype=np.float32)
     if len(x) < 2:
         return np.zeros((0, 2), np.int64)
-    faiss.omp_set_num_threads(1)
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(x)
     kk = min(k, len(x))
-    _, idx = index.search(x, kk)
+    _, idx = neighbor_index(x, "l2").search(x, kk)
     a = np.repeat(np.arange(len(x)), kk)
     b = idx.ravel()
     ok = (b >= 0) & (b != a)
