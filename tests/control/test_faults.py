@@ -162,6 +162,52 @@ def test_a_killed_server_restarts_and_retries_what_it_left_running(
     assert names == [f"item-{i:04d}.txt" for i in range(30)]
 
 
+@pytest.mark.slow
+def test_a_server_killed_in_the_audit_stage_resumes_without_redoing_the_others(
+    home: Path, server_factory: type[_Server]
+) -> None:
+    """The server dies while a staged audit's last task (the checks, the report) runs:
+    restarted, it runs that task again and nothing else; the report is whole."""
+    import io
+
+    import pandas as pd
+
+    from tests.conftest import write_digits
+
+    port = _free_port()
+    server = server_factory(port)  # type: ignore[call-arg]
+    data = write_digits(home / "digits", per_class=12)
+    auth = {"Authorization": f"Bearer {server.token}"}
+    http = httpx.Client(base_url=server.url, timeout=10, headers=auth)
+    assert http.post("/v1/clusters", json={"name": "c", "workers": 2}).status_code == 201
+    config = {"folds": 2, "label_rounds": 1, "seed": 0, "model": {"width": 8},
+              "train": {"epochs": 30, "patience": 30}}  # fmt: skip
+    body = {"name": "g", "cluster": "c", "source": str(data), "job": "audit",
+            "config": config, "partitions": 2, "timeout_s": 300}  # fmt: skip
+    assert http.post("/v1/groups", json=body).status_code == 201, body
+    tasks = sorted(http.post("/v1/groups/g/start").json(), key=lambda t: t["partition"])
+    assert [t["stage"] for t in tasks] == [0, 0, 1, 1, 2]
+    last = tasks[-1]["id"]
+
+    def state(client: httpx.Client) -> str:
+        return str(client.get(f"/v1/tasks/{last}").json()["task"]["state"])
+
+    wait_for(lambda: state(http) == "RUNNING", 120, every=0.05)
+    server.kill()
+    http.close()
+    http = httpx.Client(base_url=server_factory(port).url, timeout=10, headers=auth)  # type: ignore[call-arg]
+    wait_for(lambda: state(http) == "SUCCEEDED", 120, every=0.3)
+    shown = [http.get(f"/v1/tasks/{t['id']}").json()["task"] for t in tasks]
+    http.close()
+    assert [t["attempt"] for t in shown] == [1, 1, 1, 1, 2]
+    plane = ControlPlane(make_settings(home))
+    try:
+        text = plane.read_output(Path(shown[-1]["outputs"][0]) / "samples.csv").decode()
+    finally:
+        plane.close()
+    assert len(pd.read_csv(io.StringIO(text))) == 120
+
+
 def test_a_forwarded_address_does_not_reset_the_failed_login_limit(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

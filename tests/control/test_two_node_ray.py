@@ -49,7 +49,7 @@ def test_a_fold_task_on_a_ray_node_that_dies_runs_again_on_the_other(
     data = write_digits(home / "digits", per_class=24)
     plane.create_cluster(ClusterSpec(name="two", backend="ray", address=cluster.address,
                                      workers=2, resources=Resources(cpus=1)))  # fmt: skip
-    config = {**CONFIG, "train": {"epochs": 40, "patience": 40}}  # long enough to be caught
+    config = {**CONFIG, "train": {"epochs": 300, "patience": 300}}  # long enough to be caught
     plane.create_group(GroupSpec(name="f", cluster="two", source=str(data), job="audit",
                                  config=config, partitions=2, timeout_s=300))  # fmt: skip
     tasks = sorted(plane.start_group("f"), key=lambda t: t.partition)
@@ -59,7 +59,7 @@ def test_a_fold_task_on_a_ray_node_that_dies_runs_again_on_the_other(
     thread.start()
     try:
         # Each node has one CPU and each task takes one: the two folds train on both nodes.
-        wait_for(lambda: all(0 < plane.get_task(i).done < 40 for i in folds), 120, 0.02)
+        wait_for(lambda: all(0 < plane.get_task(i).done < 300 for i in folds), 120, 0.02)
         (worker,) = cluster.worker_nodes
         cluster.remove_node(worker, allow_graceful=False)
         thread.join(240)

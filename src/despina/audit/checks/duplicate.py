@@ -15,6 +15,7 @@ noisy copy of a low-contrast photo does with its original, so no fixed bound ser
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -139,6 +140,21 @@ def _candidates(thumbs: np.ndarray, k: int) -> set[tuple[int, int]]:
     return pairs
 
 
+#: Pairs measured at once: their thumbnails, and their shifted and zoomed variants, are
+#: copied per pair, so the check's memory stays bounded whatever the number of images.
+PAIR_CHUNK = 8192
+
+
+def _paired(
+    measure: Callable[[np.ndarray, np.ndarray], np.ndarray], thumbs: np.ndarray, pairs: np.ndarray
+) -> np.ndarray:
+    """``measure`` of each pair (a, b) of ``thumbs``, :data:`PAIR_CHUNK` pairs at a time."""
+    return np.concatenate([
+        measure(thumbs[chunk[:, 0]], thumbs[chunk[:, 1]])
+        for chunk in np.array_split(pairs, max(1, -(-len(pairs) // PAIR_CHUNK)))
+    ])  # fmt: skip
+
+
 def _rival(
     x: int, partner: int, ranked: dict[int, list[tuple[float, int]]], uf: _UnionFind
 ) -> tuple[float, int]:
@@ -214,12 +230,12 @@ def _near_duplicates(
     ncc = np.full(len(arr), -1.0, dtype=np.float32)
     near = ham <= rules.hash_bits  # only these can be confirmed, so only they are measured
     if near.any():
-        ncc[near] = shifted_ncc(soft[arr[near, 0]], soft[arr[near, 1]])
+        ncc[near] = _paired(shifted_ncc, soft, arr[near])
     # The finer alignment where it can matter: a pair of its own, or a rival close enough
     # to block one at the floor.
     close = ncc >= 1.0 - (1.0 - rules.floor) / rules.ratio
     if close.any():
-        ncc[close] = aligned_ncc(soft[arr[close, 0]], soft[arr[close, 1]])
+        ncc[close] = _paired(aligned_ncc, soft, arr[close])
     np.maximum.at(best, arr[:, 0], ncc)
     np.maximum.at(best, arr[:, 1], ncc)
     strong = ncc >= rules.strong
