@@ -41,6 +41,7 @@ def neighbor_index(vectors: np.ndarray, metric: str = "ip", exact: int | None = 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     d = vectors.shape[1]
     flat_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+    index: Any
     if len(vectors) <= (exact_rows() if exact is None else exact):
         index = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
     else:
