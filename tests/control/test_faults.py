@@ -181,7 +181,7 @@ def test_a_server_killed_in_the_audit_stage_resumes_without_redoing_the_others(
     http = httpx.Client(base_url=server.url, timeout=10, headers=auth)
     assert http.post("/v1/clusters", json={"name": "c", "workers": 2}).status_code == 201
     config = {"folds": 2, "label_rounds": 1, "seed": 0, "model": {"width": 8},
-              "train": {"epochs": 30, "patience": 30}}  # fmt: skip
+              "train": {"epochs": 10, "patience": 10}}  # fmt: skip
     body = {"name": "g", "cluster": "c", "source": str(data), "job": "audit",
             "config": config, "partitions": 2, "timeout_s": 300}  # fmt: skip
     assert http.post("/v1/groups", json=body).status_code == 201, body

@@ -143,3 +143,22 @@ def env_flag(name: str, default: bool) -> bool:
     if word in _ON | _OFF:
         return word in _ON
     raise ConfigError(f"{name}={value!r}: use on or off")
+
+
+#: Up to this many indexed rows a neighbour search is exact (a flat index: its cost grows
+#: with rows × queries); above it FAISS's HNSW graph answers, its recall against exact
+#: search measured in benchmarks/neighbors.py.
+EXACT_ROWS = 100_000
+
+
+def exact_rows() -> int:
+    """``DESPINA_EXACT_ROWS``, else :data:`EXACT_ROWS`: a whole number, 0 for the graph
+    always."""
+    from despina.core.errors import ConfigError
+
+    value = os.environ.get("DESPINA_EXACT_ROWS")
+    if value is None or not value.strip():
+        return EXACT_ROWS
+    if not value.strip().isdigit():
+        raise ConfigError(f"DESPINA_EXACT_ROWS={value!r}: give a whole number of rows")
+    return int(value)

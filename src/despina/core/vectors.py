@@ -4,10 +4,11 @@ and a search is exact or approximate by the same rule."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
+
+from despina.core.config import exact_rows
 
 
 def unit_rows(e: np.ndarray) -> np.ndarray:
@@ -18,16 +19,8 @@ def unit_rows(e: np.ndarray) -> np.ndarray:
     return e / np.maximum(np.sqrt(np.add.reduce(e * e, axis=1, keepdims=True)), 1e-12)
 
 
-#: Up to this many indexed rows a neighbour search is exact (a flat index: its cost grows
-#: with rows × queries); above it FAISS's HNSW graph answers, its recall against exact
-#: search measured in benchmarks/neighbors.py. ``DESPINA_EXACT_ROWS`` overrides it.
-EXACT_ROWS = 100_000
 #: HNSW links per node, and the candidate lists kept while building and searching.
 HNSW_LINKS, HNSW_BUILD, HNSW_SEARCH = 32, 80, 128
-
-
-def exact_rows() -> int:
-    return int(os.environ.get("DESPINA_EXACT_ROWS", EXACT_ROWS))
 
 
 def neighbor_index(vectors: np.ndarray, metric: str = "ip", exact: int | None = None) -> Any:
