@@ -227,8 +227,10 @@ def _train_fold(
     scanned = _read_shards(group, database_url)
     prep = _prepared(group, cfg, scanned)
     earlier = None
-    if round_ > 0:
-        earlier = _read_folds(group, database_url, round_)[-1]
+    if round_ > 0:  # the round before only (stage round_): its label issues are left out
+        from despina.jobs.folds import read_round
+
+        earlier = read_round(_stage_tables(group, database_url, round_))
     ctx.progress(0, cfg.train.epochs)
     threads = max(1, int(group.resources.cpus))
     table = train_fold(prep, cfg, round_, fold, earlier, threads, on_epoch=lambda *_: ctx.advance())
