@@ -152,3 +152,30 @@ def test_fold_tables_put_back_together_are_the_cross_validation(tmp_path: Path) 
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
     with pytest.raises(DataError, match="different runs"):
         read_round([tables[0], tables[0], tables[2]])
+
+
+def test_a_shard_the_audit_cannot_read_fails_its_task_naming_the_path_and_the_storage(
+    plane: ControlPlane, home: Path
+) -> None:
+    """A node that does not see the group's output folder (here: a shard gone after its
+    scan) fails the task that needs it with a reason naming the file and what to fix."""
+    data = write_digits(home / "digits", per_class=4)
+    plane.create_cluster(ClusterSpec(name="c", workers=1))
+    config = {**CONFIG, "checks": ["duplicate", "defect"]}  # no model: scans, then the audit
+    plane.create_group(GroupSpec(name="u", cluster="c", source=str(data), job="audit",
+                                 config=config, partitions=2, max_retries=0))  # fmt: skip
+    tasks = sorted(plane.start_group("u"), key=lambda t: t.partition)
+    assert [t.stage for t in tasks] == [0, 0, 1]
+    plane.cancel_task(tasks[2].id)  # held back until a shard is gone
+    plane.run(groups=["u"], until_done=True)
+    scanned = plane.get_task(tasks[1].id)
+    assert scanned.state is TaskState.SUCCEEDED
+    shard = scanned.outputs[0]
+    Path(shard).unlink()
+    plane.retry_task(tasks[2].id)
+    plane.run(groups=["u"], until_done=True)
+    failed = plane.get_task(tasks[2].id)
+    assert failed.state is TaskState.FAILED
+    reason = " ".join((failed.exit_reason or "").split())
+    assert shard in reason and f"task {tasks[1].id}" in reason, reason
+    assert "storage every node of the cluster reads" in reason, reason

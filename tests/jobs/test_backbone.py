@@ -43,8 +43,9 @@ def test_a_backbone_from_other_images_audits_these_as_onnx_or_pytorch(tmp_path: 
     ids = write_digits(tmp_path / "second", images[second], noisy)
     backbone = tmp_path / "bb" / "model" / "model.onnx"
     out = tmp_path / "out"
+    one = ["--label-rounds", "1", "-q"]  # one round: the backbone is what is tested
     res = runner.invoke(app, ["audit", str(tmp_path / "second"), "--backbone", str(backbone),
-                              "--out", str(out), "-q"])  # fmt: skip
+                              "--out", str(out), *one])  # fmt: skip
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["backbone"] == str(backbone) and summary["image_size"] == 8
@@ -59,7 +60,7 @@ def test_a_backbone_from_other_images_audits_these_as_onnx_or_pytorch(tmp_path: 
     torch_file = tmp_path / "backbone.py"
     torch_file.write_text(TORCH_BACKBONE.format(folder=tmp_path / "bb" / "model"))
     res = runner.invoke(app, ["audit", str(tmp_path / "second"), "--backbone", str(torch_file),
-                              "--out", str(tmp_path / "out-torch"), "-q"])  # fmt: skip
+                              "--out", str(tmp_path / "out-torch"), *one])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out-torch" / "backbone.onnx").is_file()
     again = pd.read_csv(tmp_path / "out-torch" / "samples.csv").set_index("id")

@@ -18,11 +18,10 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A digits CNN trained for two epochs: int8 costs it a few held-out images."""
+    """A digits CNN trained for two epochs in fp32: int8 costs it a few held-out images."""
     out = tmp_path_factory.mktemp("small")
-    cfg = TrainJobConfig(
-        image_size=8, model=ModelConfig(width=8, depth=2), train=TrainConfig(epochs=2), seed=0
-    )
+    train = TrainConfig(epochs=2, precision="fp32")
+    cfg = TrainJobConfig(image_size=8, model=ModelConfig(width=8, depth=2), train=train, seed=0)
     train_model("builtin:digits", out, cfg)
     return out / "model"
 

@@ -30,9 +30,11 @@ def _save(model: object, path: Path) -> Path:
 
 
 def _audit_wine(wine_csv: Path, model: Path, out: Path) -> dict[str, Any]:
-    """The wine table audited through the CLI with ``model`` (3 folds); its summary."""
+    """The wine table audited through the CLI with ``model`` (3 folds, one round); its
+    summary."""
     res = runner.invoke(app, ["audit", str(wine_csv), "--target", "target", "--model",
-                              str(model), "--out", str(out), "--folds", "3", "-q"])  # fmt: skip
+                              str(model), "--out", str(out), "--folds", "3",
+                              "--label-rounds", "1", "-q"])  # fmt: skip
     assert res.exit_code == 0, res.output
     return dict(json.loads((out / "summary.json").read_text()))
 
@@ -72,7 +74,8 @@ def test_a_conv1d_gru_keras_model_reads_series_channels_last(tmp_path: Path) -> 
     out = tmp_path / "out"
     res = runner.invoke(app, ["audit", str(tmp_path / "italy.csv"), "--kind", "sequence",
                               "--target", "label", "--model", str(model), "--out", str(out),
-                              "--folds", "3", "--checks", "label", "-q"])  # fmt: skip
+                              "--folds", "3", "--label-rounds", "1", "--checks", "label",
+                              "-q"])  # fmt: skip
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["oof_accuracy"] > 0.8 and summary["model"]["onnx_max_difference"] <= 1e-4

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from despina.core.config import ModelConfig, TrainConfig
 from despina.core.errors import DataError
@@ -27,6 +28,21 @@ def test_cnn_learns_digits_with_a_fixed_seed() -> None:
     assert (probs.argmax(1) == y[te]).mean() > 0.93
     again = train_classifier(x[tr], y[tr], 10, ModelConfig(width=16), cfg, seed=0)
     np.testing.assert_allclose(predict(again, x[te])[0], probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_each_precision_learns_digits_and_keeps_fp32_weights(precision: str) -> None:
+    """bf16 autocast (the default where the CPU has native bfloat16) learns as well as fp32,
+    and the model it returns is fp32, as export and serving expect."""
+    x, y = _digits()
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(y))
+    tr, te = idx[:1200], idx[1200:]
+    cfg = TrainConfig(epochs=8, precision=precision)
+    model = train_classifier(x[tr], y[tr], 10, ModelConfig(width=16), cfg, seed=0)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    probs, _ = predict(model, x[te])
+    assert probs.dtype == np.float32 and (probs.argmax(1) == y[te]).mean() > 0.93
 
 
 def test_cross_validation_covers_every_sample_out_of_fold() -> None:

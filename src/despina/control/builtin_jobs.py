@@ -188,10 +188,19 @@ def _stage_tables(group: TaskGroup, database_url: str, stage: int) -> list[Any]:
     for task in tasks:
         if not task.outputs:
             raise TaskError(f"task {task.id} (partition {task.partition}) wrote no table")
-        data = read_artifact(
-            task.outputs[0], output_keyring(),
-            partition_context(group.name, task.partition, task.attempt), sealed=worker_seals(),
-        )  # fmt: skip
+        try:
+            data = read_artifact(
+                task.outputs[0], output_keyring(),
+                partition_context(group.name, task.partition, task.attempt),
+                sealed=worker_seals(),
+            )  # fmt: skip
+        except OSError as exc:  # the shard's storage is not mounted here, or it was removed
+            raise TaskError(
+                f"cannot read {task.outputs[0]}, the table task {task.id} (stage {stage}, "
+                f"partition {task.partition}) wrote: {exc.strerror or exc}. The group's "
+                f"output folder {group.output} must be storage every node of the cluster "
+                "reads (a shared folder); retry that task if its table was removed"
+            ) from None
         tables.append(pq.read_table(pa.BufferReader(data)))
     return tables
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 import traceback
 from collections.abc import Iterator
@@ -62,8 +63,9 @@ def _task_environment(log_path: Path, env: dict[str, str]) -> Iterator[logging.L
                     os.environ[k] = v
 
 
-def execute(store: Store, task_id: int) -> dict[str, Any]:
+def execute(store: Store, task_id: int, where: str = "") -> dict[str, Any]:
     """Run one task to the end; return ``{"outputs", "metrics", "done", "total"}``.
+    ``where``: the Ray node (or other place) it runs on, for its log's first line.
 
     Raises :class:`TaskError` with a one-line reason when the task's code fails; the
     full traceback is in the task's log.
@@ -75,12 +77,15 @@ def execute(store: Store, task_id: int) -> dict[str, Any]:
     log_path = Path(task.log_path)
     with _task_environment(log_path, group.env) as log:
         log.info(
-            "task %d (group %s, partition %d) attempt %d starts at %s",
+            "task %d (group %s, partition %d) attempt %d starts at %s on %s (pid %d)%s",
             task.id,
             group.name,
             task.partition,
             task.attempt,
             datetime.now(UTC).isoformat(timespec="seconds"),
+            socket.gethostname(),
+            os.getpid(),
+            f" {where}" if where else "",
         )
         ctx = TaskContext(
             task_id=task.id,

@@ -78,7 +78,13 @@ def part_path(output: Path, partition: int) -> Path:
 def write_partition(ctx: TaskContext, table: pa.Table) -> list[str]:
     """This task's rows as ``part-0000N.parquet`` under the group's output; its outputs."""
     path = part_path(ctx.output, ctx.partition)
-    write_atomic(table, path, partition_context(ctx.group, ctx.partition, ctx.attempt))
+    try:
+        write_atomic(table, path, partition_context(ctx.group, ctx.partition, ctx.attempt))
+    except OSError as exc:
+        raise TaskError(
+            f"cannot write {path}: {exc.strerror or exc}. The group's output folder "
+            f"{ctx.output} must be storage every node of the cluster can write"
+        ) from None
     ctx.metrics["rows"] = table.num_rows
     return [str(path)]
 

@@ -10,14 +10,15 @@ from despina.core.errors import TaskError
 from despina.core.processes import die_with_parent, limit_threads
 
 
-def run_one(store_url: str, task_id: int) -> dict[str, Any]:
-    """Execute one task in this process; raise TaskError with a one-line reason on failure."""
+def run_one(store_url: str, task_id: int, where: str = "") -> dict[str, Any]:
+    """Execute one task in this process; raise TaskError with a one-line reason on failure.
+    ``where``: the place it runs, named in its log (a Ray node)."""
     from despina.control.dispatch import execute
     from despina.control.store import Store
 
     store = Store(store_url, migrate_schema=False)
     try:
-        return execute(store, task_id)
+        return execute(store, task_id, where)
     finally:
         store.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
@@ -93,6 +94,7 @@ def train_classifier(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=train_config.learning_rate, total_steps=steps
     )
+    cast = _autocast(train_config.precision) if build is None and images else nullcontext
     # Translations of about 1/12 of the side: none at 8 px, where one pixel is a stroke.
     shift = x.shape[-1] // 12 if train_config.augment and images else 0
     best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
@@ -109,7 +111,9 @@ def train_classifier(
                 xb = _shift(xb, gen, shift)
             if train_config.zoom_jitter and images:
                 xb = _zoom(xb, gen, train_config.zoom_jitter)
-            loss = criterion(model(xb), yt[batch])
+            with cast():
+                logits = model(xb)
+            loss = criterion(logits.float(), yt[batch])  # the loss in fp32, whatever the cast
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
@@ -128,6 +132,20 @@ def train_classifier(
     model.load_state_dict(best_state)
     model.eval()
     return model
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there, bf16
+    autocast trains the CNN about twice as fast; elsewhere it is emulated and slower."""
+    cpu = torch.cpu
+    return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+
+
+def _autocast(precision: str) -> Callable[[], AbstractContextManager[object]]:
+    """The context each training step's forward pass and loss run in."""
+    if precision == "bf16" or (precision == "auto" and native_bf16()):
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext
 
 
 def _optimizer(model: EmbeddingClassifier, cfg: TrainConfig) -> torch.optim.Optimizer:

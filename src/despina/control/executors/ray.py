@@ -27,9 +27,10 @@ def _remote_run(store_url: str, task_id: int, sealing: dict[str, str]) -> dict[s
 
     limit_threads()
     os.environ.update(sealing)
-    result = run_one(store_url, task_id)
-    # Which Ray node ran it: the task's metrics show work spread over a cluster.
-    result.setdefault("metrics", {})["node"] = ray.get_runtime_context().get_node_id()
+    # Which Ray node runs it: its log says so from the start, its metrics at the end.
+    node = ray.get_runtime_context().get_node_id()
+    result = run_one(store_url, task_id, where=f"Ray node {node}")
+    result.setdefault("metrics", {})["node"] = node
     return result
 
 
