@@ -6,7 +6,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 DEMO_STAMP := $(VENV)/.demo-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean browser
 
 # What the demo needs: Despina and its runtime libraries, nothing for development.
 $(DEMO_STAMP): pyproject.toml constraints.txt Makefile
@@ -21,6 +21,16 @@ $(TEST_STAMP): $(DEMO_STAMP)
 	$(PIP) -e '.[dev]'
 	touch $(TEST_STAMP)
 
+# The console tests drive the system's Chromium (Playwright cannot download its own here):
+# installed with apt where this user may; elsewhere a loud warning, and those tests fail.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "WARNING: no Chromium, and it cannot be installed here (apt-get install chromium):" \
+	       "the console tests will fail"
+
 install: $(TEST_STAMP)
 
 demo: $(DEMO_STAMP)
@@ -32,7 +42,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint browser
 	$(BIN)/pytest -q
 
 clean:

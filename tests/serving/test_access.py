@@ -73,6 +73,20 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("DELETE", "/v1/tokens/{token_id}", "/v1/tokens/tok_nope", "404 403 403 403 403 401 401 401"),
     ("GET", "/v1/events", "/v1/events", "200 403 403 403 403 401 401 401"),
     ("GET", "/v1/events/verify", "/v1/events/verify", "200 403 403 403 403 401 401 401"),
+    # the console: no session sends a browser to the sign-in page (303), a Bearer token
+    # counts as one; the streams are asked for what does not exist, so they end at once
+    ("GET", "/", "/", "303 303 303 303 303 303 303 303"),
+    ("GET", "/ui/login", "/ui/login", "200 200 200 200 200 200 200 200"),
+    ("POST", "/ui/login", "/ui/login", "422 422 422 422 422 422 422 422"),
+    ("POST", "/ui/logout", "/ui/logout", "303 303 303 303 303 303 303 303"),
+    ("GET", "/ui/static/{name}", "/ui/static/htmx.min.js", "200 200 200 200 200 200 200 200"),
+    ("GET", "/ui/", "/ui/", "200 200 200 403 403 303 303 303"),
+    ("GET", "/ui/groups/{name}", "/ui/groups/g", "200 200 200 403 200 303 303 303"),
+    ("GET", "/ui/groups/{name}/stream", "/ui/groups/nope/stream", "404 404 404 403 403 303 303 303"),  # noqa: E501
+    ("GET", "/ui/tasks/{task_id}", "/ui/tasks/TASK", "200 200 200 403 200 303 303 303"),
+    ("GET", "/ui/tasks/{task_id}/log", "/ui/tasks/999999/log", "404 404 404 403 403 303 303 303"),
+    ("POST", "/ui/tasks/{task_id}/cancel", "/ui/tasks/TASK/cancel", "409 409 403 403 409 303 303 303"),  # noqa: E501
+    ("POST", "/ui/tasks/{task_id}/retry", "/ui/tasks/999999/retry", "404 404 403 403 403 303 303 303"),  # noqa: E501
     ("GET", "(unknown)", "/v1/no-such-route", "404 404 404 404 404 401 401 401"),
 ]  # fmt: skip
 

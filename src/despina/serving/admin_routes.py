@@ -56,6 +56,36 @@ def _dummy_hash() -> str:
     return hash_password("not anyone's password")
 
 
+def password_login(
+    auth: Authenticator, user: str, password: str, client: str, lifetime: timedelta, route: str
+) -> tuple[str, TokenInfo]:
+    """A new token of ``lifetime`` for ``user`` if ``password`` is theirs (Argon2id on the
+    password pool; a failure counts towards ``client``'s limit and lands in the activity
+    log as ``POST route``); else :class:`AuthError`."""
+    store = auth.store
+    wait = auth.limiter.begin(client)  # counted before the check, as the guard does
+    if wait:
+        raise RateLimitedError(f"too many failed attempts from {client}; wait {wait:.0f}s", wait)
+    ok = False
+    try:
+        try:
+            stored = store.password_hash(user)
+        except NotFoundError:
+            stored = None
+        # A missing user costs the same Argon2 check as a wrong password (no timing
+        # tell); at most a few checks at once, each taking tens of MiB.
+        check = HASHING.submit(verify_password, stored or _dummy_hash(), password)
+        ok = check.result() and bool(stored)
+    finally:
+        auth.limiter.end(client, ok)
+    if not ok:
+        store.record_activity("anonymous", f"POST {route}", f"{route} as {user}", "401")
+        raise AuthError("wrong user name or password (or the user has no password)")
+    token, info = store.issue_token(user, expires_in=lifetime)
+    store.record_activity(user, f"POST {route}", f"{route} ({info.id})", "201")
+    return token, info
+
+
 def admin_router(auth: Authenticator) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["access"])
     store = auth.store
@@ -75,29 +105,7 @@ def admin_router(auth: Authenticator) -> APIRouter:
         lifetime = parse_duration(spec.expires)
         if lifetime > timedelta(days=30):
             raise ConfigError("a login token lives at most 30d; use despina token create")
-        wait = auth.limiter.begin(client)  # counted before the check, as the guard does
-        if wait:
-            raise RateLimitedError(
-                f"too many failed attempts from {client}; wait {wait:.0f}s", wait
-            )
-        ok = False
-        try:
-            try:
-                stored = store.password_hash(spec.user)
-            except NotFoundError:
-                stored = None
-            # A missing user costs the same Argon2 check as a wrong password (no timing
-            # tell); at most a few checks at once, each taking tens of MiB.
-            check = HASHING.submit(verify_password, stored or _dummy_hash(), spec.password)
-            ok = check.result() and bool(stored)
-        finally:
-            auth.limiter.end(client, ok)
-        if not ok:
-            target = f"/v1/login as {spec.user}"
-            store.record_activity("anonymous", "POST /v1/login", target, "401")
-            raise AuthError("wrong user name or password (or the user has no password)")
-        token, info = store.issue_token(spec.user, expires_in=lifetime)
-        store.record_activity(spec.user, "POST /v1/login", f"/v1/login ({info.id})", "201")
+        token, info = password_login(auth, spec.user, spec.password, client, lifetime, "/v1/login")
         return NewToken(token=token, **info.model_dump())
 
     @router.get("/users")

@@ -204,6 +204,10 @@ def create_app(
 
     if plane is not None:
         _add_routes(app, control_router(plane))
+        if auth is not None:  # the console signs people in: it needs authentication on
+            from despina.serving.console import console_router
+
+            _add_routes(app, console_router(plane, auth))
     if auth is not None:
         _document_bearer(app)
     return app

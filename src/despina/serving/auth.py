@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
+from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,6 +45,14 @@ from despina.security.roles import Permission, Principal, Role
 from despina.security.tokens import Scope as TokenScope
 from despina.security.tokens import hash_token
 from despina.serving.errors import error_response
+from despina.serving.sessions import (
+    LOGIN_PATH,
+    STATIC_PREFIX,
+    csrf_ok,
+    is_console,
+    login_redirect,
+    session_cookie,
+)
 from despina.serving.settings import AuthSettings
 
 logger = logging.getLogger(__name__)
@@ -79,6 +88,16 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/docs/oauth2-redirect"): Rule(READ),
     ("GET", "/redoc"): Rule(READ),
     ("GET", "/v1/whoami"): Rule(Permission.AUTHENTICATED),
+    # the web console (console.py): its pages read and its buttons operate, as the API's
+    ("GET", "/"): Rule(Permission.AUTHENTICATED),
+    ("POST", "/ui/logout"): Rule(Permission.AUTHENTICATED, mutating=True),
+    ("GET", "/ui/"): Rule(READ),
+    ("GET", "/ui/groups/{name}"): Rule(READ, "group", "name"),
+    ("GET", "/ui/groups/{name}/stream"): Rule(READ, "group", "name"),
+    ("GET", "/ui/tasks/{task_id}"): Rule(READ, "task", "task_id"),
+    ("GET", "/ui/tasks/{task_id}/log"): Rule(READ, "task", "task_id"),
+    ("POST", "/ui/tasks/{task_id}/cancel"): _op("task", "task_id"),
+    ("POST", "/ui/tasks/{task_id}/retry"): _op("task", "task_id"),
     # clusters
     ("POST", "/v1/clusters"): _op(),
     ("GET", "/v1/clusters"): Rule(READ),
@@ -120,7 +139,8 @@ POLICY: dict[tuple[str, str], Rule] = {
 }
 # Reachable without a token: liveness, and trading a password for a token (the login
 # route limits and logs its own failures).
-OPEN_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/login")})
+OPEN_ROUTES = frozenset({("GET", "/health"), ("POST", "/v1/login"), ("GET", LOGIN_PATH),
+                         ("POST", LOGIN_PATH), ("GET", STATIC_PREFIX + "{name}")})  # fmt: skip
 OPEN_PATHS = frozenset(path for _, path in OPEN_ROUTES)
 
 
@@ -231,8 +251,11 @@ class AuthGuard:
             msg = f"too many failed attempts from {client}; wait {wait:.0f}s"
             await error_response(RateLimitedError(msg, wait))(scope, receive, send)
             return
-        if scope["path"] in OPEN_PATHS or (
-            scope["path"] == "/metrics" and self.auth.settings.metrics_public
+        path = scope["path"]
+        if (
+            path in OPEN_PATHS
+            or path.startswith(STATIC_PREFIX)
+            or (path == "/metrics" and self.auth.settings.metrics_public)
         ):
             await self.app(scope, receive, send)
             return
@@ -241,15 +264,26 @@ class AuthGuard:
         rule = POLICY.get((method, template or ""))
         mutating = rule.mutating if rule is not None else method not in ("GET", "OPTIONS")
         actor = "anonymous"
+        token, console = bearer(scope), is_console(path)
+        session = session_cookie(scope) if token is None and console else None
         try:
-            principal = await self._checked(bearer(scope), client)
+            principal = await self._checked(token or session, client)
             actor = principal.user
             scope.setdefault("state", {})["principal"] = principal
+            if session is not None and mutating and not csrf_ok(scope, session):
+                raise ForbiddenError(
+                    "this console request has no valid CSRF token: reload the page and retry"
+                )
             if template is not None:
                 await self._authorize(principal, rule, params, scope)
         except DespinaError as exc:
             if mutating:  # in the log before the client hears the answer
                 await self._record(actor, method, template, scope, str(exc.http_status))
+            if console and isinstance(exc, AuthError) and exc.http_status == 401:
+                why = str(exc) if token or session else ""
+                status, headers = login_redirect(scope, why)
+                await Response(status_code=status, headers=headers)(scope, receive, send)
+                return
             await error_response(exc)(scope, receive, send)
             return
         if not mutating:

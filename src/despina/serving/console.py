@@ -1,0 +1,241 @@
+"""The web console: server-rendered pages (Jinja2) under ``/ui``, made live with htmx and
+server-sent events; ``/`` leads to it.
+
+A browser signs in at ``/ui/login`` with a password (a short-lived token, as
+``POST /v1/login`` gives) or a token; the token lives in an HttpOnly, SameSite=Strict
+cookie (Secure under TLS) that only ``/ui`` paths accept. The guard
+(:mod:`despina.serving.auth`) checks every page as it checks the API, and a state-changing
+console request must carry the session's CSRF token in ``X-CSRF-Token`` (htmx sends it
+from the page). Buttons a principal may not press are not shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import anyio
+from fastapi import APIRouter, Form, Request
+from fastapi import Path as FastPath
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from despina.control.models import Task
+from despina.control.plane import ControlPlane
+from despina.core.errors import AuthError, NotFoundError
+from despina.security.roles import Permission, Principal
+from despina.serving.admin_routes import password_login
+from despina.serving.auth import Authenticator
+from despina.serving.sessions import SESSION_COOKIE, csrf_token
+
+#: How long a password sign-in lasts.
+SESSION_LIFETIME = timedelta(hours=8)
+#: How often a live page's stream looks at the store, and how long one stream lasts
+#: before the browser reconnects (htmx's SSE extension does it on its own).
+POLL_S = 0.25
+STREAM_S = 300.0
+LOG_CHUNK = 64 * 1024
+STATIC = {  # the vendored scripts (BSD Zero Clause, see static/LICENSE-htmx)
+    "htmx.min.js": "htmx-2.0.8.min.js",
+    "sse.min.js": "htmx-ext-sse-2.2.4.min.js",
+}
+TaskId = Annotated[int, FastPath(ge=1, le=2**62)]
+
+_templates = Environment(
+    loader=PackageLoader("despina.serving", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
+
+
+def _page(name: str, request: Request, **values: Any) -> HTMLResponse:
+    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    session = request.cookies.get(SESSION_COOKIE, "")
+    html = _templates.get_template(name).render(
+        principal=principal,
+        csrf=csrf_token(session) if session else "",
+        can_operate=principal is not None and principal.allows(Permission.OPERATE),
+        **values,
+    )
+    return HTMLResponse(html)
+
+
+def _fragment(name: str, **values: Any) -> str:
+    return _templates.get_template(name).render(**values)
+
+
+def _sse(event: str, html: str) -> str:
+    """One server-sent event whose data is ``html`` (every line prefixed)."""
+    lines = html.splitlines() or [""]
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+def _may_operate(request: Request, task: Task) -> bool:
+    p: Principal | None = request.scope.get("state", {}).get("principal")
+    return p is not None and p.allows(Permission.OPERATE, "group", task.group)
+
+
+def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=303)
+
+    @router.get("/ui/static/{name}")
+    def static(name: str) -> Response:
+        if name not in STATIC:
+            raise NotFoundError(f"no static file {name}")
+        data = resources.files("despina.serving").joinpath("static", STATIC[name]).read_bytes()
+        headers = {"Cache-Control": "public, max-age=86400"}
+        return Response(data, media_type="text/javascript", headers=headers)
+
+    @router.get("/ui/login")
+    def login_page(request: Request, next: str = "/ui/", why: str = "") -> HTMLResponse:
+        return _page("console/login.html", request, next=_local(next), why=why[:200])
+
+    @router.post("/ui/login")
+    def login(
+        request: Request,
+        user: Annotated[str, Form(max_length=63)] = "",
+        password: Annotated[str, Form(max_length=1024)] = "",
+        token: Annotated[str, Form(max_length=512)] = "",
+        next: Annotated[str, Form(max_length=2048)] = "/ui/",
+    ) -> Response:
+        client = request.client.host if request.client else "unknown"
+        if not token and not (user and password):
+            page = _page("console/login.html", request, next=_local(next),
+                         why="give a user and a password, or a token")  # fmt: skip
+            page.status_code = 422
+            return page
+        try:
+            if token:
+                auth.authenticate(token.strip())  # refuses unknown, expired or revoked
+                session, max_age = token.strip(), None
+            else:
+                session, _ = password_login(
+                    auth, user, password, client, SESSION_LIFETIME, "/ui/login"
+                )
+                max_age = int(SESSION_LIFETIME.total_seconds())
+        except AuthError as exc:
+            page = _page("console/login.html", request, next=_local(next), why=str(exc))
+            page.status_code = exc.http_status
+            return page
+        response = RedirectResponse(_local(next), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE, session, max_age=max_age, path="/", httponly=True,
+            secure=request.url.scheme == "https", samesite="strict",
+        )  # fmt: skip
+        return response
+
+    @router.post("/ui/logout")
+    def logout(request: Request) -> Response:
+        if request.headers.get("hx-request"):  # htmx follows a 303 itself: tell it instead
+            response: Response = Response(headers={"HX-Redirect": "/ui/login"})
+        else:
+            response = RedirectResponse("/ui/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @router.get("/ui/")
+    def overview(request: Request) -> HTMLResponse:
+        groups = [(g, plane.group_status(g.name)) for g in plane.list_groups()]
+        return _page(
+            "console/overview.html", request, clusters=plane.list_clusters(),
+            groups=groups, deployments=plane.list_deployments(),
+        )  # fmt: skip
+
+    @router.get("/ui/groups/{name}")
+    def group_page(request: Request, name: str) -> HTMLResponse:
+        group = plane.get_group(name)
+        tasks = plane.list_tasks(group=name)
+        return _page(
+            "console/group.html", request, group=group, status=plane.group_status(name),
+            tasks=tasks, may=lambda t: _may_operate(request, t),
+        )  # fmt: skip
+
+    @router.get("/ui/groups/{name}/stream")
+    async def group_stream(request: Request, name: str) -> StreamingResponse:
+        plane.get_group(name)  # 404 before the stream starts
+
+        def render() -> str:
+            status = plane.group_status(name)
+            tasks = plane.list_tasks(group=name)
+            return _fragment(
+                "console/tasks.html", status=status, tasks=tasks,
+                may=lambda t: _may_operate(request, t),
+            )  # fmt: skip
+
+        return _stream(request, lambda: anyio.to_thread.run_sync(render), "tasks")
+
+    @router.get("/ui/tasks/{task_id}")
+    def task_page(request: Request, task_id: TaskId) -> HTMLResponse:
+        task = plane.get_task(task_id)
+        return _page(
+            "console/task.html", request, task=task, may=lambda t: _may_operate(request, t)
+        )
+
+    @router.get("/ui/tasks/{task_id}/log")
+    async def task_log(request: Request, task_id: TaskId) -> StreamingResponse:
+        plane.get_task(task_id)
+        offset = 0
+
+        async def chunks() -> AsyncIterator[str]:
+            nonlocal offset
+            until = time.monotonic() + STREAM_S
+            while time.monotonic() < until and not await request.is_disconnected():
+                text, offset = await anyio.to_thread.run_sync(plane.task_logs, task_id, offset)
+                if text:
+                    for i in range(0, len(text), LOG_CHUNK):
+                        part = text[i : i + LOG_CHUNK]
+                        yield _sse("log", _fragment("console/log.html", text=part))
+                await asyncio.sleep(POLL_S)
+
+        return StreamingResponse(chunks(), media_type="text/event-stream", headers=_NO_CACHE)
+
+    @router.post("/ui/tasks/{task_id}/cancel")
+    def cancel(request: Request, task_id: TaskId) -> HTMLResponse:
+        return _row(request, plane.cancel_task(task_id))
+
+    @router.post("/ui/tasks/{task_id}/retry")
+    def retry(request: Request, task_id: TaskId) -> HTMLResponse:
+        return _row(request, plane.retry_task(task_id))
+
+    return router
+
+
+def _row(request: Request, task: Task) -> HTMLResponse:
+    """A task's row of the tasks table, after a button changed it."""
+    may = _may_operate(request, task)
+    return HTMLResponse(_fragment("console/task_row.html", t=task, may=lambda _: may))
+
+
+_NO_CACHE = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def _stream(request: Request, render: Callable[[], Any], event: str) -> StreamingResponse:
+    """An SSE stream of ``render()``'s HTML as ``event``, sent whenever it changes."""
+
+    async def events() -> AsyncIterator[str]:
+        last = None
+        until = time.monotonic() + STREAM_S
+        while time.monotonic() < until and not await request.is_disconnected():
+            html = await render()
+            if html != last:
+                last = html
+                yield _sse(event, html)
+            await asyncio.sleep(POLL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=_NO_CACHE)
+
+
+def _local(target: str) -> str:
+    """``target`` if it is a console path of this server, else the overview: a sign-in
+    link cannot send the browser to another site."""
+    if target.startswith("/ui/") and not target.startswith("//") and "\\" not in target:
+        return quote(target, safe="/?=&-_.~%")
+    return "/ui/"
