@@ -226,3 +226,176 @@ def test_an_expired_session_goes_back_to_sign_in(
     page.goto(f"{console.url}/ui/")
     assert "/ui/login" in page.url
     assert "expired" in page.get_by_role("alert").inner_text()
+
+
+def test_the_sample_browser_filters_by_finding_and_class_and_pages_through_all(
+    console: ThreadServer, page: Any, plane: ControlPlane, home: Path
+) -> None:
+    import io
+
+    import pandas as pd
+
+    from tests.conftest import write_digits
+    from tests.control.test_staged_audit import CONFIG
+
+    write_digits(home / "digits", per_class=10)
+    (home / "digits" / "3" / "broken.png").write_bytes(b"not a png")
+    original = sorted((home / "digits" / "4").glob("*.png"))[0]
+    (home / "digits" / "4" / "copy.png").write_bytes(original.read_bytes())
+    plane.create_group(GroupSpec(name="a", cluster="c", source=str(home / "digits"),
+                                 job="audit", config=CONFIG, timeout_s=300))  # fmt: skip
+    (task,) = plane.start_group("a", wait=True)
+    samples = pd.read_csv(io.BytesIO(plane.read_output(Path(task.outputs[0]) / "samples.csv")))
+    labels = samples[samples["is_label_issue"]]
+    _sign_in(page, console.url, "victor")
+    page.wait_for_url(f"{console.url}/ui/")
+    page.get_by_role("link", name="Audits").click()
+    page.get_by_role("link", name="a", exact=True).click()
+    page.wait_for_url(f"{console.url}/ui/audits/a")
+
+    page.get_by_label("Finding").select_option("label")
+    page.wait_for_url("**kind=label**")
+    count = page.locator("#count")
+    assert count.get_attribute("data-total") == str(len(labels)) and len(labels) > 0
+    assert set(page.locator("tr.sample").evaluate_all("rs => rs.map(r => r.dataset.kind)")) == {
+        "label"
+    }
+    one = str(labels["given_label"].value_counts().index[0])
+    page.get_by_label("Given label").select_option(one)
+    page.wait_for_url(f"**label={one}**")
+    rows = page.locator("tr.sample")
+    assert rows.count() == int((labels["given_label"].astype(str) == one).sum())
+    assert set(rows.evaluate_all("rs => rs.map(r => r.dataset.label)")) == {one}
+    scores = [float(s) for s in rows.evaluate_all("rs => rs.map(r => r.dataset.score)")]
+    assert scores == sorted(scores)  # worst first
+
+    # Every finding, ten a page: the pages together hold each of them once.
+    page.goto(f"{console.url}/ui/audits/a?kind=all&per=10")
+    total = int(page.locator("#count").get_attribute("data-total"))
+    seen: list[str] = []
+    while True:
+        seen += page.locator("tr.sample").evaluate_all(
+            "rs => rs.map(r => r.dataset.kind + ' ' + r.children[1].textContent)"
+        )
+        following = page.get_by_role("link", name="Next")
+        if not following.count():
+            break
+        before = page.locator("#count").get_attribute("data-page")
+        following.click()
+        page.wait_for_function(f"document.querySelector('#count').dataset.page !== '{before}'")
+    assert len(seen) == total == len(set(seen)) > 10
+    first = page.locator("tr.sample img").first
+    first.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=first.element_handle()
+    )
+
+    # A sample's page: the image large, its findings, its duplicate set side by side.
+    page.goto(f"{console.url}/ui/audits/a?kind=duplicate")
+    page.get_by_role("link", name="4/copy.png").first.click()
+    page.wait_for_url(lambda u: "/ui/audits/a/sample?id=4" in u and u.endswith("copy.png"))
+    assert "duplicate" in page.get_by_role("table", name="Findings").inner_text()
+    twins = page.locator("#twins figure").evaluate_all("fs => fs.map(f => f.dataset.id)")
+    assert twins == [f"4/{original.name}"]
+    page.wait_for_function("() => document.querySelector('#large').naturalWidth > 0")
+
+    with httpx.Client(base_url=console.url, headers=console.headers) as http:
+        assert http.get("/ui/audits/a/sample", params={"id": "nope"}).status_code == 404
+        escape = http.get("/ui/audits/a/image", params={"id": "../../../etc/passwd"})
+        assert escape.status_code == 404 and "no sample" in escape.json()["detail"]
+        assert http.get("/ui/audits/a", params={"kind": "bogus"}).status_code == 422
+        last = http.get("/ui/audits/a", params={"page": 10**6, "per": 10})
+        assert last.status_code == 200 and 'data-page="' in last.text
+        assert http.get("/ui/audits/nope").status_code == 404
+
+
+def test_relabel_three_keep_one_export_and_a_second_audit_applies_them(
+    console: ThreadServer,
+    page: Any,
+    plane: ControlPlane,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reviews made on the page are stored (who, when), undoable, refused for samples or
+    classes that do not exist, exported by the CLI, and applied by the next audit."""
+    import io
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from despina.cli.app import app
+    from tests.conftest import write_digits
+    from tests.control.test_staged_audit import CONFIG
+
+    write_digits(home / "digits", per_class=10)
+    plane.create_group(GroupSpec(name="r", cluster="c", source=str(home / "digits"),
+                                 job="audit", config=CONFIG, timeout_s=300))  # fmt: skip
+    (task,) = plane.start_group("r", wait=True)
+    _sign_in(page, console.url, "olga")
+    page.wait_for_url(f"{console.url}/ui/")
+    page.goto(f"{console.url}/ui/audits/r?kind=all&per=10")
+    shown = page.locator("tr.sample").evaluate_all("rs => rs.map(r => r.children[1].textContent)")
+    ids = list(dict.fromkeys(shown))[:4]  # a sample with two findings has two rows
+    assert len(ids) == 4, shown
+    for i in range(3):
+        row = page.locator("tr.sample", has=page.locator("td", has_text=ids[i])).first
+        row.get_by_label(f"New label for {ids[i]}").select_option("7")
+        row.get_by_role("button", name="Relabel").click()
+        row.locator('[data-review="relabel"]').wait_for()
+    keep = page.locator("tr.sample", has=page.locator("td", has_text=ids[3])).first
+    keep.get_by_role("button", name="Keep").click()
+    keep.locator('[data-review="keep"]').wait_for()
+    assert "keep by olga" in keep.locator("td.review").inner_text()
+    # Undo, then keep again: the undone review stays in the history, not in the verdicts.
+    keep.get_by_role("button", name="Undo").click()
+    keep.get_by_role("button", name="Keep").wait_for()
+    keep.get_by_role("button", name="Keep").click()
+    keep.locator('[data-review="keep"]').wait_for()
+    page.screenshot(path=str(home / "screenshots" / "console-review.png"), full_page=True)
+    history = plane.store.list_reviews("r", history=True)
+    assert len(history) == 5 and sum(r.undone_at is not None for r in history) == 1
+    standing = {r.sample: r for r in plane.list_reviews("r")}
+    assert {standing[i].action for i in ids[:3]} == {"relabel"} and standing[
+        ids[3]
+    ].action == "keep"
+    assert all(r.user == "olga" for r in standing.values())
+    assert any("/ui/audits/r/reviews" in e.action or "/ui/audits/r/reviews" in e.target
+               for e in plane.store.list_activity())  # fmt: skip
+
+    # Bad reviews: a sample that is not there, a class that is not there.
+    csrf = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token']")
+    session = next(c for c in page.context.cookies() if c["name"] == "despina_session")["value"]
+    with httpx.Client(base_url=console.url, cookies={"despina_session": session},
+                      headers={"X-CSRF-Token": csrf}) as http:  # fmt: skip
+        gone = http.post("/ui/audits/r/reviews", data={"sample": "nope.png", "action": "keep"})
+        assert gone.status_code == 404 and "no sample" in gone.json()["detail"]
+        odd = http.post("/ui/audits/r/reviews",
+                        data={"sample": ids[0], "action": "relabel", "label": "42"})  # fmt: skip
+        assert odd.status_code == 422 and "the classes are" in odd.json()["detail"]
+
+    monkeypatch.setenv("DESPINA_TOKEN", console.token)
+    manifest = home / "corrections.csv"
+    done = CliRunner().invoke(app, ["review", "export", "r", "--out", str(manifest),
+                                    "--server", console.url])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    exported = pd.read_csv(manifest, dtype=str)
+    assert sorted(exported["id"]) == sorted(ids) and set(exported["user"]) == {"olga"}
+
+    from despina.jobs.audit import audit
+
+    report = audit(home / "digits", home / "again", CONFIG_AUDIT(), corrections=manifest)
+    again = report.samples.set_index("id")
+    assert (again.loc[ids[:3], "given_label"].astype(str) == "7").all()
+    assert not again.loc[ids[3], "is_label_issue"] and not again.loc[ids[3], "is_outlier"]
+    assert report.summary["corrections"] == {"drop": 0, "keep": 1, "outlier": 0, "relabel": 3}
+    cleaned = pd.read_csv(home / "again" / "cleaned.csv", dtype=str).set_index("id")
+    assert ids[3] in cleaned.index
+    first = pd.read_csv(io.BytesIO(plane.read_output(Path(task.outputs[0]) / "samples.csv")))
+    assert len(first) == len(again)
+
+
+def CONFIG_AUDIT() -> Any:  # noqa: N802
+    from despina.core.config import AuditConfig
+    from tests.control.test_staged_audit import CONFIG
+
+    return AuditConfig(**CONFIG)

@@ -53,6 +53,7 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("GET", "/v1/groups/{name}/status", "/v1/groups/g/status", "200 200 200 403 200 401 401 401"),
     ("POST", "/v1/groups/{name}/retry", "/v1/groups/nope/retry", "404 404 403 403 403 401 401 401"),
     ("GET", "/v1/groups/{name}/result", "/v1/groups/g/result", "200 200 200 403 200 401 401 401"),
+    ("GET", "/v1/groups/{name}/reviews", "/v1/groups/g/reviews", "200 200 200 403 200 401 401 401"),
     ("GET", "/v1/tasks", "/v1/tasks?group=g", "200 200 200 403 200 401 401 401"),
     ("GET", "/v1/tasks/{task_id}", "/v1/tasks/TASK", "200 200 200 403 200 401 401 401"),
     ("POST", "/v1/tasks/{task_id}/cancel", "/v1/tasks/TASK/cancel", "409 409 403 403 409 401 401 401"),  # noqa: E501
@@ -87,6 +88,12 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("GET", "/ui/tasks/{task_id}/log", "/ui/tasks/999999/log", "404 404 404 403 403 303 303 303"),
     ("POST", "/ui/tasks/{task_id}/cancel", "/ui/tasks/TASK/cancel", "409 409 403 403 409 303 303 303"),  # noqa: E501
     ("POST", "/ui/tasks/{task_id}/retry", "/ui/tasks/999999/retry", "404 404 403 403 403 303 303 303"),  # noqa: E501
+    ("GET", "/ui/audits", "/ui/audits", "200 200 200 403 403 303 303 303"),
+    ("GET", "/ui/audits/{name}", "/ui/audits/g", "404 404 404 403 404 303 303 303"),
+    ("GET", "/ui/audits/{name}/image", "/ui/audits/g/image?id=x", "404 404 404 403 404 303 303 303"),  # noqa: E501
+    ("GET", "/ui/audits/{name}/sample", "/ui/audits/g/sample?id=x", "404 404 404 403 404 303 303 303"),  # noqa: E501
+    ("POST", "/ui/audits/{name}/reviews", "/ui/audits/g/reviews", "422 422 403 403 422 303 303 303"),  # noqa: E501
+    ("POST", "/ui/audits/{name}/reviews/undo", "/ui/audits/g/reviews/undo", "422 422 403 403 422 303 303 303"),  # noqa: E501
     ("GET", "(unknown)", "/v1/no-such-route", "404 404 404 404 404 401 401 401"),
 ]  # fmt: skip
 

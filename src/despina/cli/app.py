@@ -27,6 +27,7 @@ from despina.cli.deployments import deploy, deployments_app, serve
 from despina.cli.groups import group_app
 from despina.cli.optimize import compress, optimize
 from despina.cli.progress import RichProgress
+from despina.cli.reviews import review_app
 from despina.cli.server import server_app
 from despina.cli.tasks import task_app
 from despina.core.config import AuditConfig, ModelConfig, TrainConfig
@@ -52,6 +53,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
+app.add_typer(review_app, name="review")
 app.command("login")(login)
 app.command("whoami")(whoami)
 app.command("optimize")(optimize)
@@ -146,6 +148,13 @@ def audit(
         str | None,
         typer.Option(help="a sequence audit's model: cnn (default), gru, lstm or hybrid"),
     ] = None,
+    corrections: Annotated[
+        Path | None,
+        typer.Option(
+            help="a corrections manifest (despina review export): relabel and drop apply "
+            "before the audit, keep and outlier settle the findings (images)"
+        ),
+    ] = None,
     target: Annotated[
         str | None, typer.Option(help="a table's label column (leave out: no label checks)")
     ] = None,
@@ -208,6 +217,8 @@ def audit(
         )
     if backbone is not None and (is_table or is_sequence):
         raise _fail("--backbone is for images; tables and series take --model", 2)
+    if corrections is not None and (is_table or is_sequence or cluster is not None):
+        raise _fail("--corrections applies to an image audit on this machine", 2)
     if family is not None and not is_sequence:
         raise _fail("--family chooses a sequence model: add --kind sequence", 2)
     if (is_table or is_sequence) and (optimize is not None or model_config is not None):
@@ -244,7 +255,7 @@ def audit(
                           model_file=model)  # fmt: skip
         else:
             run = partial(run_audit, source, out, cfg, root=root, model_file=model,
-                          backbone=backbone)  # fmt: skip
+                          backbone=backbone, corrections=corrections)  # fmt: skip
         if quiet:
             report = run()
         else:

@@ -19,6 +19,7 @@ from despina.control.models import (
     DeploymentSpec,
     GroupSpec,
     GroupStatus,
+    Review,
     Task,
     TaskGroup,
     TokenInfo,
@@ -125,6 +126,9 @@ class HttpControlClient:
     # ---- deployments ----------------------------------------------------------------
     def create_deployment(self, spec: DeploymentSpec) -> Deployment:
         return Deployment(**self._call("POST", "/v1/deployments", json=spec.model_dump()))
+
+    def list_reviews(self, group: str) -> list[Review]:
+        return [Review(**r) for r in self._call("GET", f"/v1/groups/{group}/reviews")]
 
     def list_deployments(self) -> list[Deployment]:
         fields = Deployment.model_fields

@@ -219,3 +219,20 @@ class ActivityEntry(FrozenModel):
     outcome: str
     prev_hash: str
     hash: str
+
+
+#: What a person can decide about a flagged sample in the console's review.
+REVIEW_ACTIONS = ("keep", "relabel", "drop", "outlier")
+
+
+class Review(FrozenModel):
+    """A person's verdict on one sample of an audit group (see ``ReviewStore``)."""
+
+    id: int
+    group: str
+    sample: str
+    action: Literal["keep", "relabel", "drop", "outlier"]
+    label: str | None = Field(None, description="the new label of a relabel")
+    user: str
+    at: datetime
+    undone_at: datetime | None = None

@@ -38,6 +38,7 @@ from despina.control.models import (
     DeploymentSpec,
     GroupSpec,
     GroupStatus,
+    Review,
     Task,
     TaskGroup,
 )
@@ -160,6 +161,9 @@ class ControlPlane(AccessAdmin):
 
     def list_deployments(self) -> list[Deployment]:
         return self.store.list_deployments()
+
+    def list_reviews(self, group: str) -> list[Review]:
+        return self.store.list_reviews(group)
 
     def get_deployment(self, name: str) -> Deployment:
         return self.store.get_deployment(name)

@@ -27,6 +27,7 @@ from despina.core.config import AuditConfig
 from despina.core.errors import ConfigError, DataError
 from despina.core.progress import NullProgress, ProgressReporter
 from despina.core.registry import Registry
+from despina.data.corrections import ACTIONS, apply_to_dataset, apply_to_findings, read_corrections
 from despina.data.decode import decode_image
 from despina.data.images import ImageDataset, ImageRecord
 from despina.data.sources import load_source
@@ -202,12 +203,14 @@ def audit(
     backbone: str | Path | None = None,
     scanned: tuple[list[str], ScanResult] | None = None,
     folds: Sequence[CrossValResult] | None = None,
+    corrections: str | Path | None = None,
 ) -> AuditReport:
     """Audit an image dataset and write samples.csv, summary.json, report.html, cleaned.csv
     and model/ into ``out``; ``model_file``: a user's model instead of the CNN; ``backbone``:
     an ONNX network whose embeddings a small head learns per fold (no model/ then);
     ``scanned``: the source's ids and decode pass, done already (by a sharded scan);
-    ``folds``: each round's cross-validation, done already (by a group's fold tasks).
+    ``folds``: each round's cross-validation, done already (by a group's fold tasks);
+    ``corrections``: a manifest of reviews (``despina review export``) applied first.
     Findings are results; bad input raises a DespinaError."""
     cfg = config or AuditConfig()
     progress = progress or NullProgress()
@@ -217,6 +220,8 @@ def audit(
     checks = select_checks(registry or default_registry(), cfg.checks)
     with stage("load"):
         dataset = load_source(source, root)
+        fixes = read_corrections(corrections) if corrections is not None else {}
+        dataset = apply_to_dataset(dataset, fixes) if fixes else dataset
     out_dir = prepare_out(Path(out), str(source))
     records = dataset.records
 
@@ -257,6 +262,7 @@ def audit(
     with stage("checks"):
         outcomes = run_checks(ctx, checks, progress)
     df = build_samples(ctx, [r.path for r in records], outcomes)
+    apply_to_findings(df, fixes)
 
     # A frozen model is the user's, a backbone's head alone serves nothing: no model/.
     if not frozen and backbone is None:
@@ -321,6 +327,9 @@ def audit(
         "image_size": size,
         "timings": timings,
         "versions": package_versions(),
+        "corrections": {a: sum(v[0] == a for v in fixes.values()) for a in sorted(ACTIONS)}
+        if fixes
+        else {},
     }
     with stage("report"):
         samples = write_outputs(out_dir, df, summary, records, outcomes, cfg.drop_label_issues)

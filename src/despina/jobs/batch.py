@@ -81,6 +81,11 @@ class TrainJobConfig(FrozenModel):
     max_pixels: int = Field(64_000_000, ge=1)
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    corrections: str | None = Field(
+        None,
+        description="a corrections manifest (despina review export): relabeled samples "
+        "train with their new label; dropped ones and outliers are left out",
+    )
 
 
 def train_model(
@@ -98,6 +103,12 @@ def train_model(
     from despina.training.trainer import train_classifier
 
     dataset = load_source(source)
+    if cfg.corrections is not None:
+        from despina.data.corrections import apply_to_dataset, read_corrections
+
+        fixes = read_corrections(cfg.corrections)
+        fixes = {i: ("drop", "") if a == "outlier" else (a, lab) for i, (a, lab) in fixes.items()}
+        dataset = apply_to_dataset(dataset, fixes)
     scanned = scan(dataset.records, cfg.image_size, "resize", cfg.max_pixels)
     valid = np.array([f is not None for f in scanned.features])
     names = dataset.class_names

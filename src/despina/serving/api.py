@@ -206,8 +206,10 @@ def create_app(
         _add_routes(app, control_router(plane))
         if auth is not None:  # the console signs people in: it needs authentication on
             from despina.serving.console import console_router
+            from despina.serving.console_audits import audits_router
 
             _add_routes(app, console_router(plane, auth))
+            _add_routes(app, audits_router(plane))
     if auth is not None:
         _document_bearer(app)
     return app

@@ -98,6 +98,12 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/tasks/{task_id}/log"): Rule(READ, "task", "task_id"),
     ("POST", "/ui/tasks/{task_id}/cancel"): _op("task", "task_id"),
     ("POST", "/ui/tasks/{task_id}/retry"): _op("task", "task_id"),
+    ("GET", "/ui/audits"): Rule(READ),
+    ("GET", "/ui/audits/{name}"): Rule(READ, "group", "name"),
+    ("GET", "/ui/audits/{name}/image"): Rule(READ, "group", "name"),
+    ("GET", "/ui/audits/{name}/sample"): Rule(READ, "group", "name"),
+    ("POST", "/ui/audits/{name}/reviews"): _op("group", "name"),
+    ("POST", "/ui/audits/{name}/reviews/undo"): _op("group", "name"),
     # clusters
     ("POST", "/v1/clusters"): _op(),
     ("GET", "/v1/clusters"): Rule(READ),
@@ -113,6 +119,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/groups/{name}/status"): Rule(READ, "group", "name"),
     ("POST", "/v1/groups/{name}/retry"): _op("group", "name"),
     ("GET", "/v1/groups/{name}/result"): Rule(READ, "group", "name"),
+    ("GET", "/v1/groups/{name}/reviews"): Rule(READ, "group", "name"),
     # tasks (scoped through their group)
     ("GET", "/v1/tasks"): Rule(READ, "group", "?group"),
     ("GET", "/v1/tasks/{task_id}"): Rule(READ, "task", "task_id"),

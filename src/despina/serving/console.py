@@ -23,15 +23,15 @@ import anyio
 from fastapi import APIRouter, Form, Request
 from fastapi import Path as FastPath
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from despina.control.models import Task
 from despina.control.plane import ControlPlane
 from despina.core.errors import AuthError, NotFoundError
-from despina.security.roles import Permission, Principal
+from despina.security.roles import Permission
 from despina.serving.admin_routes import password_login
 from despina.serving.auth import Authenticator
-from despina.serving.sessions import SESSION_COOKIE, csrf_token
+from despina.serving.console_pages import fragment, page, principal_of
+from despina.serving.sessions import SESSION_COOKIE
 
 #: How long a password sign-in lasts.
 SESSION_LIFETIME = timedelta(hours=8)
@@ -46,27 +46,6 @@ STATIC = {  # the vendored scripts (BSD Zero Clause, see static/LICENSE-htmx)
 }
 TaskId = Annotated[int, FastPath(ge=1, le=2**62)]
 
-_templates = Environment(
-    loader=PackageLoader("despina.serving", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
-
-
-def _page(name: str, request: Request, **values: Any) -> HTMLResponse:
-    principal: Principal | None = request.scope.get("state", {}).get("principal")
-    session = request.cookies.get(SESSION_COOKIE, "")
-    html = _templates.get_template(name).render(
-        principal=principal,
-        csrf=csrf_token(session) if session else "",
-        can_operate=principal is not None and principal.allows(Permission.OPERATE),
-        **values,
-    )
-    return HTMLResponse(html)
-
-
-def _fragment(name: str, **values: Any) -> str:
-    return _templates.get_template(name).render(**values)
-
 
 def _sse(event: str, html: str) -> str:
     """One server-sent event whose data is ``html`` (every line prefixed)."""
@@ -75,7 +54,7 @@ def _sse(event: str, html: str) -> str:
 
 
 def _may_operate(request: Request, task: Task) -> bool:
-    p: Principal | None = request.scope.get("state", {}).get("principal")
+    p = principal_of(request)
     return p is not None and p.allows(Permission.OPERATE, "group", task.group)
 
 
@@ -95,8 +74,8 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
         return Response(data, media_type="text/javascript", headers=headers)
 
     @router.get("/ui/login")
-    def login_page(request: Request, next: str = "/ui/", why: str = "") -> HTMLResponse:
-        return _page("console/login.html", request, next=_local(next), why=why[:200])
+    def loginpage(request: Request, next: str = "/ui/", why: str = "") -> HTMLResponse:
+        return page("console/login.html", request, next=_local(next), why=why[:200])
 
     @router.post("/ui/login")
     def login(
@@ -108,10 +87,10 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
     ) -> Response:
         client = request.client.host if request.client else "unknown"
         if not token and not (user and password):
-            page = _page("console/login.html", request, next=_local(next),
-                         why="give a user and a password, or a token")  # fmt: skip
-            page.status_code = 422
-            return page
+            refused = page("console/login.html", request, next=_local(next),
+                           why="give a user and a password, or a token")  # fmt: skip
+            refused.status_code = 422
+            return refused
         try:
             if token:
                 auth.authenticate(token.strip())  # refuses unknown, expired or revoked
@@ -122,9 +101,9 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
                 )
                 max_age = int(SESSION_LIFETIME.total_seconds())
         except AuthError as exc:
-            page = _page("console/login.html", request, next=_local(next), why=str(exc))
-            page.status_code = exc.http_status
-            return page
+            refused = page("console/login.html", request, next=_local(next), why=str(exc))
+            refused.status_code = exc.http_status
+            return refused
         response = RedirectResponse(_local(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE, session, max_age=max_age, path="/", httponly=True,
@@ -144,16 +123,16 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
     @router.get("/ui/")
     def overview(request: Request) -> HTMLResponse:
         groups = [(g, plane.group_status(g.name)) for g in plane.list_groups()]
-        return _page(
+        return page(
             "console/overview.html", request, clusters=plane.list_clusters(),
             groups=groups, deployments=plane.list_deployments(),
         )  # fmt: skip
 
     @router.get("/ui/groups/{name}")
-    def group_page(request: Request, name: str) -> HTMLResponse:
+    def grouppage(request: Request, name: str) -> HTMLResponse:
         group = plane.get_group(name)
         tasks = plane.list_tasks(group=name)
-        return _page(
+        return page(
             "console/group.html", request, group=group, status=plane.group_status(name),
             tasks=tasks, may=lambda t: _may_operate(request, t),
         )  # fmt: skip
@@ -165,7 +144,7 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
         def render() -> str:
             status = plane.group_status(name)
             tasks = plane.list_tasks(group=name)
-            return _fragment(
+            return fragment(
                 "console/tasks.html", status=status, tasks=tasks,
                 may=lambda t: _may_operate(request, t),
             )  # fmt: skip
@@ -173,11 +152,9 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
         return _stream(request, lambda: anyio.to_thread.run_sync(render), "tasks")
 
     @router.get("/ui/tasks/{task_id}")
-    def task_page(request: Request, task_id: TaskId) -> HTMLResponse:
+    def taskpage(request: Request, task_id: TaskId) -> HTMLResponse:
         task = plane.get_task(task_id)
-        return _page(
-            "console/task.html", request, task=task, may=lambda t: _may_operate(request, t)
-        )
+        return page("console/task.html", request, task=task, may=lambda t: _may_operate(request, t))
 
     @router.get("/ui/tasks/{task_id}/log")
     async def task_log(request: Request, task_id: TaskId) -> StreamingResponse:
@@ -192,7 +169,7 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
                 if text:
                     for i in range(0, len(text), LOG_CHUNK):
                         part = text[i : i + LOG_CHUNK]
-                        yield _sse("log", _fragment("console/log.html", text=part))
+                        yield _sse("log", fragment("console/log.html", text=part))
                 await asyncio.sleep(POLL_S)
 
         return StreamingResponse(chunks(), media_type="text/event-stream", headers=_NO_CACHE)
@@ -211,7 +188,7 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
 def _row(request: Request, task: Task) -> HTMLResponse:
     """A task's row of the tasks table, after a button changed it."""
     may = _may_operate(request, task)
-    return HTMLResponse(_fragment("console/task_row.html", t=task, may=lambda _: may))
+    return HTMLResponse(fragment("console/task_row.html", t=task, may=lambda _: may))
 
 
 _NO_CACHE = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

@@ -12,7 +12,15 @@ from fastapi import APIRouter, Query
 from fastapi import Path as FastPath
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from despina.control.models import Cluster, ClusterSpec, GroupSpec, GroupStatus, Task, TaskGroup
+from despina.control.models import (
+    Cluster,
+    ClusterSpec,
+    GroupSpec,
+    GroupStatus,
+    Review,
+    Task,
+    TaskGroup,
+)
 from despina.control.plane import ControlPlane
 
 TaskId = Annotated[int, FastPath(ge=1, le=2**62)]
@@ -53,6 +61,11 @@ def control_router(plane: ControlPlane) -> APIRouter:
     @router.get("/v1/groups/{name}")
     def get_group(name: str) -> TaskGroup:
         return plane.get_group(name)
+
+    @router.get("/v1/groups/{name}/reviews")
+    def list_reviews(name: str) -> list[Review]:
+        """Each sample's standing review in the console (an audit group's)."""
+        return plane.list_reviews(name)
 
     @router.get("/v1/groups/{name}/env")
     def group_env(name: str) -> dict[str, str]:

@@ -48,13 +48,14 @@ from despina.control.store.common import (
 )
 from despina.control.store.deployments import DeploymentStore
 from despina.control.store.engine import masked, migrate, open_engine
+from despina.control.store.reviews import ReviewStore
 from despina.control.store.tables import ClusterRow, DeploymentRow, EventRow, GroupRow, TaskRow
 from despina.core.errors import ConfigError, ConflictError, NotFoundError, StateError
 
 logger = logging.getLogger(__name__)
 
 
-class Store(AccessStore, DeploymentStore):
+class Store(AccessStore, DeploymentStore, ReviewStore):
     """Clusters, task groups and tasks in one SQL database (see the module docstring)."""
 
     def __init__(

@@ -149,3 +149,22 @@ class ActivityRow(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ReviewRow(Base):
+    """A person's verdict on one sample of an audit group: keep, relabel (to ``label``),
+    drop or outlier. Later reviews of a sample win; an undone one no longer counts."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_group_sample", "group_id", "sample"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("task_groups.id", name="fk_reviews_group", ondelete="CASCADE")
+    )
+    sample: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(Text)
+    user: Mapped[str] = mapped_column(String(63))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

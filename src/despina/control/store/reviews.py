@@ -1,0 +1,61 @@
+"""The store's reviews: what people decided about an audit's samples in the console.
+
+Mixed into :class:`despina.control.store.Store`; the rules of the store's docstring apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from despina.control.models import Review
+from despina.control.store.common import snapshot, utcnow
+from despina.control.store.tables import GroupRow, ReviewRow
+
+
+class ReviewStore:
+    """Add, undo and list reviews of an audit group's samples."""
+
+    _session: Callable[..., AbstractContextManager[Session]]
+    _group_row: Callable[[Session, str], GroupRow]
+
+    def add_review(
+        self, group: str, sample: str, action: str, label: str | None, user: str
+    ) -> Review:
+        """Record ``user``'s verdict on ``sample``; it wins over earlier ones."""
+        with self._session(write=True) as s:
+            row = ReviewRow(group_id=self._group_row(s, group).id, sample=sample,
+                            action=action, label=label, user=user, at=utcnow())  # fmt: skip
+            s.add(row)
+            s.flush()
+            return snapshot(Review, row, group=group)
+
+    def undo_review(self, group: str, sample: str) -> Review | None:
+        """Undo the latest standing review of ``sample``; the one it undid, or None."""
+        with self._session(write=True) as s:
+            row = s.scalar(
+                select(ReviewRow)
+                .where(ReviewRow.group_id == self._group_row(s, group).id)
+                .where(ReviewRow.sample == sample, ReviewRow.undone_at.is_(None))
+                .order_by(ReviewRow.id.desc())
+                .limit(1)
+                .with_for_update()
+            )
+            if row is None:
+                return None
+            row.undone_at = utcnow()
+            return snapshot(Review, row, group=group)
+
+    def list_reviews(self, group: str, history: bool = False) -> list[Review]:
+        """Each sample's standing review (the latest not undone), in sample order; with
+        ``history``, every review ever made, undone ones included, oldest first."""
+        with self._session() as s:
+            q = select(ReviewRow).where(ReviewRow.group_id == self._group_row(s, group).id)
+            rows = list(s.scalars(q.order_by(ReviewRow.id)))
+        if history:
+            return [snapshot(Review, r, group=group) for r in rows]
+        standing = {r.sample: r for r in rows if r.undone_at is None}
+        return [snapshot(Review, standing[k], group=group) for k in sorted(standing)]
