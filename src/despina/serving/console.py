@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import anyio
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi import Path as FastPath
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
@@ -45,6 +45,11 @@ STATIC = {  # the vendored scripts (BSD Zero Clause, see static/LICENSE-htmx)
     "sse.min.js": "htmx-ext-sse-2.2.4.min.js",
 }
 TaskId = Annotated[int, FastPath(ge=1, le=2**62)]
+StateQuery = Annotated[
+    str | None, Query(pattern="^(PENDING|RUNNING|RETRYING|SUCCEEDED|FAILED|CANCELLED)$")
+]
+#: The most tasks a group's page lists (its counts cover all of them).
+TASKS_SHOWN = 200
 
 
 def _sse(event: str, html: str) -> str:
@@ -74,7 +79,7 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
         return Response(data, media_type="text/javascript", headers=headers)
 
     @router.get("/ui/login")
-    def loginpage(request: Request, next: str = "/ui/", why: str = "") -> HTMLResponse:
+    def login_page(request: Request, next: str = "/ui/", why: str = "") -> HTMLResponse:
         return page("console/login.html", request, next=_local(next), why=why[:200])
 
     @router.post("/ui/login")
@@ -128,31 +133,33 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
             groups=groups, deployments=plane.list_deployments(),
         )  # fmt: skip
 
+    def tasks_view(request: Request, name: str, state: str | None) -> dict[str, Any]:
+        """A group's status and its first tasks (of one state): a page of a group of
+        thousands of tasks stays small, its counts say how many there are."""
+        return {
+            "status": plane.group_status(name), "state": state or "", "shown": TASKS_SHOWN,
+            "tasks": plane.list_tasks(group=name, state=state or None, limit=TASKS_SHOWN),
+            "may": lambda t: _may_operate(request, t),
+        }  # fmt: skip
+
     @router.get("/ui/groups/{name}")
-    def grouppage(request: Request, name: str) -> HTMLResponse:
+    def group_page(request: Request, name: str, state: StateQuery = None) -> HTMLResponse:
         group = plane.get_group(name)
-        tasks = plane.list_tasks(group=name)
-        return page(
-            "console/group.html", request, group=group, status=plane.group_status(name),
-            tasks=tasks, may=lambda t: _may_operate(request, t),
-        )  # fmt: skip
+        return page("console/group.html", request, group=group, **tasks_view(request, name, state))
 
     @router.get("/ui/groups/{name}/stream")
-    async def group_stream(request: Request, name: str) -> StreamingResponse:
+    async def group_stream(
+        request: Request, name: str, state: StateQuery = None
+    ) -> StreamingResponse:
         plane.get_group(name)  # 404 before the stream starts
 
         def render() -> str:
-            status = plane.group_status(name)
-            tasks = plane.list_tasks(group=name)
-            return fragment(
-                "console/tasks.html", status=status, tasks=tasks,
-                may=lambda t: _may_operate(request, t),
-            )  # fmt: skip
+            return fragment("console/tasks.html", **tasks_view(request, name, state))
 
         return _stream(request, lambda: anyio.to_thread.run_sync(render), "tasks")
 
     @router.get("/ui/tasks/{task_id}")
-    def taskpage(request: Request, task_id: TaskId) -> HTMLResponse:
+    def task_page(request: Request, task_id: TaskId) -> HTMLResponse:
         task = plane.get_task(task_id)
         return page("console/task.html", request, task=task, may=lambda t: _may_operate(request, t))
 

@@ -18,7 +18,13 @@ from fastapi.responses import HTMLResponse, Response
 from despina.control.models import Review, TaskGroup
 from despina.control.plane import ControlPlane
 from despina.control.states import TaskState
-from despina.core.errors import ConfigError, NotFoundError, PathEscapeError, StateError
+from despina.core.errors import (
+    ConfigError,
+    DespinaError,
+    NotFoundError,
+    PathEscapeError,
+    StateError,
+)
 from despina.security.roles import Permission
 from despina.serving.console_pages import fragment, page, principal_of
 
@@ -115,8 +121,8 @@ def audits_router(plane: ControlPlane) -> APIRouter:
             if group.job == "audit":
                 try:
                     found.append(_audit(plane, group.name))
-                except (StateError, NotFoundError, OSError):
-                    continue  # running, failed, or its folder is gone: the groups page says
+                except (DespinaError, OSError):
+                    continue  # running, failed, its folder gone or tampered with: see its group
         return page("console/audits.html", request, audits=found)
 
     @router.get("/ui/audits/{name}")
