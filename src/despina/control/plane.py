@@ -299,15 +299,11 @@ class ControlPlane(AccessAdmin):
     def group_status(self, name: str) -> GroupStatus:
         group = self.store.get_group(name)
         counts = self.store.count_tasks(name)
-        tasks = self.store.list_tasks(group=name)
-        done = sum(t.done for t in tasks)
-        totals = [t.total for t in tasks]
-        total = sum(t for t in totals if t is not None) if tasks and None not in totals else None
+        done, total, last_end = self.store.task_progress(name)
         rate = eta = None
         if group.started_at is not None and done:
-            ended = [t.ended_at for t in tasks if t.ended_at is not None]
-            finished = all(t.state.terminal for t in tasks)
-            end = max(ended) if finished and ended else utcnow()
+            finished = all(s.terminal for s, n in counts.items() if n)
+            end = last_end if finished and last_end is not None else utcnow()
             elapsed = max((end - group.started_at).total_seconds(), 1e-3)
             rate = done / elapsed
             if total is not None and not finished:
