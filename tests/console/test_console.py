@@ -399,3 +399,35 @@ def CONFIG_AUDIT() -> Any:  # noqa: N802
     from tests.control.test_staged_audit import CONFIG
 
     return AuditConfig(**CONFIG)
+
+
+def test_a_deployment_page_moves_as_requests_arrive(
+    console: ThreadServer, page: Any, plane: ControlPlane, home_model: Path, home: Path
+) -> None:
+    from despina.control.models import DeploymentSpec
+    from despina.data.sources import digits_arrays
+    from tests.control.fixtures import wait_for
+    from tests.serving.fixtures import png
+
+    plane.create_deployment(DeploymentSpec(name="digits", model=str(home_model)))
+    with console.http() as http:
+        wait_for(lambda: http.get("/ready").status_code == 200, 60, 0.2, "the deployment")
+        _sign_in(page, console.url, "victor")
+        page.wait_for_url(f"{console.url}/ui/")
+        deployments = page.get_by_role("table", name="Deployments")
+        deployments.get_by_role("link", name="digits").click()
+        page.wait_for_url(f"{console.url}/ui/deployments/digits")
+        requests = page.locator("[data-requests]")
+        assert requests.get_attribute("data-requests") == "0"
+        before = page.locator("#rate polyline").get_attribute("points")
+        images = digits_arrays()[0]
+        for i in range(12):
+            files = {"file": (f"{i}.png", png(images[i]))}
+            assert http.post("/v1/deployments/digits/predict", files=files).status_code == 200
+        page.wait_for_function(
+            "() => document.querySelector('[data-requests]').dataset.requests === '12'"
+        )
+    assert page.locator("#rate polyline").get_attribute("points") != before  # the chart moved
+    page.screenshot(path=str(home / "screenshots" / "console-deployment.png"), full_page=True)
+    text = page.get_by_role("table", name="Deployment statistics").inner_text()
+    assert "12 × 200" in text and " ms" in text

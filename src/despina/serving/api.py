@@ -207,9 +207,11 @@ def create_app(
         if auth is not None:  # the console signs people in: it needs authentication on
             from despina.serving.console import console_router
             from despina.serving.console_audits import audits_router
+            from despina.serving.console_deployments import deployments_router
 
             _add_routes(app, console_router(plane, auth))
             _add_routes(app, audits_router(plane))
+            _add_routes(app, deployments_router(plane, registry))
     if auth is not None:
         _document_bearer(app)
     return app

@@ -104,6 +104,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/audits/{name}/sample"): Rule(READ, "group", "name"),
     ("POST", "/ui/audits/{name}/reviews"): _op("group", "name"),
     ("POST", "/ui/audits/{name}/reviews/undo"): _op("group", "name"),
+    ("GET", "/ui/deployments/{name}"): Rule(READ, "deployment", "name"),
+    ("GET", "/ui/deployments/{name}/stream"): Rule(READ, "deployment", "name"),
     # clusters
     ("POST", "/v1/clusters"): _op(),
     ("GET", "/v1/clusters"): Rule(READ),

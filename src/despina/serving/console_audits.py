@@ -36,6 +36,7 @@ KINDS = {
     "defect": ("defects", "defect_score"),
 }
 PAGE_SIZE = 50
+LABELS = ("given_label", "predicted_label", "suggested_label")
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".gif": "image/gif", ".bmp": "image/bmp", ".webp": "image/webp"}  # fmt: skip
 
@@ -61,9 +62,10 @@ class _Samples:
             hit = self._cache.get(path)
         if hit is not None and hit[0] == mtime:
             return hit[1]
-        frame = pd.read_csv(io.BytesIO(plane.read_output(path)), dtype={"defects": str})
-        frame["defects"] = frame["defects"].fillna("")
-        frame["suggested_label"] = frame["suggested_label"].astype(str).replace("nan", "")
+        text = {c: str for c in ("id", "path", "defects", *LABELS)}  # "7", not 7.0
+        frame = pd.read_csv(io.BytesIO(plane.read_output(path)), dtype=text)
+        for column in ("defects", *LABELS):
+            frame[column] = frame[column].fillna("")
         with self._lock:
             self._cache[path] = (mtime, frame)
         return frame

@@ -1,0 +1,116 @@
+"""The console's deployment page: requests, latency percentiles, batch sizes, input flags
+and drift of one deployment, from the server's own metrics, with a chart of its request
+rate that moves as requests arrive (server-sent events, drawn as SVG on the server)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+from prometheus_client import CollectorRegistry
+
+from despina.control.plane import ControlPlane
+from despina.serving.console_pages import fragment, page
+
+#: How often a deployment's page is refreshed, how much history its chart shows, and how
+#: long one stream lasts before the browser reconnects.
+EVERY_S = 1.0
+HISTORY = 60
+STREAM_S = 300.0
+
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def _samples(registry: CollectorRegistry, name: str) -> Samples:
+    """Every sample of the registry's metrics that belongs to deployment ``name``."""
+    found: Samples = {}
+    for metric in registry.collect():
+        for s in metric.samples:
+            if s.labels.get("deployment") == name:
+                found.setdefault(s.name, []).append((s.labels, s.value))
+    return found
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """A quantile of a cumulative histogram (upper bound, count), by linear interpolation
+    inside its bucket, as Prometheus's ``histogram_quantile``."""
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank, low, below = q * buckets[-1][1], 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return low
+            return low + (upper - low) * (rank - below) / max(count - below, 1e-12)
+        low, below = upper, count
+    return low
+
+
+def stats(registry: CollectorRegistry, name: str) -> dict[str, Any]:
+    """What a deployment's page shows, from the metrics at this moment."""
+    samples = _samples(registry, name)
+    by_status = {lab["status"]: v for lab, v in samples.get("despina_predictions_total", [])}
+    flags = {lab["flag"]: v for lab, v in samples.get("despina_input_flags_total", []) if v}
+    buckets = sorted((float(lab["le"]), v) for lab, v in
+                     samples.get("despina_request_latency_seconds_bucket", []))  # fmt: skip
+    batch_sum = sum(v for _, v in samples.get("despina_batch_size_sum", []))
+    batch_n = sum(v for _, v in samples.get("despina_batch_size_count", []))
+    depth = [v for _, v in samples.get("despina_request_queue_depth", [])]
+    drift = {lab["feature"]: v for lab, v in samples.get("despina_drift_psi", [])}
+    p50, p95 = _quantile(buckets, 0.5), _quantile(buckets, 0.95)
+    return {
+        "requests": int(sum(by_status.values())), "by_status": by_status, "flags": flags,
+        "p50_ms": None if p50 is None else p50 * 1000,
+        "p95_ms": None if p95 is None else p95 * 1000,
+        "mean_batch": batch_sum / batch_n if batch_n else None,
+        "queue": depth[0] if depth else 0, "drift": drift,
+    }  # fmt: skip
+
+
+def chart(history: deque[tuple[float, int]]) -> dict[str, Any]:
+    """The request rate over the history, as an SVG polyline's points (300 x 80)."""
+    points_in = list(history)
+    rates = [(b[1] - a[1]) / max(b[0] - a[0], 1e-6) for a, b in itertools.pairwise(points_in)]
+    top = max(rates, default=0.0) or 1.0
+    step = 300 / max(HISTORY - 1, 1)
+    start = HISTORY - 1 - len(rates)
+    points = " ".join(
+        f"{(start + i) * step:.1f},{80 - 76 * r / top:.1f}" for i, r in enumerate(rates)
+    )
+    return {"points": points, "top": top, "now": rates[-1] if rates else 0.0}
+
+
+def deployments_router(plane: ControlPlane, registry: CollectorRegistry) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/ui/deployments/{name}")
+    def deployment_page(request: Request, name: str) -> HTMLResponse:
+        deployment = plane.get_deployment(name)
+        return page("console/deployment.html", request, deployment=deployment,
+                    s=stats(registry, name), c=chart(deque([(time.monotonic(), 0)])))  # fmt: skip
+
+    @router.get("/ui/deployments/{name}/stream")
+    async def deployment_stream(request: Request, name: str) -> StreamingResponse:
+        plane.get_deployment(name)  # 404 before the stream starts
+        history: deque[tuple[float, int]] = deque(maxlen=HISTORY)
+
+        async def events() -> AsyncIterator[str]:
+            until = time.monotonic() + STREAM_S
+            while time.monotonic() < until and not await request.is_disconnected():
+                now = stats(registry, name)
+                history.append((time.monotonic(), now["requests"]))
+                html = fragment("console/deployment_stats.html", s=now, c=chart(history))
+                yield "event: stats\n" + "".join(f"data: {x}\n" for x in html.splitlines()) + "\n"
+                await asyncio.sleep(EVERY_S)
+
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    return router
