@@ -86,7 +86,7 @@ def test_a_study_resumes_after_its_process_is_killed(tmp_path: Path) -> None:
 
     out = tmp_path / "search"
     cmd = [str(Path(sys.executable).parent / "despina"), "optimize", "builtin:digits",
-           "--out", str(out), "--trials", "5", "--epochs", "6"]  # fmt: skip
+           "--out", str(out), "--trials", "5", "--epochs", "3"]  # fmt: skip
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     from optuna.storages.journal import JournalFileBackend

@@ -23,7 +23,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFram
     tmp = tmp_path_factory.mktemp("frozen")
     frame = load_wine(as_frame=True).frame
     frame.to_csv(tmp / "clean.csv", index=False)
-    args = ["--target", "target", "--folds", "3", "--checks", "label", "-q"]
+    args = ["--target", "target", "--folds", "3", "--label-rounds", "1", "--checks", "label", "-q"]
     res = runner.invoke(
         app, ["audit", str(tmp / "clean.csv"), "--out", str(tmp / "clean-out"), *args]
     )

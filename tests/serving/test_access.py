@@ -436,7 +436,7 @@ def test_the_api_has_no_5xx_under_schemathesis(
             "--phases",
             "examples,coverage,fuzzing,stateful",
             "--max-examples",
-            "25",
+            "12",
             "--seed",
             "7",
             "--request-timeout",

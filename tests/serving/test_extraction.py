@@ -74,7 +74,7 @@ def test_learned_detector_trains_from_pasted_images_and_finds_new_ones(tmp_path:
     photos.mkdir()
     for name in ("camera", "coins", "grass", "brick", "page"):
         cv2.imwrite(str(photos / f"{name}.png"), getattr(data, name)())
-    info = train_detector_job(str(tmp_path / "digits"), photos, tmp_path / "model", steps=250)
+    info = train_detector_job(str(tmp_path / "digits"), photos, tmp_path / "model", steps=150)
     assert info["onnx_max_difference"] < 1e-3
     detector = make_extractor("learned", tmp_path / "model")
     # Digits it never saw, on a photo it never saw.
