@@ -72,6 +72,13 @@ def _sign_in(page: Any, url: str, user: str, password: str = PASSWORD) -> None:
     form.get_by_role("button", name="Sign in").click()
 
 
+def _open(page: Any, url: str, user: str, path: str) -> None:
+    """Sign ``user`` in, then open ``path``."""
+    _sign_in(page, url, user)
+    page.wait_for_url(f"{url}/ui/")
+    page.goto(f"{url}{path}")
+
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -155,9 +162,7 @@ def test_a_task_log_follows_live(
 ) -> None:
     _group(plane, home, "logs", 8, 0.3)
     (task,) = plane.start_group("logs")
-    _sign_in(page, console.url, "victor")
-    page.wait_for_url(f"{console.url}/ui/")
-    page.goto(f"{console.url}/ui/tasks/{task.id}")
+    _open(page, console.url, "victor", f"/ui/tasks/{task.id}")
     log = page.locator("#log")
     log.filter(has_text="line 1 of partition 0").wait_for()
     assert "line 7" not in log.inner_text()  # the task is still writing
@@ -169,9 +174,7 @@ def test_an_operator_cancels_a_task_a_viewer_sees_no_button_and_a_forged_press_i
 ) -> None:
     _group(plane, home, "stop", 200, 0.2)
     (task,) = plane.start_group("stop")
-    _sign_in(page, console.url, "victor")
-    page.wait_for_url(f"{console.url}/ui/")
-    page.goto(f"{console.url}/ui/groups/stop")
+    _open(page, console.url, "victor", "/ui/groups/stop")
     page.locator(f"#task-{task.id} .RUNNING").wait_for()
     assert page.get_by_role("button", name="Cancel").count() == 0  # a viewer's page
     status = page.evaluate(
@@ -188,9 +191,7 @@ def test_an_operator_cancels_a_task_a_viewer_sees_no_button_and_a_forged_press_i
 
     other = browser.new_context()
     op = other.new_page()
-    _sign_in(op, console.url, "olga")
-    op.wait_for_url(f"{console.url}/ui/")
-    op.goto(f"{console.url}/ui/groups/stop")
+    _open(op, console.url, "olga", "/ui/groups/stop")
     op.get_by_role("button", name="Cancel").click()
     op.locator(f"#task-{task.id} .CANCELLED").wait_for()
     assert plane.get_task(task.id).state.name == "CANCELLED"
@@ -207,9 +208,7 @@ def test_a_name_with_markup_is_shown_as_text(
 ) -> None:
     evil = home / "<img src=x onerror=alert(1)><script>alert(2)<\\script>"
     _group(plane, home, "markup", 1, 0.0, source=write_files(evil, 1))
-    _sign_in(page, console.url, "victor")
-    page.wait_for_url(f"{console.url}/ui/")
-    page.goto(f"{console.url}/ui/groups/markup")
+    _open(page, console.url, "victor", "/ui/groups/markup")
     assert str(evil) in page.locator("main").inner_text()
     assert page.locator("main img").count() == 0 and page.dialogs == []
 
@@ -331,9 +330,7 @@ def test_relabel_three_keep_one_export_and_a_second_audit_applies_them(
     plane.create_group(GroupSpec(name="r", cluster="c", source=str(home / "digits"),
                                  job="audit", config=CONFIG, timeout_s=300))  # fmt: skip
     (task,) = plane.start_group("r", wait=True)
-    _sign_in(page, console.url, "olga")
-    page.wait_for_url(f"{console.url}/ui/")
-    page.goto(f"{console.url}/ui/audits/r?kind=all&per=10")
+    _open(page, console.url, "olga", "/ui/audits/r?kind=all&per=10")
     shown = page.locator("tr.sample").evaluate_all("rs => rs.map(r => r.children[1].textContent)")
     ids = list(dict.fromkeys(shown))[:4]  # a sample with two findings has two rows
     assert len(ids) == 4, shown
