@@ -98,10 +98,13 @@ def main() -> None:
     ap.add_argument(
         "--settings", default="symmetric:0.1,symmetric:0.2,asymmetric:0.1,asymmetric:0.2"
     )
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="the CNN's training arithmetic (TrainConfig.precision)")  # fmt: skip
     ap.add_argument("--model-config", type=Path, help="audit with this best.yaml's model")
     args = ap.parse_args()
     images, y, test_images, test_y, mapping = load(args.dataset)
-    cfg = AuditConfig(folds=5, seed=0, workers=args.workers, checks=("label",), train=TrainConfig())
+    cfg = AuditConfig(folds=5, seed=0, workers=args.workers, checks=("label",),
+                      train=TrainConfig(precision=args.precision))  # fmt: skip
     if args.model_config is not None:
         cfg = load_model_config(args.model_config, cfg)
     rows, acc_rows = [], []

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import prf, table, write_folder
 
 import despina
-from despina.core.config import AuditConfig
+from despina.core.config import AuditConfig, TrainConfig
 from despina.data.sources import digits_arrays, fashion_mnist_arrays
 
 FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
@@ -47,9 +47,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="the CNN's training arithmetic (TrainConfig.precision)")  # fmt: skip
     ap.add_argument("--dataset", choices=["digits", "fashion"], default="digits")
     ap.add_argument("--limit", type=int, default=3000, help="Fashion-MNIST training images")
     args = ap.parse_args()
+    train = TrainConfig(precision=args.precision)
     if args.dataset == "digits":
         images, y = digits_arrays()
     else:
@@ -66,7 +69,7 @@ def main() -> None:
         labels = np.r_[y[inlier], rng.choice(others, n_out)]
         truth = np.r_[np.zeros(len(inlier), bool), np.ones(n_out, bool)]
         imgs = np.concatenate([images[inlier], images[outl]])
-        cfg = AuditConfig(seed=0, workers=args.workers, checks=("outlier",))
+        cfg = AuditConfig(seed=0, workers=args.workers, checks=("outlier",), train=train)
         with tempfile.TemporaryDirectory() as tmp:
             ids = write_folder(Path(tmp) / "data", imgs, labels)
             report = despina.audit(Path(tmp) / "data", Path(tmp) / "out", cfg)
@@ -92,7 +95,7 @@ def main() -> None:
     print()
     print(table(["held-out class", "method", "AUROC", "precision", "recall"], rows))
     # The same checks on the untouched dataset: every flag there is a false alarm.
-    cfg = AuditConfig(seed=0, workers=args.workers, checks=("outlier",))
+    cfg = AuditConfig(seed=0, workers=args.workers, checks=("outlier",), train=train)
     with tempfile.TemporaryDirectory() as tmp:
         ids = write_folder(Path(tmp) / "data", images, y)
         report = despina.audit(Path(tmp) / "data", Path(tmp) / "out", cfg)

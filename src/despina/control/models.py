@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from despina.control.states import TaskState
 from despina.core.config import FrozenModel
+from despina.data.corrections import ReviewAction
 from despina.security.roles import Role
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -221,17 +222,13 @@ class ActivityEntry(FrozenModel):
     hash: str
 
 
-#: What a person can decide about a flagged sample in the console's review.
-REVIEW_ACTIONS = ("keep", "relabel", "drop", "outlier")
-
-
 class Review(FrozenModel):
     """A person's verdict on one sample of an audit group (see ``ReviewStore``)."""
 
     id: int
     group: str
     sample: str
-    action: Literal["keep", "relabel", "drop", "outlier"]
+    action: ReviewAction
     label: str | None = Field(None, description="the new label of a relabel")
     user: str
     at: datetime

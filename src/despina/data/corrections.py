@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal, get_args
 
 import pandas as pd
 
 from despina.core.errors import DataError, NotFoundError
 from despina.data.images import ImageDataset
 
-ACTIONS = frozenset({"keep", "relabel", "drop", "outlier"})
+#: What a person can decide about a sample in the console's review.
+ReviewAction = Literal["keep", "relabel", "drop", "outlier"]
+ACTIONS: tuple[str, ...] = get_args(ReviewAction)
 
 
 def read_corrections(path: str | Path) -> dict[str, tuple[str, str]]:
@@ -29,7 +32,7 @@ def read_corrections(path: str | Path) -> dict[str, tuple[str, str]]:
     if missing:
         raise DataError(f"the corrections manifest {path} lacks the columns {sorted(missing)}; "
                         "it needs id,action,label (as 'despina review export' writes)")  # fmt: skip
-    bad = sorted(set(frame["action"]) - ACTIONS)
+    bad = sorted(set(frame["action"]) - set(ACTIONS))
     if bad:
         raise DataError(f"the corrections manifest {path} has unknown actions {bad}; "
                         f"use {sorted(ACTIONS)}")  # fmt: skip
@@ -42,10 +45,13 @@ def read_corrections(path: str | Path) -> dict[str, tuple[str, str]]:
 
 
 def apply_to_dataset(
-    dataset: ImageDataset, corrections: dict[str, tuple[str, str]]
+    dataset: ImageDataset,
+    corrections: dict[str, tuple[str, str]],
+    leave_out: tuple[str, ...] = ("drop",),
 ) -> ImageDataset:
-    """The dataset with relabeled samples' new labels and dropped samples left out;
-    refuses corrections of samples it does not have, or to labels it does not know."""
+    """The dataset with relabeled samples' new labels and the samples reviewed as one of
+    ``leave_out`` left out; refuses corrections of samples it does not have, or to labels
+    it does not know."""
     ids = {r.id for r in dataset.records}
     unknown = sorted(set(corrections) - ids)
     if unknown:
@@ -59,7 +65,7 @@ def apply_to_dataset(
     records = []
     for r in dataset.records:
         action, label = corrections.get(r.id, ("", ""))
-        if action == "drop":
+        if action in leave_out:
             continue
         records.append(dataclasses.replace(r, label=label) if action == "relabel" else r)
     return dataclasses.replace(dataset, records=tuple(records))

@@ -107,8 +107,7 @@ def train_model(
         from despina.data.corrections import apply_to_dataset, read_corrections
 
         fixes = read_corrections(cfg.corrections)
-        fixes = {i: ("drop", "") if a == "outlier" else (a, lab) for i, (a, lab) in fixes.items()}
-        dataset = apply_to_dataset(dataset, fixes)
+        dataset = apply_to_dataset(dataset, fixes, leave_out=("drop", "outlier"))
     scanned = scan(dataset.records, cfg.image_size, "resize", cfg.max_pixels)
     valid = np.array([f is not None for f in scanned.features])
     names = dataset.class_names

@@ -11,9 +11,6 @@ from the page). Buttons a principal may not press are not shown.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from importlib import resources
 from typing import Annotated, Any
@@ -27,19 +24,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from despina.control.models import Task
 from despina.control.plane import ControlPlane
 from despina.core.errors import AuthError, NotFoundError
-from despina.security.roles import Permission
 from despina.serving.admin_routes import password_login
 from despina.serving.auth import Authenticator
-from despina.serving.console_pages import fragment, page, principal_of
+from despina.serving.console_pages import fragment, may_operate, page, sse_stream
 from despina.serving.sessions import SESSION_COOKIE
 
 #: How long a password sign-in lasts.
 SESSION_LIFETIME = timedelta(hours=8)
-#: How often a live page's stream looks at the store, and how long one stream lasts
-#: before the browser reconnects (htmx's SSE extension does it on its own).
+#: How often a live page's stream looks at the store.
 POLL_S = 0.25
-STREAM_S = 300.0
-LOG_CHUNK = 64 * 1024
 STATIC = {  # the vendored scripts (BSD Zero Clause, see static/LICENSE-htmx)
     "htmx.min.js": "htmx-2.0.8.min.js",
     "sse.min.js": "htmx-ext-sse-2.2.4.min.js",
@@ -50,17 +43,6 @@ StateQuery = Annotated[
 ]
 #: The most tasks a group's page lists (its counts cover all of them).
 TASKS_SHOWN = 200
-
-
-def _sse(event: str, html: str) -> str:
-    """One server-sent event whose data is ``html`` (every line prefixed)."""
-    lines = html.splitlines() or [""]
-    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
-
-
-def _may_operate(request: Request, task: Task) -> bool:
-    p = principal_of(request)
-    return p is not None and p.allows(Permission.OPERATE, "group", task.group)
 
 
 def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
@@ -139,7 +121,7 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
         return {
             "status": plane.group_status(name), "state": state or "", "shown": TASKS_SHOWN,
             "tasks": plane.list_tasks(group=name, state=state or None, limit=TASKS_SHOWN),
-            "may": lambda t: _may_operate(request, t),
+            "may": lambda t: may_operate(request, t.group),
         }  # fmt: skip
 
     @router.get("/ui/groups/{name}")
@@ -152,34 +134,33 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
         request: Request, name: str, state: StateQuery = None
     ) -> StreamingResponse:
         plane.get_group(name)  # 404 before the stream starts
+        last = None
 
-        def render() -> str:
-            return fragment("console/tasks.html", **tasks_view(request, name, state))
+        def render() -> str | None:  # sent when it changed
+            nonlocal last
+            html = fragment("console/tasks.html", **tasks_view(request, name, state))
+            html, last = (None if html == last else html), html
+            return html
 
-        return _stream(request, lambda: anyio.to_thread.run_sync(render), "tasks")
+        return sse_stream(request, "tasks", lambda: anyio.to_thread.run_sync(render), POLL_S)
 
     @router.get("/ui/tasks/{task_id}")
     def task_page(request: Request, task_id: TaskId) -> HTMLResponse:
         task = plane.get_task(task_id)
-        return page("console/task.html", request, task=task, may=lambda t: _may_operate(request, t))
+        return page("console/task.html", request, task=task,
+                    may=lambda t: may_operate(request, t.group))  # fmt: skip
 
     @router.get("/ui/tasks/{task_id}/log")
     async def task_log(request: Request, task_id: TaskId) -> StreamingResponse:
         plane.get_task(task_id)
         offset = 0
 
-        async def chunks() -> AsyncIterator[str]:
+        def more() -> str | None:  # what the log gained since the last look
             nonlocal offset
-            until = time.monotonic() + STREAM_S
-            while time.monotonic() < until and not await request.is_disconnected():
-                text, offset = await anyio.to_thread.run_sync(plane.task_logs, task_id, offset)
-                if text:
-                    for i in range(0, len(text), LOG_CHUNK):
-                        part = text[i : i + LOG_CHUNK]
-                        yield _sse("log", fragment("console/log.html", text=part))
-                await asyncio.sleep(POLL_S)
+            text, offset = plane.task_logs(task_id, offset)
+            return fragment("console/log.html", text=text) if text else None
 
-        return StreamingResponse(chunks(), media_type="text/event-stream", headers=_NO_CACHE)
+        return sse_stream(request, "log", lambda: anyio.to_thread.run_sync(more), POLL_S)
 
     @router.post("/ui/tasks/{task_id}/cancel")
     def cancel(request: Request, task_id: TaskId) -> HTMLResponse:
@@ -194,27 +175,8 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
 
 def _row(request: Request, task: Task) -> HTMLResponse:
     """A task's row of the tasks table, after a button changed it."""
-    may = _may_operate(request, task)
+    may = may_operate(request, task.group)
     return HTMLResponse(fragment("console/task_row.html", t=task, may=lambda _: may))
-
-
-_NO_CACHE = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-
-
-def _stream(request: Request, render: Callable[[], Any], event: str) -> StreamingResponse:
-    """An SSE stream of ``render()``'s HTML as ``event``, sent whenever it changes."""
-
-    async def events() -> AsyncIterator[str]:
-        last = None
-        until = time.monotonic() + STREAM_S
-        while time.monotonic() < until and not await request.is_disconnected():
-            html = await render()
-            if html != last:
-                last = html
-                yield _sse(event, html)
-            await asyncio.sleep(POLL_S)
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers=_NO_CACHE)
 
 
 def _local(target: str) -> str:

@@ -4,11 +4,9 @@ rate that moves as requests arrive (server-sent events, drawn as SVG on the serv
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,13 +14,11 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from prometheus_client import CollectorRegistry
 
 from despina.control.plane import ControlPlane
-from despina.serving.console_pages import fragment, page
+from despina.serving.console_pages import fragment, page, sse_stream
 
-#: How often a deployment's page is refreshed, how much history its chart shows, and how
-#: long one stream lasts before the browser reconnects.
+#: How often a deployment's page is refreshed, and how much history its chart shows.
 EVERY_S = 1.0
 HISTORY = 60
-STREAM_S = 300.0
 
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -101,16 +97,11 @@ def deployments_router(plane: ControlPlane, registry: CollectorRegistry) -> APIR
         plane.get_deployment(name)  # 404 before the stream starts
         history: deque[tuple[float, int]] = deque(maxlen=HISTORY)
 
-        async def events() -> AsyncIterator[str]:
-            until = time.monotonic() + STREAM_S
-            while time.monotonic() < until and not await request.is_disconnected():
-                now = stats(registry, name)
-                history.append((time.monotonic(), now["requests"]))
-                html = fragment("console/deployment_stats.html", s=now, c=chart(history))
-                yield "event: stats\n" + "".join(f"data: {x}\n" for x in html.splitlines()) + "\n"
-                await asyncio.sleep(EVERY_S)
+        async def render() -> str:  # sent every time: the chart moves on
+            now = stats(registry, name)
+            history.append((time.monotonic(), now["requests"]))
+            return fragment("console/deployment_stats.html", s=now, c=chart(history))
 
-        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+        return sse_stream(request, "stats", render, EVERY_S)
 
     return router

@@ -142,7 +142,7 @@ def native_bf16() -> bool:
 
 
 def _autocast(precision: str) -> Callable[[], AbstractContextManager[object]]:
-    """The context each training step's forward pass and loss run in."""
+    """The context each training step's forward pass runs in (its loss is taken in fp32)."""
     if precision == "bf16" or (precision == "auto" and native_bf16()):
         return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext
