@@ -85,7 +85,9 @@ def page(browser: Any) -> Iterator[Any]:
     page = context.new_page()
     page.set_default_timeout(20_000)
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.accept_dialogs = False
+    page.on("dialog", lambda d: (dialogs.append(d.message),
+                                 d.accept() if page.accept_dialogs else d.dismiss()))  # fmt: skip
     page.dialogs = dialogs
     yield page
     context.close()
@@ -246,7 +248,7 @@ def test_the_sample_browser_filters_by_finding_and_class_and_pages_through_all(
     (task,) = plane.start_group("a", wait=True)
     samples = pd.read_csv(io.BytesIO(plane.read_output(Path(task.outputs[0]) / "samples.csv")))
     labels = samples[samples["is_label_issue"]]
-    _sign_in(page, console.url, "victor")
+    _sign_in(page, console.url, "olga")
     page.wait_for_url(f"{console.url}/ui/")
     page.get_by_role("link", name="Audits").click()
     page.get_by_role("link", name="a", exact=True).click()
@@ -297,6 +299,39 @@ def test_the_sample_browser_filters_by_finding_and_class_and_pages_through_all(
     twins = page.locator("#twins figure").evaluate_all("fs => fs.map(f => f.dataset.id)")
     assert twins == [f"4/{original.name}"]
     page.wait_for_function("() => document.querySelector('#large').naturalWidth > 0")
+    # Its nearest neighbours: those map.csv lists, itself not among them.
+    where = pd.read_csv(io.BytesIO(plane.read_output(Path(task.outputs[0]) / "map.csv")),
+                        dtype={"id": str, "neighbours": str}).set_index("id")  # fmt: skip
+    copy = page.url.split("id=")[1].replace("%2F", "/")
+    listed = [samples["id"][int(i)] for i in where.loc[copy, "neighbours"].split()]
+    near = page.locator("#neighbours figure").evaluate_all("fs => fs.map(f => f.dataset.id)")
+    assert near == listed and len(near) == 8 and copy not in near
+
+    # The embedding map: a box dragged over it shows every sample inside, flagged or not,
+    # and one press reviews them all.
+    page.goto(f"{console.url}/ui/audits/a")
+    page.wait_for_function("() => document.querySelector('#map').dataset.points")
+    mapped = where["x"].notna()
+    assert int(page.locator("#map").get_attribute("data-points")) == mapped.sum() > 90
+    frame = page.locator("#map").bounding_box()
+    page.mouse.move(frame["x"] + 4, frame["y"] + 4)
+    page.mouse.down()
+    page.mouse.move(frame["x"] + frame["width"] / 2, frame["y"] + frame["height"] / 2, steps=4)
+    page.mouse.up()
+    page.wait_for_url("**x0=**")
+    page.wait_for_function("() => document.querySelector('#count').textContent.includes('box')")
+    box = {k: float(v) for k, v in (p.split("=") for p in page.url.split("?")[1].split("&"))
+           if k in ("x0", "x1", "y0", "y1")}  # fmt: skip
+    inside = where[where["x"].between(box["x0"], box["x1"])
+                   & where["y"].between(box["y0"], box["y1"])]  # fmt: skip
+    assert int(page.locator("#count").get_attribute("data-total")) == len(inside) > 0
+    page.accept_dialogs = True
+    form = page.get_by_role("form", name="Review every sample shown")
+    form.get_by_label("Action for all").select_option("keep")
+    form.get_by_role("button", name="Apply").click()
+    page.locator("#done").wait_for()
+    reviewed = {r.sample for r in plane.list_reviews("a") if r.action == "keep"}
+    assert reviewed == set(inside.index) and "reviewed: keep" in page.locator("#done").inner_text()
 
     with httpx.Client(base_url=console.url, headers=console.headers) as http:
         assert http.get("/ui/audits/a/sample", params={"id": "nope"}).status_code == 404
@@ -339,14 +374,18 @@ def test_relabel_three_keep_one_export_and_a_second_audit_applies_them(
         row.get_by_label(f"New label for {ids[i]}").select_option("7")
         row.get_by_role("button", name="Relabel").click()
         row.locator('[data-review="relabel"]').wait_for()
+    # The fourth by keyboard: j to its row, e to keep it, u to undo, e again. The undone
+    # review stays in the history, not in the verdicts.
     keep = page.locator("tr.sample", has=page.locator("td", has_text=ids[3])).first
-    keep.get_by_role("button", name="Keep").click()
+    for _ in range(shown.index(ids[3]) + 1):
+        page.keyboard.press("j")
+    assert keep.evaluate("r => r.classList.contains('current')")
+    page.keyboard.press("e")
     keep.locator('[data-review="keep"]').wait_for()
     assert "keep by olga" in keep.locator("td.review").inner_text()
-    # Undo, then keep again: the undone review stays in the history, not in the verdicts.
-    keep.get_by_role("button", name="Undo").click()
+    page.keyboard.press("u")
     keep.get_by_role("button", name="Keep").wait_for()
-    keep.get_by_role("button", name="Keep").click()
+    page.keyboard.press("e")
     keep.locator('[data-review="keep"]').wait_for()
     page.screenshot(path=str(home / "screenshots" / "console-review.png"), full_page=True)
     history = plane.store.list_reviews("r", history=True)
@@ -369,6 +408,19 @@ def test_relabel_three_keep_one_export_and_a_second_audit_applies_them(
         odd = http.post("/ui/audits/r/reviews",
                         data={"sample": ids[0], "action": "relabel", "label": "42"})  # fmt: skip
         assert odd.status_code == 422 and "the classes are" in odd.json()["detail"]
+        # Two people at once: the last review wins, and its page says whose it replaced.
+        other = next(i for i in shown if i not in ids)
+        assert http.post("/ui/audits/r/reviews", data={"sample": other, "action": "drop",
+                                                       "seen": 0}).status_code == 200  # fmt: skip
+        late = http.post("/ui/audits/r/reviews", data={"sample": other, "action": "keep",
+                                                       "seen": 0})  # fmt: skip
+        assert (
+            late.status_code == 200
+            and "replaces olga" in late.text
+            and "s drop, made while" in late.text
+        )
+        for _ in range(2):
+            http.post("/ui/audits/r/reviews/undo", data={"sample": other})
 
     monkeypatch.setenv("DESPINA_TOKEN", console.token)
     manifest = home / "corrections.csv"

@@ -93,6 +93,8 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("GET", "/ui/audits/{name}/image", "/ui/audits/g/image?id=x", "404 404 404 403 404 303 303 303"),  # noqa: E501
     ("GET", "/ui/audits/{name}/sample", "/ui/audits/g/sample?id=x", "404 404 404 403 404 303 303 303"),  # noqa: E501
     ("POST", "/ui/audits/{name}/reviews", "/ui/audits/g/reviews", "422 422 403 403 422 303 303 303"),  # noqa: E501
+    ("GET", "/ui/audits/{name}/map.json", "/ui/audits/g/map.json", "404 404 404 403 404 303 303 303"),  # noqa: E501
+    ("POST", "/ui/audits/{name}/reviews/bulk", "/ui/audits/g/reviews/bulk", "422 422 403 403 422 303 303 303"),  # noqa: E501
     ("POST", "/ui/audits/{name}/reviews/undo", "/ui/audits/g/reviews/undo", "422 422 403 403 422 303 303 303"),  # noqa: E501
     ("GET", "/ui/deployments/{name}", "/ui/deployments/digits", "200 200 200 403 403 303 303 303"),
     ("GET", "/ui/deployments/{name}/stream", "/ui/deployments/nope/stream", "404 404 404 403 403 303 303 303"),  # noqa: E501

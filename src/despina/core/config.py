@@ -89,6 +89,13 @@ class AuditConfig(FrozenModel):
     )
     max_pixels: int = Field(64_000_000, ge=1, description="images above this are 'oversized'")
     drop_label_issues: bool = False
+    map_rows: int = Field(
+        20_000,
+        ge=0,
+        description="lay the samples out on a 2-D map (map.csv, the console's embedding "
+        "map) when at most this many are readable; 0: no map. Each sample's nearest "
+        "neighbours are listed either way",
+    )
     label_rounds: int = Field(
         2,
         ge=1,

@@ -13,6 +13,7 @@ import numpy as np
 
 from despina.audit.base import AuditContext, Check
 from despina.audit.checks import default_registry
+from despina.audit.embedding_map import write_map
 from despina.audit.image_stats import ImageStats
 from despina.audit.report import (
     AuditReport,
@@ -263,6 +264,8 @@ def audit(
         outcomes = run_checks(ctx, checks, progress)
     df = build_samples(ctx, [r.path for r in records], outcomes)
     apply_to_findings(df, fixes)
+    with stage("map"):
+        write_map(out_dir, ctx, cfg.seed, cfg.map_rows)
 
     # A frozen model is the user's, a backbone's head alone serves nothing: no model/.
     if not frozen and backbone is None:

@@ -33,9 +33,10 @@ from despina.serving.sessions import SESSION_COOKIE
 SESSION_LIFETIME = timedelta(hours=8)
 #: How often a live page's stream looks at the store.
 POLL_S = 0.25
-STATIC = {  # the vendored scripts (BSD Zero Clause, see static/LICENSE-htmx)
+STATIC = {  # the vendored scripts (BSD Zero Clause, see static/LICENSE-htmx), and ours
     "htmx.min.js": "htmx-2.0.8.min.js",
     "sse.min.js": "htmx-ext-sse-2.2.4.min.js",
+    "console.js": "console.js",
 }
 TaskId = Annotated[int, FastPath(ge=1, le=2**62)]
 StateQuery = Annotated[

@@ -33,6 +33,16 @@ class ReviewStore:
             s.flush()
             return snapshot(Review, row, group=group)
 
+    def add_reviews(
+        self, group: str, samples: list[str], action: str, label: str | None, user: str
+    ) -> int:
+        """The same verdict on each of ``samples``, in one transaction; how many."""
+        with self._session(write=True) as s:
+            gid, at = self._group_row(s, group).id, utcnow()
+            s.add_all(ReviewRow(group_id=gid, sample=sample, action=action, label=label,
+                                user=user, at=at) for sample in samples)  # fmt: skip
+        return len(samples)
+
     def undo_review(self, group: str, sample: str) -> Review | None:
         """Undo the latest standing review of ``sample``; the one it undid, or None."""
         with self._session(write=True) as s:
