@@ -145,6 +145,8 @@ def test_a_running_group_advances_and_finishes_on_the_page_without_a_reload(
     assert page.evaluate("window.stillThisPage") is True  # no reload happened
     assert len({d for d in seen if 0 < d < 12}) >= 2, seen  # progress moved in between
     assert page.locator("tr[id^=task-] .SUCCEEDED").count() == 1
+    bar = page.locator("#timeline rect.bar")
+    assert bar.count() == 1 and "attempt 1 on" in bar.locator("title").text_content()
     # Screenshots of the main pages, in the test's folder (docs/console.md shows them).
     shots = tmp_path / "screenshots"
     page.screenshot(path=str(shots / "console-group.png"), full_page=True)
@@ -197,6 +199,11 @@ def test_an_operator_cancels_a_task_a_viewer_sees_no_button_and_a_forged_press_i
     op.get_by_role("button", name="Cancel").click()
     op.locator(f"#task-{task.id} .CANCELLED").wait_for()
     assert plane.get_task(task.id).state.name == "CANCELLED"
+    assert page.get_by_role("button", name="Retry all failed and cancelled").count() == 0
+    op.get_by_role("button", name="Retry all failed and cancelled").click()
+    op.locator(f"#task-{task.id} .CANCELLED").wait_for(state="detached")
+    assert plane.get_task(task.id).state.name in ("PENDING", "RUNNING")
+    plane.cancel_task(task.id)
     # Without the page's CSRF token the same press is refused, even by an operator.
     token = next(c for c in other.cookies() if c["name"] == "despina_session")["value"]
     forged = httpx.post(f"{console.url}/ui/tasks/{task.id}/retry",
@@ -306,6 +313,7 @@ def test_the_sample_browser_filters_by_finding_and_class_and_pages_through_all(
     listed = [samples["id"][int(i)] for i in where.loc[copy, "neighbours"].split()]
     near = page.locator("#neighbours figure").evaluate_all("fs => fs.map(f => f.dataset.id)")
     assert near == listed and len(near) == 8 and copy not in near
+    page.screenshot(path=str(home / "screenshots" / "console-sample.png"), full_page=True)
 
     # The embedding map: a box dragged over it shows every sample inside, flagged or not,
     # and one press reviews them all.
@@ -332,6 +340,7 @@ def test_the_sample_browser_filters_by_finding_and_class_and_pages_through_all(
     page.locator("#done").wait_for()
     reviewed = {r.sample for r in plane.list_reviews("a") if r.action == "keep"}
     assert reviewed == set(inside.index) and "reviewed: keep" in page.locator("#done").inner_text()
+    page.screenshot(path=str(home / "screenshots" / "console-map.png"), full_page=True)
 
     with httpx.Client(base_url=console.url, headers=console.headers) as http:
         assert http.get("/ui/audits/a/sample", params={"id": "nope"}).status_code == 404
@@ -480,3 +489,54 @@ def test_a_deployment_page_moves_as_requests_arrive(
     page.screenshot(path=str(home / "screenshots" / "console-deployment.png"), full_page=True)
     text = page.get_by_role("table", name="Deployment statistics").inner_text()
     assert "12 × 200" in text and " ms" in text
+
+
+def test_a_study_page_shows_trials_best_so_far_and_importances_and_follows_new_ones(
+    console: ThreadServer, page: Any, plane: ControlPlane, home: Path
+) -> None:
+    """An optimize group's page reads its study's own storage as its workers write it:
+    trials asked and told through Optuna here, as a worker does."""
+    from despina.jobs.optimize import open_study
+    from despina.jobs.search_space import Space
+    from despina.jobs.study import close_storage, study_storage
+
+    plane.create_group(GroupSpec(name="s", cluster="c", source=str(home), job="optimize",
+                                 config={"trials": 8}))  # fmt: skip
+    group = plane.get_group("s")
+    Path(group.output).mkdir(parents=True, exist_ok=True)
+    space = Space.parse(None)
+    storage = study_storage(Path(group.output) / "study.journal", plane.settings.database_url)
+    study = open_study(storage, "s", space, seed=0)
+    fixed = space.distributions()
+    for i, accuracy in enumerate((0.80, 0.86, 0.84, 0.88)):
+        trial = study.ask(fixed)
+        trial.set_user_attr("audit_minutes", 0.5 + i / 10)
+        trial.set_user_attr("default", i == 0)
+        trial.set_user_attr("worker", f"p{i % 2}")
+        study.tell(trial, accuracy)
+    running = study.ask(fixed)
+
+    _open(page, console.url, "victor", "/ui/")
+    page.get_by_role("link", name="its search").click()
+    page.wait_for_url(f"{console.url}/ui/studies/s")
+    counts = page.locator("#study-counts")
+    assert counts.get_attribute("data-total") == "5"
+    assert "1 running, 4 completed" in counts.inner_text() and "0.8800" in counts.inner_text()
+    assert "(the default model: 0.8000)" in counts.inner_text()
+    assert page.locator("#curve polyline").count() == 1
+    assert page.get_by_role("table", name="Parameter importances").locator("tr").count() >= 3
+    assert page.locator("tr.trial").count() == 5
+    # A worker finishes its trial: the page shows it within its next poll, no reload.
+    running.set_user_attr("audit_minutes", 0.6)
+    study.tell(running, 0.91)
+    close_storage(storage)
+    page.wait_for_function(
+        "() => document.querySelector('#study-counts').dataset.complete === '5'", timeout=10_000
+    )
+    assert "0.9100" in page.locator("#study-counts").inner_text()
+    page.screenshot(path=str(home / "screenshots" / "console-study.png"), full_page=True)
+    with httpx.Client(base_url=console.url, headers=console.headers) as http:
+        assert http.get("/ui/studies/nope").status_code == 404
+        _group(plane, home, "plain", 1, 0.0)
+        wrong = http.get("/ui/studies/plain")
+        assert wrong.status_code == 404 and "not a search" in wrong.json()["detail"]

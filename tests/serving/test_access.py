@@ -88,6 +88,9 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("GET", "/ui/tasks/{task_id}/log", "/ui/tasks/999999/log", "404 404 404 403 403 303 303 303"),
     ("POST", "/ui/tasks/{task_id}/cancel", "/ui/tasks/TASK/cancel", "409 409 403 403 409 303 303 303"),  # noqa: E501
     ("POST", "/ui/tasks/{task_id}/retry", "/ui/tasks/999999/retry", "404 404 403 403 403 303 303 303"),  # noqa: E501
+    ("POST", "/ui/groups/{name}/retry", "/ui/groups/g/retry", "404 404 403 403 404 303 303 303"),
+    ("GET", "/ui/studies/{name}", "/ui/studies/g", "404 404 404 403 404 303 303 303"),
+    ("GET", "/ui/studies/{name}/trials", "/ui/studies/g/trials", "404 404 404 403 404 303 303 303"),
     ("GET", "/ui/audits", "/ui/audits", "200 200 200 403 403 303 303 303"),
     ("GET", "/ui/audits/{name}", "/ui/audits/g", "404 404 404 403 404 303 303 303"),
     ("GET", "/ui/audits/{name}/image", "/ui/audits/g/image?id=x", "404 404 404 403 404 303 303 303"),  # noqa: E501

@@ -50,15 +50,22 @@ def importances(rows: list[dict[str, Any]], distributions: dict[str, Any]) -> di
         return {}
 
 
+def best_so_far(rows: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(trial number, the best accuracy of the completed trials up to it)."""
+    best, points = 0.0, []
+    for r in sorted(rows, key=lambda r: r["number"]):
+        if r["state"] == "COMPLETE" and r["accuracy"] is not None:
+            best = max(best, r["accuracy"])
+            points.append((r["number"], best))
+    return points
+
+
 def report_html(result: StudyResult, space: Any) -> str:
     """One page: best-so-far accuracy by trial with the default's score as a line, the
     Pareto front of accuracy against cost, the parameters' importances, and the top
     trials side by side."""
     complete = [r for r in result.trials if r["state"] == "COMPLETE"]
-    best, points = 0.0, []
-    for r in sorted(complete, key=lambda r: r["number"]):
-        best = max(best, r["accuracy"])
-        points.append((r["number"], best))
+    points = best_so_far(result.trials)
     weights = importances(result.trials, space.distributions())
     top = sorted(complete, key=lambda r: -r["accuracy"])[:8]
     keys = sorted({k for r in top for k in r["params"]})
@@ -88,7 +95,7 @@ td,th{{padding:2px 8px;text-align:left}}.bar{{display:inline-block;height:10px;b
 {counts["FAIL"]} failed. Chosen: accuracy <b>{result.best_accuracy:.4f}</b> on the held-out
 20% (the default model: {default or "not run"}), within an estimated audit time of
 {result.budget_minutes:.1f} min.</p>
-<h2>Best accuracy so far</h2>{_curve_svg(points, result.default_accuracy)}
+<h2>Best accuracy so far</h2>{curve_svg(points, result.default_accuracy)}
 <h2>Accuracy against cost</h2>
 <p>Each completed trial; the Pareto front (no trial is better on every one of
 {html.escape(", ".join(result.objectives))}) in blue, the chosen trial ringed.</p>
@@ -141,7 +148,7 @@ def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _curve_svg(points: list[tuple[int, float]], default: float | None) -> str:
+def curve_svg(points: list[tuple[int, float]], default: float | None) -> str:
     if not points:
         return "<p>no completed trial</p>"
     w, h, pad = 600, 240, 30

@@ -208,10 +208,12 @@ def create_app(
             from despina.serving.console import console_router
             from despina.serving.console_audits import audits_router
             from despina.serving.console_deployments import deployments_router
+            from despina.serving.console_studies import studies_router
 
             _add_routes(app, console_router(plane, auth))
             _add_routes(app, audits_router(plane))
             _add_routes(app, deployments_router(plane, registry))
+            _add_routes(app, studies_router(plane))
     if auth is not None:
         _document_bearer(app)
     return app

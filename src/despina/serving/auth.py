@@ -94,6 +94,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/"): Rule(READ),
     ("GET", "/ui/groups/{name}"): Rule(READ, "group", "name"),
     ("GET", "/ui/groups/{name}/stream"): Rule(READ, "group", "name"),
+    ("POST", "/ui/groups/{name}/retry"): _op("group", "name"),
     ("GET", "/ui/tasks/{task_id}"): Rule(READ, "task", "task_id"),
     ("GET", "/ui/tasks/{task_id}/log"): Rule(READ, "task", "task_id"),
     ("POST", "/ui/tasks/{task_id}/cancel"): _op("task", "task_id"),
@@ -106,6 +107,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/ui/audits/{name}/reviews"): _op("group", "name"),
     ("POST", "/ui/audits/{name}/reviews/bulk"): _op("group", "name"),
     ("POST", "/ui/audits/{name}/reviews/undo"): _op("group", "name"),
+    ("GET", "/ui/studies/{name}"): Rule(READ, "group", "name"),
+    ("GET", "/ui/studies/{name}/trials"): Rule(READ, "group", "name"),
     ("GET", "/ui/deployments/{name}"): Rule(READ, "deployment", "name"),
     ("GET", "/ui/deployments/{name}/stream"): Rule(READ, "deployment", "name"),
     # clusters

@@ -119,10 +119,12 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
     def tasks_view(request: Request, name: str, state: str | None) -> dict[str, Any]:
         """A group's status and its first tasks (of one state): a page of a group of
         thousands of tasks stays small, its counts say how many there are."""
+        tasks = plane.list_tasks(group=name, state=state or None, limit=TASKS_SHOWN)
         return {
             "status": plane.group_status(name), "state": state or "", "shown": TASKS_SHOWN,
-            "tasks": plane.list_tasks(group=name, state=state or None, limit=TASKS_SHOWN),
+            "tasks": tasks, "timeline": timeline(tasks), "group_name": name,
             "may": lambda t: may_operate(request, t.group),
+            "may_group": may_operate(request, name),
         }  # fmt: skip
 
     @router.get("/ui/groups/{name}")
@@ -167,11 +169,42 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
     def cancel(request: Request, task_id: TaskId) -> HTMLResponse:
         return _row(request, plane.cancel_task(task_id))
 
+    @router.post("/ui/groups/{name}/retry")
+    def retry_all(request: Request, name: str) -> HTMLResponse:
+        """Queue every failed or cancelled task of the group again."""
+        plane.retry_failed(name)
+        return HTMLResponse(fragment("console/tasks.html", **tasks_view(request, name, None)))
+
     @router.post("/ui/tasks/{task_id}/retry")
     def retry(request: Request, task_id: TaskId) -> HTMLResponse:
         return _row(request, plane.retry_task(task_id))
 
     return router
+
+
+def timeline(tasks: list[Task]) -> dict[str, Any]:
+    """The tasks that started, as bars on one time axis (percent of the span), grouped by
+    the node each ran on: where, when, how long, which attempt."""
+    ran = sorted((t for t in tasks if t.started_at is not None),
+                 key=lambda t: (str(t.metrics.get("node", "")), t.started_at))  # fmt: skip
+    if not ran:
+        return {"bars": [], "span_s": 0.0}
+    t0 = min(t.started_at for t in ran if t.started_at is not None)
+    ends = [t0 + timedelta(seconds=t.duration_s or 0.0) for t in ran]
+    span = max((max(ends) - t0).total_seconds(), 1e-3)
+    bars, node = [], None
+    for row, t in enumerate(ran):
+        assert t.started_at is not None
+        start, took = (t.started_at - t0).total_seconds(), t.duration_s or 0.0
+        here = str(t.metrics.get("node", "")) or "this machine"
+        bars.append({
+            "row": row, "x": 100 * start / span, "w": max(0.3, 100 * took / span),
+            "state": t.state.name, "node": here if here != node else "",
+            "title": f"task {t.id}, partition {t.partition}, attempt {t.attempt} on {here}: "
+                     f"{took:.1f} s, {t.state.name.lower()}",
+        })  # fmt: skip
+        node = here
+    return {"bars": bars, "span_s": span}
 
 
 def _row(request: Request, task: Task) -> HTMLResponse:
