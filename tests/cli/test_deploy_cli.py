@@ -142,6 +142,14 @@ def test_despina_serve_answers_on_its_port(digits_model: Path, home: Path) -> No
         )
         assert r.status_code == 200, r.text
         assert r.json()["objects"][0]["label"] == str(labels[5])
+        # Its console: a token signs in, and the home page is the model's own page.
+        with httpx.Client(base_url=url, follow_redirects=True) as browser:
+            signed = browser.post("/ui/login", data={"token": token, "next": "/ui/"})
+            assert signed.status_code == 200 and signed.url.path == f"/ui/deployments/{name}"
+            assert f"Deployment {name}" in signed.text and "requests" in signed.text
+            assert "/ui/audits" not in signed.text  # no control plane: no audits to link
+            assert browser.get("/ui/deployments/nope").status_code == 404
+        assert httpx.get(f"{url}/ui/deployments/{name}").status_code == 303  # not signed in
         # The processes' shared busy bytes (despina.serving.peers) exist while they run.
         assert set(Path(tempfile.gettempdir()).glob("despina-serve-peers-*")) > peer_files
     finally:

@@ -204,16 +204,21 @@ def create_app(
 
     if plane is not None:
         _add_routes(app, control_router(plane))
-        if auth is not None:  # the console signs people in: it needs authentication on
-            from despina.serving.console import console_router
-            from despina.serving.console_audits import audits_router
-            from despina.serving.console_deployments import deployments_router
-            from despina.serving.console_studies import studies_router
+    if auth is not None:  # the console signs people in: it needs authentication on
+        from despina.serving.console import console_router, signin_router
+        from despina.serving.console_audits import audits_router
+        from despina.serving.console_deployments import deployments_router, served_router
+        from despina.serving.console_studies import studies_router
 
-            _add_routes(app, console_router(plane, auth))
+        _add_routes(app, signin_router(auth))
+        _add_routes(app, deployments_router(host, registry))
+        app.state.control_plane = plane is not None
+        if plane is not None:
+            _add_routes(app, console_router(plane))
             _add_routes(app, audits_router(plane))
-            _add_routes(app, deployments_router(plane, registry))
             _add_routes(app, studies_router(plane))
+        else:  # despina serve: its one model's page
+            _add_routes(app, served_router(host))
     if auth is not None:
         _document_bearer(app)
     return app

@@ -46,7 +46,9 @@ StateQuery = Annotated[
 TASKS_SHOWN = 200
 
 
-def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
+def signin_router(auth: Authenticator) -> APIRouter:
+    """What every console needs, the control plane's or ``despina serve``'s: ``/``, the
+    scripts, signing in and out."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
@@ -107,6 +109,13 @@ def console_router(plane: ControlPlane, auth: Authenticator) -> APIRouter:
             response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    return router
+
+
+def console_router(plane: ControlPlane) -> APIRouter:
+    """The control plane's pages: the overview, task groups and tasks."""
+    router = APIRouter(include_in_schema=False)
 
     @router.get("/ui/")
     def overview(request: Request) -> HTMLResponse:

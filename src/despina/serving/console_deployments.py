@@ -10,11 +10,12 @@ from collections import deque
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from prometheus_client import CollectorRegistry
 
-from despina.control.plane import ControlPlane
+from despina.core.errors import NotFoundError
 from despina.serving.console_pages import fragment, page, sse_stream
+from despina.serving.host import DeploymentHost
 
 #: How often a deployment's page is refreshed, and how much history its chart shows.
 EVERY_S = 1.0
@@ -83,18 +84,26 @@ def chart(history: deque[tuple[float, int]]) -> dict[str, Any]:
     return {"points": points, "top": top, "now": rates[-1] if rates else 0.0}
 
 
-def deployments_router(plane: ControlPlane, registry: CollectorRegistry) -> APIRouter:
+def deployments_router(host: DeploymentHost, registry: CollectorRegistry) -> APIRouter:
+    """The pages of the deployments ``host`` knows: the control plane's records and what
+    this server loaded (``despina serve``'s one model has no record)."""
     router = APIRouter(include_in_schema=False)
+
+    def find(name: str) -> dict[str, Any]:
+        found = next((d for d in host.listing() if d["name"] == name), None)
+        if found is None:
+            raise NotFoundError(f"no deployment {name!r} (see 'despina deployment list')")
+        return found
 
     @router.get("/ui/deployments/{name}")
     def deployment_page(request: Request, name: str) -> HTMLResponse:
-        deployment = plane.get_deployment(name)
+        deployment = find(name)
         return page("console/deployment.html", request, deployment=deployment,
                     s=stats(registry, name), c=chart(deque([(time.monotonic(), 0)])))  # fmt: skip
 
     @router.get("/ui/deployments/{name}/stream")
     async def deployment_stream(request: Request, name: str) -> StreamingResponse:
-        plane.get_deployment(name)  # 404 before the stream starts
+        find(name)  # 404 before the stream starts
         history: deque[tuple[float, int]] = deque(maxlen=HISTORY)
 
         async def render() -> str:  # sent every time: the chart moves on
@@ -103,5 +112,17 @@ def deployments_router(plane: ControlPlane, registry: CollectorRegistry) -> APIR
             return fragment("console/deployment_stats.html", s=now, c=chart(history))
 
         return sse_stream(request, "stats", render, EVERY_S)
+
+    return router
+
+
+def served_router(host: DeploymentHost) -> APIRouter:
+    """``despina serve``'s console home: the page of the model it serves."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/ui/")
+    def home() -> RedirectResponse:
+        names = sorted(host.snapshot())
+        return RedirectResponse(f"/ui/deployments/{names[0]}" if names else "/ui/login", 303)
 
     return router

@@ -33,6 +33,8 @@ def page(name: str, request: Request, **values: Any) -> HTMLResponse:
     session = request.cookies.get(SESSION_COOKIE, "")
     html = _templates.get_template(name).render(
         principal=principal,
+        # despina serve's console has its deployment's page alone: no overview, no audits
+        whole=getattr(request.app.state, "control_plane", False),
         csrf=csrf_token(session) if session else "",
         **values,
     )
