@@ -10,6 +10,7 @@ measured is the console, not the checks. The server runs no scheduler: the 10,00
 stay pending, as a queued group's would.
 
     python benchmarks/console.py [--tasks 10000] [--samples 70000] [--repeats 40]
+    python benchmarks/console.py --cost-only   # the API with and without the console
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ def write_audit(home: Path, n: int, rng: np.random.Generator) -> tuple[Path, Pat
     audit = home / "audit-out"
     audit.mkdir()
     frame.to_csv(audit / "samples.csv", index=False)
+    # A map of every sample (as an audit with map_rows raised to n writes), neighbours
+    # drawn at random: its size is what the console's map costs.
+    near = rng.integers(0, n, size=(n, 8))
+    pd.DataFrame({"id": ids, "x": rng.random(n).round(4), "y": rng.random(n).round(4),
+                  "neighbours": [" ".join(map(str, r)) for r in near]}
+                 ).to_csv(audit / "map.csv", index=False)  # fmt: skip
     counts = {"samples": n, "label_issues": int(label.sum()), "outliers": int(outlier.sum()),
               "duplicates": int(duplicate.sum()), "defective": int(defect.sum())}  # fmt: skip
     summary = {"counts": counts, "health_score": 0.9, "classes": [str(c) for c in range(10)]}
@@ -92,11 +99,17 @@ def write_audit(home: Path, n: int, rng: np.random.Generator) -> tuple[Path, Pat
 
 
 class Server:
-    def __init__(self, plane: ControlPlane) -> None:
+    """The app on loopback in a thread; without ``console``, its console routes taken out
+    (what the API costs when the console is not there)."""
+
+    def __init__(self, plane: ControlPlane, console: bool = True) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         app = create_app(plane, run_scheduler=False)
+        if not console:
+            kept = [r for r in app.router.routes if getattr(r, "path", "") != "/"]
+            app.router.routes[:] = [r for r in kept if not getattr(r, "path", "").startswith("/ui")]
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -152,8 +165,12 @@ def browser_figures(url: str, token: str, plane: ControlPlane, repeats: int) -> 
             page.wait_for_function(visible)
             first.append(time.perf_counter() - t0)
             # The thumbnails load lazily as they scroll into view: scroll through the page.
+            # Each step waits two frames: lazy images are found at rendering, and a scroll
+            # faster than that passes rows by without loading them.
+            frames = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
             for y in range(0, page.evaluate("document.body.scrollHeight"), 600):
                 page.evaluate(f"window.scrollTo(0, {y})")
+                page.evaluate(frames)
             page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
             page.wait_for_function(loaded)
             every.append(time.perf_counter() - t0)
@@ -175,12 +192,47 @@ def browser_figures(url: str, token: str, plane: ControlPlane, repeats: int) -> 
     return out
 
 
+def api_cost(plane: ControlPlane, token: str, rounds: int = 10, calls: int = 200) -> list[list]:
+    """API calls per second and p50 with the console's routes and without them, the two
+    servers taking turns (``rounds`` of ``calls`` each) so drift hits both alike."""
+    servers = {"with the console": Server(plane), "without it": Server(plane, console=False)}
+    paths = ("/health", "/v1/groups", "/v1/groups/one")
+    times: dict[tuple[str, str], list[float]] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    clients = {k: httpx.Client(base_url=v.url, headers=headers, timeout=60)
+               for k, v in servers.items()}  # fmt: skip
+    for _ in range(rounds):
+        for path in paths:
+            for name, http in clients.items():
+                http.get(path).raise_for_status()
+                for _ in range(calls // len(paths)):
+                    t0 = time.perf_counter()
+                    http.get(path).raise_for_status()
+                    times.setdefault((path, name), []).append(time.perf_counter() - t0)
+    rows = []
+    for path in paths:
+        got = {n: np.array(times[(path, n)]) for n in servers}
+        rate = {n: len(t) / t.sum() for n, t in got.items()}
+        rows.append([path, *(round(rate[n]) for n in servers),
+                     round(rate["with the console"] / rate["without it"], 3),
+                     *(round(float(np.median(got[n])) * 1000, 2) for n in servers)])  # fmt: skip
+    for http in clients.values():
+        http.close()
+    for server in servers.values():
+        server.stop()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tasks", type=int, default=10_000)
     ap.add_argument("--samples", type=int, default=70_000)
     ap.add_argument("--repeats", type=int, default=40)
+    ap.add_argument("--cost-only", action="store_true",
+                    help="only the console's cost to the API, on a small store")  # fmt: skip
     args = ap.parse_args()
+    if args.cost_only:
+        args.tasks, args.samples = 100, 0
     rng = np.random.default_rng(0)
     tmp = Path(tempfile.mkdtemp(prefix="console-bench-"))
     try:
@@ -207,6 +259,13 @@ def main() -> None:
             plane.start_group(name)
         print(f"queued {args.tasks + args.repeats} tasks in {time.perf_counter() - t0:.1f}s",
               file=sys.stderr)  # fmt: skip
+        token = plane.store.bootstrap_admin() or plane.store.issue_token("admin")[0]
+        cost_head = ["API call", "calls/s with the console", "without it", "ratio",
+                     "p50 ms with", "p50 ms without"]  # fmt: skip
+        if args.cost_only:
+            print("## The console's cost to the API (no browser connected)\n")
+            print(table(cost_head, api_cost(plane, token)))
+            return
         data, folder, one_id = write_audit(tmp, args.samples, rng)
         plane.create_group(GroupSpec(name="fm", cluster="c", source=str(data), job="audit"))
         (task,) = plane.start_group("fm")
@@ -218,7 +277,6 @@ def main() -> None:
         print(f"audit of {args.samples} written", file=sys.stderr)
 
         server = Server(plane)
-        token = plane.store.bootstrap_admin() or plane.store.issue_token("admin")[0]
         any_task = plane.list_tasks(group="many", limit=1)[0].id
         pages = [
             ("overview", "/ui/"),
@@ -227,7 +285,13 @@ def main() -> None:
             ("task", f"/ui/tasks/{any_task}"),
             ("audits", "/ui/audits"),
             ("sample browser, every finding", "/ui/audits/fm"),
-            ("sample", f"/ui/audits/fm/sample?id={one_id}"),
+            ("sample browser, every sample", "/ui/audits/fm?kind=any"),
+            (
+                "a box on the map (about 1% of it)",
+                "/ui/audits/fm?kind=any&x0=0.4&x1=0.5&y0=0.4&y1=0.5",
+            ),
+            (f"the map's {args.samples:,} points (JSON)", "/ui/audits/fm/map.json"),
+            ("sample, with its neighbours", f"/ui/audits/fm/sample?id={one_id}"),
         ]
         rows = []
         headers = {"Authorization": f"Bearer {token}"}
@@ -256,6 +320,8 @@ def main() -> None:
                     [[k, round(v, 3), "≤ 1.5" if "thumbnails" in k else "≤ 1"]
                      for k, v in figures.items()]))  # fmt: skip
         server.stop()
+        print("\n## The console's cost to the API (no browser connected)\n")
+        print(table(cost_head, api_cost(plane, token)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
