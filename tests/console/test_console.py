@@ -486,6 +486,7 @@ def test_a_deployment_page_moves_as_requests_arrive(
             "() => document.querySelector('[data-requests]').dataset.requests === '12'"
         )
     assert page.locator("#rate polyline").get_attribute("points") != before  # the chart moved
+    assert page.locator("#latency polyline").get_attribute("points")  # p95 drawn over time
     page.screenshot(path=str(home / "screenshots" / "console-deployment.png"), full_page=True)
     text = page.get_by_role("table", name="Deployment statistics").inner_text()
     assert "12 × 200" in text and " ms" in text

@@ -1,6 +1,7 @@
 """The console's deployment page: requests, latency percentiles, batch sizes, input flags
-and drift of one deployment, from the server's own metrics, with a chart of its request
-rate that moves as requests arrive (server-sent events, drawn as SVG on the server)."""
+and drift of one deployment, from the server's own metrics, with charts of its request
+rate, latency, input flags and drift over the last minute that move as requests arrive
+(server-sent events, drawn as SVG on the server)."""
 
 from __future__ import annotations
 
@@ -71,17 +72,44 @@ def stats(registry: CollectorRegistry, name: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def chart(history: deque[tuple[float, int]]) -> dict[str, Any]:
-    """The request rate over the history, as an SVG polyline's points (300 x 80)."""
-    points_in = list(history)
-    rates = [(b[1] - a[1]) / max(b[0] - a[0], 1e-6) for a, b in itertools.pairwise(points_in)]
-    top = max(rates, default=0.0) or 1.0
+#: The charts of a deployment's page: id, what each plots, and its unit.
+CHARTS = (
+    ("rate", "requests/s", "per second"),
+    ("latency", "latency p95, ms", "value"),
+    ("flags", "input flags/s", "per second"),
+    ("drift", "largest drift (PSI)", "value"),
+)
+
+
+def charts(history: deque[tuple[float, dict[str, float | None]]]) -> list[dict[str, Any]]:
+    """Each chart's points over the history, as an SVG polyline's (300 x 80): rates from
+    successive counts, values as they were."""
+    out = []
     step = 300 / max(HISTORY - 1, 1)
-    start = HISTORY - 1 - len(rates)
-    points = " ".join(
-        f"{(start + i) * step:.1f},{80 - 76 * r / top:.1f}" for i, r in enumerate(rates)
-    )
-    return {"points": points, "top": top, "now": rates[-1] if rates else 0.0}
+    for key, title, kind in CHARTS:
+        if kind == "per second":
+            series: list[float | None] = [
+                ((b[1][key] or 0.0) - (a[1][key] or 0.0)) / max(b[0] - a[0], 1e-6)
+                for a, b in itertools.pairwise(history)
+            ]
+        else:
+            series = [v[key] for _, v in list(history)[1:]]
+        start = HISTORY - 1 - len(series)
+        known = [v for v in series if v is not None]
+        top = max(known, default=0.0) or 1.0
+        xy = [((start + i) * step, 80 - 76 * v / top) for i, v in enumerate(series)
+              if v is not None]  # fmt: skip
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+        now = series[-1] if series else None
+        out.append({"id": key, "title": title, "points": points, "top": top, "now": now,
+                    "last": xy[-1] if xy else None})  # a dot: one point draws no line  # fmt: skip
+    return out
+
+
+def _point(s: dict[str, Any]) -> dict[str, float | None]:
+    """What the charts follow, from one moment's statistics."""
+    return {"rate": s["requests"], "latency": s["p95_ms"], "flags": sum(s["flags"].values()),
+            "drift": max(s["drift"].values(), default=None)}  # fmt: skip
 
 
 def deployments_router(host: DeploymentHost, registry: CollectorRegistry) -> APIRouter:
@@ -98,18 +126,20 @@ def deployments_router(host: DeploymentHost, registry: CollectorRegistry) -> API
     @router.get("/ui/deployments/{name}")
     def deployment_page(request: Request, name: str) -> HTMLResponse:
         deployment = find(name)
-        return page("console/deployment.html", request, deployment=deployment,
-                    s=stats(registry, name), c=chart(deque([(time.monotonic(), 0)])))  # fmt: skip
+        now = stats(registry, name)
+        start = deque([(time.monotonic(), _point(now))])
+        return page("console/deployment.html", request, deployment=deployment, s=now,
+                    charts=charts(start))  # fmt: skip
 
     @router.get("/ui/deployments/{name}/stream")
     async def deployment_stream(request: Request, name: str) -> StreamingResponse:
         find(name)  # 404 before the stream starts
-        history: deque[tuple[float, int]] = deque(maxlen=HISTORY)
+        history: deque[tuple[float, dict[str, float | None]]] = deque(maxlen=HISTORY)
 
-        async def render() -> str:  # sent every time: the chart moves on
+        async def render() -> str:  # sent every time: the charts move on
             now = stats(registry, name)
-            history.append((time.monotonic(), now["requests"]))
-            return fragment("console/deployment_stats.html", s=now, c=chart(history))
+            history.append((time.monotonic(), _point(now)))
+            return fragment("console/deployment_stats.html", s=now, charts=charts(history))
 
         return sse_stream(request, "stats", render, EVERY_S)
 
