@@ -151,9 +151,13 @@ def test_a_running_group_advances_and_finishes_on_the_page_without_a_reload(
     shots = tmp_path / "screenshots"
     page.screenshot(path=str(shots / "console-group.png"), full_page=True)
     page.goto(f"{console.url}/ui/")
-    page.get_by_role("link", name="live").wait_for()
+    live = page.get_by_role("table", name="Task groups").get_by_role("link", name="live")
+    live.wait_for()
+    assert "1 succeeded" in page.locator("#health").inner_text()
+    events = page.get_by_role("table", name="Recent events").inner_text()
+    assert "live" in events and "SUCCEEDED" in events and "RUNNING" in events
     page.screenshot(path=str(shots / "console-overview.png"), full_page=True)
-    page.get_by_role("link", name="live").click()
+    live.click()
     page.locator("tr[id^=task-] a").first.click()
     page.locator("#log").filter(has_text="line 11").wait_for()
     page.screenshot(path=str(shots / "console-task.png"), full_page=True)
@@ -261,6 +265,9 @@ def test_the_sample_browser_filters_by_finding_and_class_and_pages_through_all(
     page.get_by_role("link", name="a", exact=True).click()
     page.wait_for_url(f"{console.url}/ui/audits/a")
 
+    confusions = page.locator("#confusions").inner_text()  # given → suggested, the chart
+    assert any(f"{a} → {int(b)}" in confusions for a, b in
+               zip(labels["given_label"], labels["suggested_label"], strict=True))  # fmt: skip
     page.get_by_label("Finding").select_option("label")
     page.wait_for_url("**kind=label**")
     count = page.locator("#count")

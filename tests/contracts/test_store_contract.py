@@ -96,6 +96,13 @@ def test_transitions_follow_the_table_and_are_recorded(store: Store) -> None:
         ("PENDING", "RUNNING"),
         ("RUNNING", "SUCCEEDED"),
     ]
+    recent = store.recent_events(3)  # the console's overview: newest first, any group
+    assert [(e["task"], e["group"], e["to"]) for e in recent] == [
+        (tid, "g", "SUCCEEDED"),
+        (tid, "g", "RUNNING"),
+        (tid, "g", "PENDING"),
+    ]
+    assert recent[2]["attempt"] == 2 and recent[0]["at"].tzinfo is not None
 
 
 def test_illegal_moves_are_refused_and_change_nothing(store: Store) -> None:

@@ -191,6 +191,17 @@ def _thumb_uri(record: ImageRecord, size: int = 96) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else ""
 
 
+def confusions(df: pd.DataFrame, top: int = 12) -> list[tuple[str, int]]:
+    """The ``top`` most frequent given → suggested label pairs of the label issues."""
+    lab = df[df["is_label_issue"].astype(bool)]
+    pairs = Counter(
+        f"{a} → {b}"
+        for a, b in zip(lab["given_label"], lab["suggested_label"], strict=True)
+        if not pd.isna(b) and b != ""
+    )
+    return pairs.most_common(top)
+
+
 def confusion_svg(pairs: list[tuple[str, int]]) -> str:
     """A horizontal bar chart of the most frequent given → suggested label pairs."""
     if not pairs:
@@ -331,11 +342,6 @@ def render_html(
         [card(r, None, "copy" if r["is_duplicate"] else "kept") for _, r in g.head(6).iterrows()]
         for _, g in dup_sets[:per_issue]
     ]
-    conf = Counter(
-        f"{a} → {b}"
-        for a, b in zip(lab["given_label"], lab["suggested_label"], strict=True)
-        if not pd.isna(b) and b != ""
-    )
     template = jinja2.Template(
         files("despina.audit").joinpath("templates/report.html").read_text(),
         autoescape=True,
@@ -346,7 +352,7 @@ def render_html(
         groups=groups,
         group_total=len(dup_sets),
         duplicates_csv=ISSUE_FILES["duplicate"],
-        confusion_svg=confusion_svg(conf.most_common(12)),
+        confusion_svg=confusion_svg(confusions(df)),
         outcomes=list(outcomes.values()),
     )
 

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi import Path as FastPath
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+import despina
 from despina.control.models import Task
 from despina.control.plane import ControlPlane
 from despina.core.errors import AuthError, NotFoundError
@@ -42,6 +43,8 @@ TaskId = Annotated[int, FastPath(ge=1, le=2**62)]
 StateQuery = Annotated[
     str | None, Query(pattern="^(PENDING|RUNNING|RETRYING|SUCCEEDED|FAILED|CANCELLED)$")
 ]
+#: The latest task state changes the overview lists.
+EVENTS_SHOWN = 10
 #: The most tasks a group's page lists (its counts cover all of them).
 TASKS_SHOWN = 200
 
@@ -120,9 +123,13 @@ def console_router(plane: ControlPlane) -> APIRouter:
     @router.get("/ui/")
     def overview(request: Request) -> HTMLResponse:
         groups = [(g, plane.group_status(g.name)) for g in plane.list_groups()]
+        tasks = {k.name: v for k, v in plane.store.count_tasks().items() if v}
+        health = {"version": despina.__version__, "store": plane.store.engine.dialect.name,
+                  "tasks": tasks}  # fmt: skip
         return page(
             "console/overview.html", request, clusters=plane.list_clusters(),
-            groups=groups, deployments=plane.list_deployments(),
+            groups=groups, deployments=plane.list_deployments(), health=health,
+            events=plane.store.recent_events(EVENTS_SHOWN),
         )  # fmt: skip
 
     def tasks_view(request: Request, name: str, state: str | None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from despina.audit.embedding_map import MAP_FILE
+from despina.audit.report import confusion_svg, confusions
 from despina.control.models import Review, TaskGroup
 from despina.control.plane import ControlPlane
 from despina.control.states import TaskState
@@ -256,7 +257,8 @@ def audits_router(plane: ControlPlane) -> APIRouter:
         values = listing_values(request, audit, f, page_no, per)
         if request.headers.get("hx-request") and request.headers.get("hx-target") == "samples":
             return HTMLResponse(fragment("console/samples.html", **values))
-        return page("console/audit.html", request, **values)
+        chart = confusion_svg(confusions(audit.samples))
+        return page("console/audit.html", request, confusion=chart, **values)
 
     @router.get("/ui/audits/{name}/map.json")
     def map_points(name: str) -> JSONResponse:

@@ -277,6 +277,19 @@ class Store(AccessStore, DeploymentStore, ReviewStore):
             counts = {TaskState(st): int(n) for st, n in s.execute(q)}
         return {st: counts.get(st, 0) for st in TaskState}
 
+    def recent_events(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest state changes of any task, newest first, with its group's name."""
+        with self._session() as s:
+            rows = s.execute(
+                select(EventRow, GroupRow.name)
+                .join(TaskRow, TaskRow.id == EventRow.task_id)
+                .join(GroupRow, GroupRow.id == TaskRow.group_id)
+                .order_by(EventRow.id.desc())
+                .limit(limit)
+            ).all()
+            return [{"task": e.task_id, "group": name, "at": aware(e.at), "to": e.to_state,
+                     "attempt": e.attempt, "reason": e.reason} for e, name in rows]  # fmt: skip
+
     def events(self, task_id: int) -> list[dict[str, Any]]:
         with self._session() as s:
             rows = s.scalars(
