@@ -145,8 +145,11 @@ def test_a_running_group_advances_and_finishes_on_the_page_without_a_reload(
     assert page.evaluate("window.stillThisPage") is True  # no reload happened
     assert len({d for d in seen if 0 < d < 12}) >= 2, seen  # progress moved in between
     assert page.locator("tr[id^=task-] .SUCCEEDED").count() == 1
-    bar = page.locator("#timeline rect.bar")
+    bar = page.locator("#timeline rect.run")
     assert bar.count() == 1 and "attempt 1 on" in bar.locator("title").text_content()
+    # The one task spans the axis: drawn at the width the page computed (no style of the
+    # page's progress bars overriding it).
+    assert bar.bounding_box()["width"] > 0.7 * page.locator("#timeline").bounding_box()["width"]
     # Screenshots of the main pages, in the test's folder (docs/console.md shows them).
     shots = tmp_path / "screenshots"
     page.screenshot(path=str(shots / "console-group.png"), full_page=True)

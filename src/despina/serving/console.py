@@ -206,7 +206,8 @@ def timeline(tasks: list[Task]) -> dict[str, Any]:
     if not ran:
         return {"bars": [], "span_s": 0.0}
     t0 = min(t.started_at for t in ran if t.started_at is not None)
-    ends = [t0 + timedelta(seconds=t.duration_s or 0.0) for t in ran]
+    ends = [t.started_at + timedelta(seconds=t.duration_s or 0.0) for t in ran
+            if t.started_at is not None]  # fmt: skip
     span = max((max(ends) - t0).total_seconds(), 1e-3)
     bars, node = [], None
     for row, t in enumerate(ran):
