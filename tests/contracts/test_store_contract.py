@@ -451,3 +451,22 @@ def test_upgrading_a_store_keeps_tasks_and_gives_deployments_their_task(
         upgraded.close()
         if gen is not None:
             next(gen, None)
+
+
+def test_reviews_stand_until_undone_and_a_page_reads_only_its_samples(store: Store) -> None:
+    _group(store)
+    store.add_review("g", "a.png", "drop", None, "olga")
+    store.add_review("g", "a.png", "relabel", "7", "otto")  # the later one stands
+    assert store.add_reviews("g", ["b.png", "c.png"], "keep", None, "olga") == 2
+    page = store.standing_reviews("g", ["a.png", "b.png", "nope.png"])
+    assert {k: (r.action, r.label, r.user) for k, r in page.items()} == {
+        "a.png": ("relabel", "7", "otto"),
+        "b.png": ("keep", None, "olga"),
+    }
+    undone = store.undo_review("g", "a.png")
+    assert undone is not None and undone.action == "relabel"
+    assert store.standing_reviews("g", ["a.png"])["a.png"].action == "drop"
+    store.undo_review("g", "a.png")
+    assert store.standing_reviews("g", ["a.png"]) == {} and store.undo_review("g", "a.png") is None
+    assert [r.sample for r in store.list_reviews("g")] == ["b.png", "c.png"]
+    assert len(store.list_reviews("g", history=True)) == 4

@@ -201,18 +201,16 @@ def console_router(plane: ControlPlane) -> APIRouter:
 def timeline(tasks: list[Task]) -> dict[str, Any]:
     """The tasks that started, as bars on one time axis (percent of the span), grouped by
     the node each ran on: where, when, how long, which attempt."""
-    ran = sorted((t for t in tasks if t.started_at is not None),
-                 key=lambda t: (str(t.metrics.get("node", "")), t.started_at))  # fmt: skip
+    ran = sorted(((t.started_at, t) for t in tasks if t.started_at is not None),
+                 key=lambda st: (str(st[1].metrics.get("node", "")), st[0]))  # fmt: skip
     if not ran:
         return {"bars": [], "span_s": 0.0}
-    t0 = min(t.started_at for t in ran if t.started_at is not None)
-    ends = [t.started_at + timedelta(seconds=t.duration_s or 0.0) for t in ran
-            if t.started_at is not None]  # fmt: skip
-    span = max((max(ends) - t0).total_seconds(), 1e-3)
+    t0 = min(start for start, _ in ran)
+    span = max(max((start - t0).total_seconds() + (t.duration_s or 0.0) for start, t in ran),
+               1e-3)  # fmt: skip
     bars, node = [], None
-    for row, t in enumerate(ran):
-        assert t.started_at is not None
-        start, took = (t.started_at - t0).total_seconds(), t.duration_s or 0.0
+    for row, (started, t) in enumerate(ran):
+        start, took = (started - t0).total_seconds(), t.duration_s or 0.0
         here = str(t.metrics.get("node", "")) or "this machine"
         bars.append({
             "row": row, "x": 100 * start / span, "w": max(0.3, 100 * took / span),

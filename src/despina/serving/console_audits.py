@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -136,11 +137,6 @@ class _Audits:
         return audit
 
 
-def _standing(plane: ControlPlane, name: str) -> dict[str, Review]:
-    """Each reviewed sample's standing review."""
-    return {r.sample: r for r in plane.list_reviews(name)}
-
-
 def _flagged(frame: pd.DataFrame, kind: str) -> pd.Series:
     column = frame[KINDS[kind][0]]
     return column != "" if kind == "defect" else column.astype(bool)
@@ -177,11 +173,11 @@ def filters(
     y0: Annotated[float | None, Query(ge=0, le=1)] = None,
     y1: Annotated[float | None, Query(ge=0, le=1)] = None,
 ) -> Filter:
-    corners = (x0, x1, y0, y1)
-    if any(c is None for c in corners) and any(c is not None for c in corners):
+    if x0 is None and x1 is None and y0 is None and y1 is None:
+        return Filter(kind, label, low, high)
+    if x0 is None or x1 is None or y0 is None or y1 is None:
         raise ConfigError("a box on the map needs all of x0, x1, y0 and y1")
-    box = None if x0 is None else tuple(float(c) for c in corners)  # type: ignore[arg-type]
-    return Filter(kind, label, low, high, box)  # type: ignore[arg-type]
+    return Filter(kind, label, low, high, (x0, x1, y0, y1))
 
 
 def select(audit: Audit, f: Filter) -> pd.DataFrame:
@@ -239,7 +235,8 @@ def audits_router(plane: ControlPlane) -> APIRouter:
         shown = rows.iloc[(page_no - 1) * per : page_no * per]
         name = audit.group.name
         return {
-            "reviews": _standing(plane, name), "may": may_operate(request, name),
+            "reviews": plane.store.standing_reviews(name, list(shown["id"])),
+            "may": may_operate(request, name),
             "classes": audit.classes, "audit": audit, "rows": shown.to_dict("records"),
             "total": len(rows), "page": page_no, "pages": pages, "f": f, "per": per,
             "labels": sorted(audit.samples["given_label"].unique()), **extra,
@@ -262,19 +259,20 @@ def audits_router(plane: ControlPlane) -> APIRouter:
 
     @router.get("/ui/audits/{name}/map.json")
     def map_points(name: str) -> JSONResponse:
-        """Each mapped sample's position, class and worst finding, as columns."""
+        """Each mapped sample's position, class and whether anything flagged it, as
+        columns."""
         audit = audits.get(name)
         if audit.map is None:
             raise NotFoundError(f"the audit {name} has no map: see its summary")
-        every = select(audit, Filter(kind="any"))
-        every = every[audit.map["x"].notna().to_numpy()[every.index.to_numpy()]]
-        labels = sorted(audit.samples["given_label"].unique())
+        frame, mapped = audit.samples, audit.map["x"].notna().to_numpy()
+        flagged = np.logical_or.reduce([_flagged(frame, k).to_numpy() for k in KINDS])
+        labels = sorted(frame["given_label"].unique())
         code = {label: i for i, label in enumerate(labels)}
         return JSONResponse({
-            "labels": labels, "x": audit.map["x"].to_numpy()[every.index].tolist(),
-            "y": audit.map["y"].to_numpy()[every.index].tolist(),
-            "label": [code[v] for v in every["given_label"]],
-            "flagged": (every["kind"] != "none").astype(int).tolist(),
+            "labels": labels, "x": audit.map["x"].to_numpy()[mapped].tolist(),
+            "y": audit.map["y"].to_numpy()[mapped].tolist(),
+            "label": [code[v] for v in frame["given_label"].to_numpy()[mapped]],
+            "flagged": flagged[mapped].astype(int).tolist(),
         }, headers={"Cache-Control": "private, max-age=60"})  # fmt: skip
 
     def cell(request: Request, audit: Audit, sample: str, review: Review | None,
@@ -308,7 +306,7 @@ def audits_router(plane: ControlPlane) -> APIRouter:
         audit = audits.get(name)
         audit.row(sample)
         checked(audit, action, label)
-        before = _standing(plane, name).get(sample)
+        before = plane.store.standing_reviews(name, [sample]).get(sample)
         made = plane.store.add_review(name, sample, action, label or None, reviewer(request))
         replaced = before if before is not None and before.id != seen else None
         return cell(request, audit, sample, made, replaced)
@@ -341,7 +339,8 @@ def audits_router(plane: ControlPlane) -> APIRouter:
         audit = audits.get(name)
         audit.row(sample)
         plane.store.undo_review(name, sample)
-        return cell(request, audit, sample, _standing(plane, name).get(sample))
+        standing = plane.store.standing_reviews(name, [sample]).get(sample)
+        return cell(request, audit, sample, standing)
 
     @router.get("/ui/audits/{name}/sample")
     def sample_page(
@@ -358,7 +357,8 @@ def audits_router(plane: ControlPlane) -> APIRouter:
         return page(
             "console/sample.html", request, audit=audit, row=row, twins=twins,
             neighbours=audit.neighbours(id),
-            review=_standing(plane, name).get(id), may=may_operate(request, name),
+            review=plane.store.standing_reviews(name, [id]).get(id),
+            may=may_operate(request, name),
             classes=audit.classes,
         )  # fmt: skip
 

@@ -68,47 +68,58 @@ def stats(registry: CollectorRegistry, name: str) -> dict[str, Any]:
         "p50_ms": None if p50 is None else p50 * 1000,
         "p95_ms": None if p95 is None else p95 * 1000,
         "mean_batch": batch_sum / batch_n if batch_n else None,
-        "queue": depth[0] if depth else 0, "drift": drift,
+        "queue": depth[0] if depth else 0, "drift": drift, "buckets": buckets,
     }  # fmt: skip
 
 
-#: The charts of a deployment's page: id, what each plots, and its unit.
+#: The charts of a deployment's page: id, title, and how each is drawn from the history:
+#: a counter's increase per second, the latency histogram's p95 over each interval, or
+#: the value as it was.
 CHARTS = (
-    ("rate", "requests/s", "per second"),
-    ("latency", "latency p95, ms", "value"),
-    ("flags", "input flags/s", "per second"),
+    ("rate", "requests/s", "rate"),
+    ("latency", "latency p95, ms", "p95"),
+    ("flags", "input flags/s", "rate"),
     ("drift", "largest drift (PSI)", "value"),
 )
 
+Moment = tuple[float, dict[str, Any]]
 
-def charts(history: deque[tuple[float, dict[str, float | None]]]) -> list[dict[str, Any]]:
-    """Each chart's points over the history, as an SVG polyline's (300 x 80): rates from
-    successive counts, values as they were."""
+
+def _series(history: list[Moment], key: str, how: str) -> list[float | None]:
+    pairs = list(itertools.pairwise(history))
+    if how == "rate":
+        return [(b[key] - a[key]) / max(tb - ta, 1e-6) for (ta, a), (tb, b) in pairs]
+    if how == "p95":  # the requests of each interval alone: the cumulative buckets' increase
+        out: list[float | None] = []
+        for (_, a), (_, b) in pairs:
+            before = dict(a[key])
+            q = _quantile([(le, n - before.get(le, 0.0)) for le, n in b[key]], 0.95)
+            out.append(None if q is None else q * 1000)
+        return out
+    return [v[key] for _, v in history[1:]]
+
+
+def charts(history: deque[Moment]) -> list[dict[str, Any]]:
+    """Each chart's points over the history, as an SVG polyline's (300 x 80)."""
     out = []
     step = 300 / max(HISTORY - 1, 1)
-    for key, title, kind in CHARTS:
-        if kind == "per second":
-            series: list[float | None] = [
-                ((b[1][key] or 0.0) - (a[1][key] or 0.0)) / max(b[0] - a[0], 1e-6)
-                for a, b in itertools.pairwise(history)
-            ]
-        else:
-            series = [v[key] for _, v in list(history)[1:]]
+    for key, title, how in CHARTS:
+        series = _series(list(history), key, how)
         start = HISTORY - 1 - len(series)
-        known = [v for v in series if v is not None]
-        top = max(known, default=0.0) or 1.0
+        top = max((v for v in series if v is not None), default=0.0) or 1.0
         xy = [((start + i) * step, 80 - 76 * v / top) for i, v in enumerate(series)
               if v is not None]  # fmt: skip
-        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
-        now = series[-1] if series else None
-        out.append({"id": key, "title": title, "points": points, "top": top, "now": now,
-                    "last": xy[-1] if xy else None})  # a dot: one point draws no line  # fmt: skip
+        out.append({
+            "id": key, "title": title, "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in xy),
+            "top": top, "now": series[-1] if series else None,
+            "last": xy[-1] if xy else None,  # drawn as a dot: one point makes no line
+        })  # fmt: skip
     return out
 
 
-def _point(s: dict[str, Any]) -> dict[str, float | None]:
+def _moment(s: dict[str, Any]) -> dict[str, Any]:
     """What the charts follow, from one moment's statistics."""
-    return {"rate": s["requests"], "latency": s["p95_ms"], "flags": sum(s["flags"].values()),
+    return {"rate": s["requests"], "latency": s["buckets"], "flags": sum(s["flags"].values()),
             "drift": max(s["drift"].values(), default=None)}  # fmt: skip
 
 
@@ -127,18 +138,18 @@ def deployments_router(host: DeploymentHost, registry: CollectorRegistry) -> API
     def deployment_page(request: Request, name: str) -> HTMLResponse:
         deployment = find(name)
         now = stats(registry, name)
-        start = deque([(time.monotonic(), _point(now))])
+        start = deque([(time.monotonic(), _moment(now))])
         return page("console/deployment.html", request, deployment=deployment, s=now,
                     charts=charts(start))  # fmt: skip
 
     @router.get("/ui/deployments/{name}/stream")
     async def deployment_stream(request: Request, name: str) -> StreamingResponse:
         find(name)  # 404 before the stream starts
-        history: deque[tuple[float, dict[str, float | None]]] = deque(maxlen=HISTORY)
+        history: deque[Moment] = deque(maxlen=HISTORY)
 
         async def render() -> str:  # sent every time: the charts move on
             now = stats(registry, name)
-            history.append((time.monotonic(), _point(now)))
+            history.append((time.monotonic(), _moment(now)))
             return fragment("console/deployment_stats.html", s=now, charts=charts(history))
 
         return sse_stream(request, "stats", render, EVERY_S)

@@ -21,7 +21,8 @@ TRIALS_SHOWN = 100
 
 def studies_router(plane: ControlPlane) -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    weights: dict[tuple[str, int], dict[str, float]] = {}  # fANOVA per completed count
+    # Each study's importances (fANOVA, seconds on many trials) for its completed count.
+    weights: dict[str, tuple[int, dict[str, float]]] = {}
 
     def view(name: str) -> dict[str, Any]:
         import optuna
@@ -42,9 +43,9 @@ def studies_router(plane: ControlPlane) -> APIRouter:
         finally:
             close_storage(storage)
         complete = [r for r in rows if r["state"] == "COMPLETE" and r["accuracy"] is not None]
-        key = (name, len(complete))
-        if key not in weights:
-            weights[key] = importances(rows, Space.parse(cfg.space).distributions())
+        if weights.get(name, (-1, {}))[0] != len(complete):
+            found = importances(rows, Space.parse(cfg.space).distributions())
+            weights[name] = (len(complete), found)
         default = next((r["accuracy"] for r in complete if r["default"]), None)
         best = max(complete, key=lambda r: r["accuracy"], default=None)
         counts = {s: sum(r["state"] == s for r in rows)
@@ -52,7 +53,7 @@ def studies_router(plane: ControlPlane) -> APIRouter:
         return {
             "group": group, "trials": sorted(rows, key=lambda r: -r["number"])[:TRIALS_SHOWN],
             "total": len(rows), "counts": counts, "best": best, "default": default,
-            "curve": curve_svg(best_so_far(rows), default), "weights": weights[key],
+            "curve": curve_svg(best_so_far(rows), default), "weights": weights[name][1],
             "wanted": cfg.trials,
         }  # fmt: skip
 

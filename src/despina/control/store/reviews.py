@@ -5,10 +5,11 @@ Mixed into :class:`despina.control.store.Store`; the rules of the store's docstr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from despina.control.models import Review
@@ -47,17 +48,27 @@ class ReviewStore:
         """Undo the latest standing review of ``sample``; the one it undid, or None."""
         with self._session(write=True) as s:
             row = s.scalar(
-                select(ReviewRow)
-                .where(ReviewRow.group_id == self._group_row(s, group).id)
-                .where(ReviewRow.sample == sample, ReviewRow.undone_at.is_(None))
-                .order_by(ReviewRow.id.desc())
-                .limit(1)
+                self._standing(s, group, [sample]).order_by(ReviewRow.id.desc()).limit(1)
                 .with_for_update()
-            )
+            )  # fmt: skip
             if row is None:
                 return None
             row.undone_at = utcnow()
             return snapshot(Review, row, group=group)
+
+    def standing_reviews(self, group: str, samples: Sequence[str]) -> dict[str, Review]:
+        """The standing review (the latest not undone) of each of ``samples`` that has one:
+        what a page of them shows, without reading the group's every review."""
+        with self._session() as s:
+            rows = list(s.scalars(self._standing(s, group, samples).order_by(ReviewRow.id)))
+        return {r.sample: snapshot(Review, r, group=group) for r in rows}  # the latest wins
+
+    def _standing(self, s: Session, group: str, samples: Sequence[str]) -> Select[Any]:
+        return select(ReviewRow).where(
+            ReviewRow.group_id == self._group_row(s, group).id,
+            ReviewRow.sample.in_(list(samples)),
+            ReviewRow.undone_at.is_(None),
+        )
 
     def list_reviews(self, group: str, history: bool = False) -> list[Review]:
         """Each sample's standing review (the latest not undone), in sample order; with
