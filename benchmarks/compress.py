@@ -31,7 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, help="the Fashion-MNIST folder (skipped without it)")
     ap.add_argument("--train", type=int, default=5_000)
-    ap.add_argument("--calib", type=int, default=4_000)
+    ap.add_argument("--calib", type=int, default=10_000)
     ap.add_argument("--prune", type=float, default=0.5)
     args = ap.parse_args()
     sets = [("digits", "builtin:digits", "builtin:digits", 8)]

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 EpochCallback = Callable[[int, float, float, float], None]
 
 
-def _shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
     """Random translations of up to ``max_shift`` pixels, one per image (edge padding)."""
     n, _, h, w = x.shape
     padded = F.pad(x, (max_shift,) * 4, mode="replicate")
@@ -50,6 +50,12 @@ def _zoom(x: torch.Tensor, generator: torch.Generator, jitter: float) -> torch.T
     theta[:, :, 2] = 2 * jitter * u[:, 1:]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def shift_pixels(x: np.ndarray) -> int:
+    """How far the augmentation shifts images ``x`` (N, C, H, W): about 1/12 of the side,
+    none at 8 px, where one pixel is a stroke."""
+    return int(x.shape[-1] // 12)
 
 
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,8 +101,7 @@ def train_classifier(
         opt, max_lr=train_config.learning_rate, total_steps=steps
     )
     cast = _autocast(train_config.precision) if build is None and images else nullcontext
-    # Translations of about 1/12 of the side: none at 8 px, where one pixel is a stroke.
-    shift = x.shape[-1] // 12 if train_config.augment and images else 0
+    shift = shift_pixels(x) if train_config.augment and images else 0
     best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
     for epoch in range(train_config.epochs):
         model.train()
@@ -108,7 +113,7 @@ def train_classifier(
                 continue
             xb = xt[batch]
             if shift:
-                xb = _shift(xb, gen, shift)
+                xb = random_shift(xb, gen, shift)
             if train_config.zoom_jitter and images:
                 xb = _zoom(xb, gen, train_config.zoom_jitter)
             with cast():
