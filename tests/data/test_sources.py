@@ -116,6 +116,12 @@ def test_fashion_mnist_test_split() -> None:
     assert len(ds) == 50
     labels = read_idx(SHARED_FASHION / "t10k-labels-idx1-ubyte.gz")
     assert labels.shape == (10000,)
+    both = load_source(f"fashion-mnist:{SHARED_FASHION}?split=all")
+    assert len(both) == 70_000 and len({r.id for r in both.records}) == 70_000
+    assert both.records[60_000].id == "test/00000"
+    assert both.records[60_000].label == ds.records[0].label
+    with pytest.raises(DataError, match="train, test or all"):
+        load_source(f"fashion-mnist:{SHARED_FASHION}?split=validation")
 
 
 def test_idx_reader_refuses_garbage(tmp_path: Path) -> None:

@@ -45,6 +45,21 @@ def test_each_precision_learns_digits_and_keeps_fp32_weights(precision: str) -> 
     assert probs.dtype == np.float32 and (probs.argmax(1) == y[te]).mean() > 0.93
 
 
+def test_a_large_dataset_trains_fewer_epochs_to_the_step_budget() -> None:
+    """Epochs are cut where they would pass max_steps; a small dataset runs them all."""
+    cfg = TrainConfig(epochs=15, batch_size=64, max_steps=2_000)
+    assert cfg.epochs_for(7_200) == 15  # 113 steps an epoch: 1,695 steps in all
+    assert cfg.epochs_for(50_400) == 3  # 788 steps an epoch
+    assert cfg.epochs_for(10_000_000) == 1
+    assert TrainConfig(max_steps=None).epochs_for(10_000_000) == 15
+    x, y = _digits()  # 1,617 training rows, 26 steps an epoch: a budget of 60 is 3 epochs
+    seen: list[int] = []
+    budget = TrainConfig(epochs=8, max_steps=60, patience=8)
+    train_classifier(x, y, 10, ModelConfig(width=8), budget, seed=0,
+                     on_epoch=lambda epoch, *_: seen.append(epoch))  # fmt: skip
+    assert seen == [0, 1, 2]
+
+
 def test_cross_validation_covers_every_sample_out_of_fold() -> None:
     x, y = _digits()
     x, y = x[:300], y[:300]

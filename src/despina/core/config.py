@@ -37,6 +37,13 @@ class TrainConfig(FrozenModel):
     """How each CNN is trained."""
 
     epochs: int = Field(15, ge=1, le=1000)
+    max_steps: int | None = Field(
+        2_000,
+        ge=1,
+        description="on a large dataset, fewer epochs: as many as reach this many optimizer "
+        "steps (at least one, at most epochs); at the other defaults a model of up to "
+        "about 9,000 training images runs every epoch. None: every epoch whatever the size",
+    )
     batch_size: int = Field(64, ge=1, le=4096)
     learning_rate: float = Field(2e-3, gt=0, le=1)
     weight_decay: float = Field(1e-4, ge=0)
@@ -63,6 +70,15 @@ class TrainConfig(FrozenModel):
         "as fast on a CPU with native bfloat16: AVX512-BF16 or AMX), fp32, or auto (bf16 "
         "where the CPU has it); weights and predictions stay fp32",
     )
+
+    def epochs_for(self, rows: int) -> int:
+        """The epochs a model trained on ``rows`` rows runs: ``epochs``, or fewer where
+        they would pass ``max_steps`` (more data, more steps an epoch: each epoch of a
+        large dataset does as much as several of a small one)."""
+        if self.max_steps is None:
+            return self.epochs
+        per_epoch = max(1, -(-rows // self.batch_size))
+        return max(1, min(self.epochs, -(-self.max_steps // per_epoch)))
 
 
 #: The most worker processes an audit starts on its own: beyond it, folds and decoding

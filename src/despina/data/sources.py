@@ -6,7 +6,8 @@ Source strings:
 - ``path/to/manifest.csv`` or ``.parquet``: columns ``path,label`` (and optionally ``id``),
   paths relative to the manifest's folder (or to ``root``); anything resolving outside is refused.
 - ``builtin:digits``: scikit-learn's 1,797 handwritten digits (8x8).
-- ``fashion-mnist:DIR`` (``?split=test&limit=N``): the Fashion-MNIST IDX files in DIR.
+- ``fashion-mnist:DIR`` (``?split=test&limit=N``; ``split=all``: both): the Fashion-MNIST IDX
+  files in DIR.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def fashion_mnist_arrays(folder: Path, split: str = "train") -> tuple[np.ndarray
     """Fashion-MNIST images (N, 28, 28) and labels from the IDX files in ``folder``."""
     prefix = {"train": "train", "test": "t10k"}.get(split)
     if prefix is None:
-        raise DataError(f"fashion-mnist split must be train or test, not {split!r}")
+        raise DataError(f"fashion-mnist split must be train, test or all, not {split!r}")
 
     def find(stem: str) -> Path:
         for name in (f"{stem}.gz", stem):
@@ -204,21 +205,24 @@ def fashion_mnist_arrays(folder: Path, split: str = "train") -> tuple[np.ndarray
 
 
 def load_fashion_mnist(spec: str) -> ImageDataset:
-    """``DIR`` or ``DIR?split=test&limit=N``: Fashion-MNIST as an in-memory dataset."""
+    """``DIR`` or ``DIR?split=test&limit=N``: Fashion-MNIST as an in-memory dataset;
+    ``split=all``: the 60,000 training images, then the 10,000 test images."""
     folder_text, _, query = spec.partition("?")
     params = {k: v[-1] for k, v in parse_qs(query).items()}
     split = params.get("split", "train")
     limit = int(params["limit"]) if "limit" in params else None
-    images, labels = fashion_mnist_arrays(Path(folder_text).expanduser(), split)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    records = tuple(
-        ImageRecord(
-            id=f"{split}/{i:05d}",
-            path=f"fashion-mnist:{split}/{i:05d}",
-            label=FASHION_MNIST_CLASSES[int(y)],
-            array=img,
+    folder = Path(folder_text).expanduser()
+    parts = ("train", "test") if split == "all" else (split,)
+    records: list[ImageRecord] = []
+    for part in parts:
+        images, labels = fashion_mnist_arrays(folder, part)
+        records.extend(
+            ImageRecord(
+                id=f"{part}/{i:05d}",
+                path=f"fashion-mnist:{part}/{i:05d}",
+                label=FASHION_MNIST_CLASSES[int(y)],
+                array=img,
+            )
+            for i, (img, y) in enumerate(zip(images, labels, strict=True))
         )
-        for i, (img, y) in enumerate(zip(images, labels, strict=True))
-    )
-    return ImageDataset(records, source=f"fashion-mnist:{spec}")
+    return ImageDataset(tuple(records[:limit]), source=f"fashion-mnist:{spec}")

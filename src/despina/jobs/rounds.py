@@ -27,8 +27,9 @@ from despina.training.crossval import CrossValResult, cross_validate
 
 #: Training defaults for models over feature vectors (table rows, a backbone's embeddings)
 #: where the image defaults do not fit: no augmentation, more epochs (an epoch is a few
-#: batches), and a batch of about a tenth of the rows within these bounds.
-VECTOR_TRAIN: dict[str, Any] = {"augment": False, "epochs": 40, "patience": 6}
+#: batches, and every one of them runs), and a batch of about a tenth of the rows within
+#: these bounds.
+VECTOR_TRAIN: dict[str, Any] = {"augment": False, "epochs": 40, "max_steps": None, "patience": 6}
 VECTOR_BATCH = (16, 256)
 
 

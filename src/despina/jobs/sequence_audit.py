@@ -47,8 +47,10 @@ from despina.training.forecast import forecast_residuals
 from despina.training.trainer import train_classifier
 
 #: Training defaults for series: no image augmentation, more epochs than images (an epoch
-#: is few batches), a batch of about a tenth of the series within these bounds.
-SEQUENCE_TRAIN = {"augment": False, "epochs": 40, "patience": 8, "learning_rate": 3e-3}
+#: is few batches, and every one of them runs), a batch of about a tenth of the series
+#: within these bounds.
+SEQUENCE_TRAIN = {"augment": False, "epochs": 40, "max_steps": None, "patience": 8,
+                  "learning_rate": 3e-3}  # fmt: skip
 SEQUENCE_BATCH = (16, 128)
 #: The family when none is named: the 1D-CNN (the fastest; see docs/benchmarks.md,
 #: sequences, for the families side by side).

@@ -96,14 +96,15 @@ def train_classifier(
     images = x.ndim == 4
     opt = _optimizer(model, train_config)
     criterion = make_loss(train_config.loss, train_config.label_smoothing)
-    steps = train_config.epochs * max(1, -(-len(tr) // train_config.batch_size))
+    epochs = train_config.epochs_for(len(tr))
+    steps = epochs * max(1, -(-len(tr) // train_config.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=train_config.learning_rate, total_steps=steps
     )
     cast = _autocast(train_config.precision) if build is None and images else nullcontext
     shift = shift_pixels(x) if train_config.augment and images else 0
     best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
-    for epoch in range(train_config.epochs):
+    for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(tr), generator=gen)
         total = 0.0
