@@ -58,6 +58,31 @@ from despina.security.envelope import Keyring, read_artifact, rotate
 logger = logging.getLogger(__name__)
 
 
+#: The most log bytes one read returns when following a log: a task that printed a
+#: gigabyte is streamed in pieces, never read whole.
+LOG_CHUNK = 1 << 20
+
+
+def read_log(path: Path, offset: int, limit: int | None = None) -> tuple[str, int]:
+    """``path``'s text from byte ``offset`` (about ``limit`` bytes: ending before a
+    character the limit cuts in two, and at least one character) and the offset to
+    continue from; nothing yet, or no file: ``("", offset)``."""
+    if not path.is_file() or offset >= path.stat().st_size:
+        return "", offset
+    limit = None if limit is None else max(4, limit)  # a UTF-8 character is 1 to 4 bytes
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(-1 if limit is None else limit)
+    if limit is not None and len(data) == limit:
+        lead = len(data) - 1  # the last character's first byte (UTF-8: skip 10xxxxxx)
+        while lead > 0 and lead > len(data) - 4 and data[lead] & 0xC0 == 0x80:
+            lead -= 1
+        width = next((n for n, top in ((4, 0xF0), (3, 0xE0), (2, 0xC0)) if data[lead] >= top), 1)
+        if lead > 0 and lead + width > len(data):
+            data = data[:lead]
+    return data.decode("utf-8", "replace"), offset + len(data)
+
+
 def private_folder(folder: Path) -> None:
     """Create ``folder`` owner-only (0700), or tighten an existing one that others can
     enter (as ssh and PostgreSQL refuse a data folder others can read)."""
@@ -381,31 +406,25 @@ class ControlPlane(AccessAdmin):
         self._changed()
         return task
 
-    def task_logs(self, task_id: int, offset: int = 0) -> tuple[str, int]:
-        """Log text from byte ``offset`` on, and the offset to continue from."""
-        path = Path(self.store.get_task(task_id).log_path)
-        if not path.is_file():
-            return "", offset
-        size = path.stat().st_size
-        if offset >= size:  # past the end, however far: nothing new yet
-            return "", offset
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-        return data.decode("utf-8", "replace"), offset + len(data)
+    def task_logs(self, task_id: int, offset: int = 0, limit: int | None = None) -> tuple[str, int]:
+        """Log text from byte ``offset`` on (at most ``limit`` bytes of it), and the offset
+        to continue from."""
+        return read_log(Path(self.store.get_task(task_id).log_path), offset, limit)
 
-    def follow_logs(self, task_id: int, poll_s: float = 0.3) -> Iterator[str]:
-        """Log text as it is written, until the task reaches a terminal state."""
-        offset = 0
+    def follow_logs(self, task_id: int, offset: int = 0, poll_s: float = 0.3) -> Iterator[str]:
+        """Log text from byte ``offset`` as it is written, until the task reaches a
+        terminal state, in pieces of at most :data:`LOG_CHUNK` bytes."""
         while True:
-            text, offset = self.task_logs(task_id, offset)
+            text, offset = self.task_logs(task_id, offset, LOG_CHUNK)
             if text:
                 yield text
+                continue  # more may be waiting already
             if self.store.get_task(task_id).state.terminal:
-                text, offset = self.task_logs(task_id, offset)
-                if text:
+                while True:
+                    text, offset = self.task_logs(task_id, offset, LOG_CHUNK)
+                    if not text:
+                        return
                     yield text
-                return
             time.sleep(poll_s)
 
 

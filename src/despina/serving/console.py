@@ -34,6 +34,8 @@ from despina.serving.sessions import SESSION_COOKIE
 SESSION_LIFETIME = timedelta(hours=8)
 #: How often a live page's stream looks at the store.
 POLL_S = 0.25
+#: The most log bytes one server-sent event carries: a long log arrives in pieces.
+LOG_EVENT_BYTES = 64 * 1024
 STATIC = {  # the vendored scripts (BSD Zero Clause, see static/LICENSE-htmx), and ours
     "htmx.min.js": "htmx-2.0.8.min.js",
     "sse.min.js": "htmx-ext-sse-2.2.4.min.js",
@@ -174,9 +176,9 @@ def console_router(plane: ControlPlane) -> APIRouter:
         plane.get_task(task_id)
         offset = 0
 
-        def more() -> str | None:  # what the log gained since the last look
+        def more() -> str | None:  # what the log gained since the last look, a piece a time
             nonlocal offset
-            text, offset = plane.task_logs(task_id, offset)
+            text, offset = plane.task_logs(task_id, offset, LOG_EVENT_BYTES)
             return fragment("console/log.html", text=text) if text else None
 
         return sse_stream(request, "log", lambda: anyio.to_thread.run_sync(more), POLL_S)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pyarrow as pa
@@ -124,20 +122,7 @@ def control_router(plane: ControlPlane) -> APIRouter:
             return PlainTextResponse(text, headers={"X-Log-Offset": str(end)})
         plane.get_task(task_id)  # 404 before the stream starts
 
-        async def stream() -> AsyncIterator[str]:
-            pos = offset
-            while True:
-                text, pos = await asyncio.to_thread(plane.task_logs, task_id, pos)
-                if text:
-                    yield text
-                task = await asyncio.to_thread(plane.get_task, task_id)
-                if task.state.terminal:
-                    text, pos = await asyncio.to_thread(plane.task_logs, task_id, pos)
-                    if text:
-                        yield text
-                    return
-                await asyncio.sleep(0.3)
-
-        return StreamingResponse(stream(), media_type="text/plain")
+        # A plain iterator: Starlette runs each step in its thread pool.
+        return StreamingResponse(plane.follow_logs(task_id, offset), media_type="text/plain")
 
     return router
