@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from despina.control.plane import read_log
+from despina.control.logs import read_log
 
 
 @pytest.mark.parametrize("limit", [1, 4, 5, 7, 64])

@@ -30,6 +30,7 @@ from despina.control.builtin_jobs import (
     parse_config,
 )
 from despina.control.group_env import is_sealed_value, masked, open_env, rewrap_env, seal_env
+from despina.control.logs import LOG_CHUNK, read_log
 from despina.control.models import (
     SERVE_JOB,
     Cluster,
@@ -56,31 +57,6 @@ from despina.security.chain import load_activity_key
 from despina.security.envelope import Keyring, read_artifact, rotate
 
 logger = logging.getLogger(__name__)
-
-
-#: The most log bytes one read returns when following a log: a task that printed a
-#: gigabyte is streamed in pieces, never read whole.
-LOG_CHUNK = 1 << 20
-
-
-def read_log(path: Path, offset: int, limit: int | None = None) -> tuple[str, int]:
-    """``path``'s text from byte ``offset`` (about ``limit`` bytes: ending before a
-    character the limit cuts in two, and at least one character) and the offset to
-    continue from; nothing yet, or no file: ``("", offset)``."""
-    if not path.is_file() or offset >= path.stat().st_size:
-        return "", offset
-    limit = None if limit is None else max(4, limit)  # a UTF-8 character is 1 to 4 bytes
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read(-1 if limit is None else limit)
-    if limit is not None and len(data) == limit:
-        lead = len(data) - 1  # the last character's first byte (UTF-8: skip 10xxxxxx)
-        while lead > 0 and lead > len(data) - 4 and data[lead] & 0xC0 == 0x80:
-            lead -= 1
-        width = next((n for n, top in ((4, 0xF0), (3, 0xE0), (2, 0xC0)) if data[lead] >= top), 1)
-        if lead > 0 and lead + width > len(data):
-            data = data[:lead]
-    return data.decode("utf-8", "replace"), offset + len(data)
 
 
 def private_folder(folder: Path) -> None:
