@@ -5,6 +5,7 @@ page's charts over time."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from despina.control.models import Task
 from despina.control.states import TaskState
@@ -41,7 +42,7 @@ def test_the_latency_chart_is_each_intervals_p95_not_the_running_one() -> None:
     interval's p95 (about 475 ms), not the p95 since the start (about 228 ms)."""
     from collections import deque
 
-    def moment(t: float, fast: int, slow: int) -> tuple[float, dict]:  # type: ignore[type-arg]
+    def moment(t: float, fast: int, slow: int) -> tuple[float, dict[str, Any]]:
         buckets = [(0.005, fast), (0.5, fast + slow), (float("inf"), fast + slow)]
         return t, {"rate": fast + slow, "latency": buckets, "flags": 0, "drift": None}
 

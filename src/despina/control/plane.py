@@ -390,18 +390,17 @@ class ControlPlane(AccessAdmin):
     def follow_logs(self, task_id: int, offset: int = 0, poll_s: float = 0.3) -> Iterator[str]:
         """Log text from byte ``offset`` as it is written, until the task reaches a
         terminal state, in pieces of at most :data:`LOG_CHUNK` bytes."""
+        ended = False
         while True:
             text, offset = self.task_logs(task_id, offset, LOG_CHUNK)
             if text:
                 yield text
                 continue  # more may be waiting already
-            if self.store.get_task(task_id).state.terminal:
-                while True:
-                    text, offset = self.task_logs(task_id, offset, LOG_CHUNK)
-                    if not text:
-                        return
-                    yield text
-            time.sleep(poll_s)
+            if ended:  # read to the end once the task had ended: its last lines are in
+                return
+            ended = self.store.get_task(task_id).state.terminal
+            if not ended:
+                time.sleep(poll_s)
 
 
 def _masked(group: TaskGroup) -> TaskGroup:

@@ -189,7 +189,7 @@ def fashion_mnist_arrays(folder: Path, split: str = "train") -> tuple[np.ndarray
     """Fashion-MNIST images (N, 28, 28) and labels from the IDX files in ``folder``."""
     prefix = {"train": "train", "test": "t10k"}.get(split)
     if prefix is None:
-        raise DataError(f"fashion-mnist split must be train, test or all, not {split!r}")
+        raise DataError(f"fashion-mnist split must be train or test, not {split!r}")
 
     def find(stem: str) -> Path:
         for name in (f"{stem}.gz", stem):
@@ -211,11 +211,15 @@ def load_fashion_mnist(spec: str) -> ImageDataset:
     params = {k: v[-1] for k, v in parse_qs(query).items()}
     split = params.get("split", "train")
     limit = int(params["limit"]) if "limit" in params else None
+    if split not in ("train", "test", "all"):
+        raise DataError(f"fashion-mnist split must be train, test or all, not {split!r}")
     folder = Path(folder_text).expanduser()
     parts = ("train", "test") if split == "all" else (split,)
     records: list[ImageRecord] = []
     for part in parts:
         images, labels = fashion_mnist_arrays(folder, part)
+        left = None if limit is None else max(0, limit - len(records))
+        images, labels = images[:left], labels[:left]
         records.extend(
             ImageRecord(
                 id=f"{part}/{i:05d}",
@@ -225,4 +229,4 @@ def load_fashion_mnist(spec: str) -> ImageDataset:
             )
             for i, (img, y) in enumerate(zip(images, labels, strict=True))
         )
-    return ImageDataset(tuple(records[:limit]), source=f"fashion-mnist:{spec}")
+    return ImageDataset(tuple(records), source=f"fashion-mnist:{spec}")

@@ -137,6 +137,11 @@ class _Audits:
         return audit
 
 
+def _standing(plane: ControlPlane, name: str, sample: str) -> Review | None:
+    """The sample's standing review, if it has one."""
+    return plane.store.standing_reviews(name, [sample]).get(sample)
+
+
 def _flagged(frame: pd.DataFrame, kind: str) -> pd.Series:
     column = frame[KINDS[kind][0]]
     return column != "" if kind == "defect" else column.astype(bool)
@@ -306,7 +311,7 @@ def audits_router(plane: ControlPlane) -> APIRouter:
         audit = audits.get(name)
         audit.row(sample)
         checked(audit, action, label)
-        before = plane.store.standing_reviews(name, [sample]).get(sample)
+        before = _standing(plane, name, sample)
         made = plane.store.add_review(name, sample, action, label or None, reviewer(request))
         replaced = before if before is not None and before.id != seen else None
         return cell(request, audit, sample, made, replaced)
@@ -339,8 +344,7 @@ def audits_router(plane: ControlPlane) -> APIRouter:
         audit = audits.get(name)
         audit.row(sample)
         plane.store.undo_review(name, sample)
-        standing = plane.store.standing_reviews(name, [sample]).get(sample)
-        return cell(request, audit, sample, standing)
+        return cell(request, audit, sample, _standing(plane, name, sample))
 
     @router.get("/ui/audits/{name}/sample")
     def sample_page(
@@ -357,7 +361,7 @@ def audits_router(plane: ControlPlane) -> APIRouter:
         return page(
             "console/sample.html", request, audit=audit, row=row, twins=twins,
             neighbours=audit.neighbours(id),
-            review=plane.store.standing_reviews(name, [id]).get(id),
+            review=_standing(plane, name, id),
             may=may_operate(request, name),
             classes=audit.classes,
         )  # fmt: skip
