@@ -10,7 +10,7 @@ from despina.audit.checks import (
     LabelCheck,
     OutlierCheck,
 )
-from despina.audit.checks.duplicate import shifted_ncc
+from despina.audit.checks.pairs import shifted_ncc
 from despina.audit.image_stats import compute_features
 from tests.audit.helpers import context_for, digits_images, one_hot_probs, photo_tiles
 
@@ -73,6 +73,29 @@ def test_duplicate_check_groups_exact_and_shifted_copies_and_keeps_one() -> None
     groups = [set(g) for g in res.details["groups"]]
     assert {5, 100} in groups and {9, 101} in groups
     assert res.flags.sum() == 2  # one member of each set is kept
+
+
+def test_duplicate_check_finds_the_same_sets_on_one_thread_and_on_two() -> None:
+    """Its searches and measurements spread over threads; which pairs join must not depend
+    on how many (enough images that the pairs fill several chunks)."""
+    images, y = digits_images(1797, size=32)
+    rng = np.random.default_rng(0)
+    m = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
+    for i in range(0, 400, 20):  # shifted, noisy copies
+        moved = cv2.warpAffine(images[i], m, (32, 32), borderMode=cv2.BORDER_REPLICATE)
+        images.append(np.clip(moved + rng.normal(0, 3, moved.shape), 0, 255).astype(np.uint8))
+        y = np.r_[y, y[i]]
+    results = []
+    for threads in (1, 2):
+        ctx = context_for(list(images), y)
+        ctx.threads = threads
+        results.append(DuplicateCheck().run(ctx))
+    one, two = results
+    assert one.details["groups"] == two.details["groups"]
+    assert np.array_equal(one.scores, two.scores)
+    found = sum({i, 1797 + k} <= set(g) for k, i in enumerate(range(0, 400, 20))
+                for g in one.details["groups"])  # fmt: skip
+    assert found >= 18
 
 
 def test_shifted_ncc_is_one_for_a_shift_and_lower_for_different_images() -> None:
@@ -200,7 +223,7 @@ def test_one_images_defect_margins_equal_its_row_of_the_matrix() -> None:
 
 
 def test_shifted_copies_of_textured_photos_are_found_but_look_alikes_are_not() -> None:
-    from despina.audit.checks.duplicate import aligned_ncc
+    from despina.audit.checks.pairs import aligned_ncc
 
     tiles = photo_tiles()
     n = len(tiles)
@@ -240,7 +263,7 @@ def test_a_rival_is_the_best_match_outside_both_sets() -> None:
 
 
 def test_cropped_and_noisy_copies_are_found_and_distinct_look_alikes_are_not() -> None:
-    from despina.audit.checks.duplicate import affine_ncc
+    from despina.audit.checks.pairs import affine_ncc
 
     rng = np.random.default_rng(3)
     digits, y = digits_images(400, size=32)
@@ -306,7 +329,7 @@ def test_outlier_check_flags_a_foreign_cluster_that_hides_behind_its_own_members
 
 
 def test_aligned_ncc_finds_half_pixel_shifts_and_slight_zoom() -> None:
-    from despina.audit.checks.duplicate import aligned_ncc
+    from despina.audit.checks.pairs import aligned_ncc
 
     images, _ = digits_images(40, size=32)
     gray = np.stack(

@@ -58,6 +58,7 @@ def test_a_large_dataset_trains_fewer_epochs_to_the_step_budget() -> None:
     train_classifier(x, y, 10, ModelConfig(width=8), budget, seed=0,
                      on_epoch=lambda epoch, *_: seen.append(epoch))  # fmt: skip
     assert seen == [0, 1, 2]
+    assert budget.epochs_given(len(y)) == len(seen)  # what a progress bar counts to
 
 
 def test_cross_validation_covers_every_sample_out_of_fold() -> None:

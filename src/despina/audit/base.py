@@ -87,6 +87,8 @@ class AuditContext:
     oof_same_label: np.ndarray | None = None
     #: The same to the nearest training samples of the label the fold model predicts.
     oof_pred_label: np.ndarray | None = None
+    #: Threads a check may spread work over where the result is the same on any number.
+    threads: int = 1
 
     @property
     def n(self) -> int:

@@ -240,7 +240,7 @@ def _train_fold(
         from despina.jobs.folds import read_round
 
         earlier = read_round(_stage_tables(group, database_url, round_))
-    ctx.progress(0, cfg.train.epochs)
+    ctx.progress(0, cfg.train.epochs_given(len(prep.x) - len(prep.x) // cfg.folds))
     threads = max(1, int(group.resources.cpus))
     table = train_fold(prep, cfg, round_, fold, earlier, threads, on_epoch=lambda *_: ctx.advance())
     ctx.metrics.update({"round": round_, "fold": fold})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -79,6 +80,11 @@ class TrainConfig(FrozenModel):
             return self.epochs
         per_epoch = max(1, -(-rows // self.batch_size))
         return max(1, min(self.epochs, -(-self.max_steps // per_epoch)))
+
+    def epochs_given(self, rows: int) -> int:
+        """The epochs a model given ``rows`` rows runs at most: :meth:`epochs_for` the rows
+        left once its validation share is held out (what a progress bar counts to)."""
+        return self.epochs_for(rows - math.ceil(rows * self.validation_fraction))
 
 
 #: The most worker processes an audit starts on its own: beyond it, folds and decoding

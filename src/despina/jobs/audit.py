@@ -188,6 +188,7 @@ def prepare_images(
         load_defects=result.load_defects,
         labels=y_train,
         image_stats=stats,
+        threads=cfg.worker_count,
     )
     return Prepared(dataset, result, pipeline, x, ctx)
 
@@ -278,7 +279,7 @@ def audit(
                 [train_index.get(new_label.get(i, ""), -1) for i in np.array(ctx.ids)[valid]]
             )
             keep = y_final >= 0
-            progress.start("final model", cfg.train.epochs)
+            progress.start("final model", cfg.train.epochs_given(int(keep.sum())))
             model = train_classifier(
                 x[keep],
                 y_final[keep],

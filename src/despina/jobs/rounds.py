@@ -166,7 +166,8 @@ def cross_validated_rounds(
     rounds = model_rounds(checks, cfg)
     # One step per epoch; a fold that stops early (or ran in a worker process, which
     # reports only when done) advances by the epochs it did not report.
-    progress.start("cross-validation", cfg.folds * rounds * train_cfg.epochs)
+    epochs = train_cfg.epochs_given(len(x) - len(x) // cfg.folds)
+    progress.start("cross-validation", cfg.folds * rounds * epochs)
     reported = [0]
 
     def epoch_done(*_: float) -> None:
@@ -174,7 +175,7 @@ def cross_validated_rounds(
         progress.advance("cross-validation")
 
     def fold_done(_: int) -> None:
-        progress.advance("cross-validation", train_cfg.epochs - reported[0])
+        progress.advance("cross-validation", max(0, epochs - reported[0]))
         reported[0] = 0
 
     exclude: np.ndarray | None = None
