@@ -31,3 +31,19 @@ def test_past_the_end_or_no_file_is_nothing_yet(tmp_path: Path) -> None:
     assert read_log(log, 0) == ("abc", 3)
     assert read_log(log, 3, 10) == ("", 3) and read_log(log, 99) == ("", 99)
     assert read_log(tmp_path / "none.log", 5, 10) == ("", 5)
+
+
+def test_the_log_to_a_byte_comes_in_bounded_pieces_of_whole_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import despina.control.logs as logs
+
+    monkeypatch.setattr(logs, "LOG_CHUNK", 7)  # pieces of 7 bytes: characters fall across
+    log = tmp_path / "task.log"
+    text = "naïve €5 😀 done\n" * 30
+    log.write_bytes(text.encode() + b"written later")
+    end = len(text.encode())
+    pieces = list(logs.log_pieces(log, 0, end))
+    assert "".join(pieces) == text  # up to the byte asked, not what came after
+    assert len(pieces) > 30 and "\ufffd" not in "".join(pieces)
+    assert list(logs.log_pieces(log, end, end)) == []

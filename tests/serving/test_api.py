@@ -46,7 +46,12 @@ def test_a_group_runs_on_the_server_and_is_observable(
     assert [t["partition"] for t in page["items"]] == [1]
     assert len(http.get("/v1/tasks", params={"state": "succeeded"}).json()["items"]) == 2
     tid = started[0]["id"]
-    assert "wrote 5 rows" in http.get(f"/v1/tasks/{tid}/logs").text
+    whole = http.get(f"/v1/tasks/{tid}/logs")
+    assert "wrote 5 rows" in whole.text
+    end = int(whole.headers["X-Log-Offset"])
+    assert end == len(whole.content)  # where to go on from: nothing is left out
+    rest = http.get(f"/v1/tasks/{tid}/logs", params={"offset": end})
+    assert int(rest.headers["X-Log-Offset"]) == end + len(rest.content)
     followed = http.get(f"/v1/tasks/{tid}/logs", params={"follow": "true"}).text
     assert "succeeded" in followed
 

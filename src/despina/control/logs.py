@@ -3,6 +3,8 @@ the console and ``task logs --follow`` stream."""
 
 from __future__ import annotations
 
+import codecs
+from collections.abc import Iterator
 from pathlib import Path
 
 #: The most log bytes one read returns when following a log: a task that printed a
@@ -28,3 +30,21 @@ def read_log(path: Path, offset: int, limit: int | None = None) -> tuple[str, in
         if lead > 0 and lead + width > len(data):
             data = data[:lead]
     return data.decode("utf-8", "replace"), offset + len(data)
+
+
+def log_pieces(path: Path, offset: int, end: int) -> Iterator[str]:
+    """``path``'s text from byte ``offset`` to byte ``end``, in pieces of at most
+    :data:`LOG_CHUNK` bytes (a character split between two stays whole): a long log sent
+    whole without being held whole."""
+    if offset >= end:
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        left = end - offset
+        while left > 0:
+            data = fh.read(min(LOG_CHUNK, left))
+            left = left - len(data) if data else 0
+            text = decoder.decode(data, final=left == 0)
+            if text:
+                yield text

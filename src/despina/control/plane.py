@@ -30,7 +30,7 @@ from despina.control.builtin_jobs import (
     parse_config,
 )
 from despina.control.group_env import is_sealed_value, masked, open_env, rewrap_env, seal_env
-from despina.control.logs import LOG_CHUNK, read_log
+from despina.control.logs import LOG_CHUNK, log_pieces, read_log
 from despina.control.models import (
     SERVE_JOB,
     Cluster,
@@ -386,6 +386,13 @@ class ControlPlane(AccessAdmin):
         """Log text from byte ``offset`` on (at most ``limit`` bytes of it), and the offset
         to continue from."""
         return read_log(Path(self.store.get_task(task_id).log_path), offset, limit)
+
+    def log_to_now(self, task_id: int, offset: int = 0) -> tuple[Iterator[str], int]:
+        """Log text from byte ``offset`` to what is written now, in pieces of at most
+        :data:`LOG_CHUNK` bytes, and the offset to continue from."""
+        path = Path(self.store.get_task(task_id).log_path)
+        end = max(offset, path.stat().st_size if path.is_file() else offset)
+        return log_pieces(path, offset, end), end
 
     def follow_logs(self, task_id: int, offset: int = 0, poll_s: float = 0.3) -> Iterator[str]:
         """Log text from byte ``offset`` as it is written, until the task reaches a

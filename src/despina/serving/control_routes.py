@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Query
 from fastapi import Path as FastPath
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from despina.control.models import (
     Cluster,
@@ -117,9 +117,11 @@ def control_router(plane: ControlPlane) -> APIRouter:
 
     @router.get("/v1/tasks/{task_id}/logs", response_model=None)
     def task_logs(task_id: TaskId, offset: Offset = 0, follow: bool = False) -> Response:
-        if not follow:
-            text, end = plane.task_logs(task_id, offset)
-            return PlainTextResponse(text, headers={"X-Log-Offset": str(end)})
+        if not follow:  # what is written now, streamed in pieces
+            pieces, end = plane.log_to_now(task_id, offset)
+            return StreamingResponse(
+                pieces, media_type="text/plain", headers={"X-Log-Offset": str(end)}
+            )
         plane.get_task(task_id)  # 404 before the stream starts
 
         # A plain iterator: Starlette runs each step in its thread pool.
