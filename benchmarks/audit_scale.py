@@ -48,7 +48,7 @@ from despina.control.plane import ControlPlane
 from despina.control.scheduler import Scheduler
 from despina.control.settings import ControlSettings
 from despina.control.states import TaskState
-from despina.core.config import AuditConfig
+from despina.core.config import AuditConfig, TrainConfig
 from despina.data.images import ImageRecord
 from despina.data.sources import load_source
 from despina.jobs.audit import prepare_images
@@ -57,8 +57,8 @@ from despina.jobs.shards import merge_shards, scan_shard
 
 SIZE = 28
 FOLDS = 5
-#: The audit's defaults, for the projection: epochs, label rounds.
-DEFAULT_EPOCHS, DEFAULT_ROUNDS = 15, 2
+#: The audit's defaults, for the projection: how its models train, its label rounds.
+DEFAULT_TRAIN, DEFAULT_ROUNDS = TrainConfig(), AuditConfig().label_rounds
 
 
 def shard(args: tuple[list[ImageRecord], str]) -> int:
@@ -206,8 +206,9 @@ def stage_rows(got: dict, label: str) -> list[list[object]]:
 
 def projection(got: dict, n: int, epochs: int, warm_peak: float, warm_n: int) -> list[list]:
     """Each stage's wall time for 1M and 10M images on 8 and 64 nodes of 2 workers, from
-    this run's per-image costs, at the audit's defaults (15 epochs, 2 label rounds, 5
-    folds); the audit task's memory from its peak here and on the warm-up group."""
+    this run's per-image costs, at the audit's defaults (5 folds, 2 label rounds, each
+    model the epochs its step budget gives it at that size: one from about 180,000
+    images); the audit task's memory from its peak here and on the warm-up group."""
     st = got["stages"]
     last = max(st)
     train_rows = n * (FOLDS - 1) / FOLDS
@@ -223,9 +224,10 @@ def projection(got: dict, n: int, epochs: int, warm_peak: float, warm_n: int) ->
         for nodes in (8, 64):
             workers = 2 * nodes
             scan = big * c_scan / workers
-            fold = c_fold * big * (FOLDS - 1) / FOLDS * DEFAULT_EPOCHS
+            fold_rows = big * (FOLDS - 1) // FOLDS
+            fold = c_fold * fold_rows * DEFAULT_TRAIN.epochs_given(fold_rows)
             folds = DEFAULT_ROUNDS * -(-FOLDS // workers) * fold
-            audit = big * c_checks + big * DEFAULT_EPOCHS * c_final
+            audit = big * c_checks + big * DEFAULT_TRAIN.epochs_given(big) * c_final
             parts = {"scan": scan, "folds": folds, "audit": audit}
             rows.append([f"{big:,}", nodes, *(f"{v / 3600:,.1f}" for v in parts.values()),
                          f"{sum(parts.values()) / 3600:,.1f}", max(parts, key=parts.get),

@@ -186,6 +186,7 @@ def despina_alone(folder: Path) -> Sets:
         valid=np.array([f is not None for f in sc.features]),
         load_defects=sc.load_defects,
         image_stats=ImageStats.from_features(sc.features),
+        threads=2,  # as an audit with 2 workers runs it
     )
     result = DuplicateCheck().run(ctx)
     return _sets_from_groups(ctx.ids, result.details["group_of"])

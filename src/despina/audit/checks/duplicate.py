@@ -36,9 +36,24 @@ from despina.audit.checks.pairs import (
 from despina.core.vectors import neighbor_index, unit_rows
 
 
-def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> set[tuple[int, int]]:
-    """Candidate pairs (i < j): each blurred 16 px thumbnail's k nearest, queried as it is,
-    shifted a pixel each way and zoomed by a pixel; the six searches spread over ``pool``."""
+def pair_rows(rows: np.ndarray, cols: np.ndarray, m: int) -> np.ndarray:
+    """The distinct pairs (i < j) among (``rows``, ``cols``) of ``m`` items as an (p, 2)
+    array sorted by i, then j (a sorted array, not a set of tuples: a tenth of the memory);
+    pairs of an item with itself and misses (-1) left out."""
+    ok = (cols >= 0) & (cols != rows)
+    lo, hi = np.minimum(rows[ok], cols[ok]), np.maximum(rows[ok], cols[ok])
+    codes = np.unique(lo.astype(np.int64) * m + hi)
+    return np.stack([codes // m, codes % m], axis=1)
+
+
+#: The (pixels, axis) a thumbnail is rolled by for the shifted candidate queries.
+SHIFTS = ((1, 1), (-1, 1), (1, 2), (-1, 2))
+
+
+def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> np.ndarray:
+    """Candidate pairs (i < j, sorted): each blurred 16 px thumbnail's k nearest, queried as
+    it is, shifted a pixel each way and zoomed by a pixel; the six searches spread over
+    ``pool``."""
     m = len(thumbs)
     half = thumbs.shape[1] // 2
     small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
@@ -46,30 +61,24 @@ def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> set[tuple[int, in
     index = neighbor_index(centered(small))
     k = min(k + 1, m)
 
-    def search(query: np.ndarray) -> np.ndarray:
-        # Each search on one FAISS thread (a new thread starts with OpenMP's default):
+    def search(j: int) -> np.ndarray:
+        # Query j made here, so no more queries exist at once than threads search them;
+        # each search on one FAISS thread (a new thread starts with OpenMP's default), so
         # its result does not depend on how many run beside it.
         import faiss
 
         faiss.omp_set_num_threads(1)
+        if j == 0:
+            query = small
+        elif j <= len(SHIFTS):
+            query = np.roll(small, SHIFTS[j - 1][0], axis=SHIFTS[j - 1][1])
+        else:
+            query = zoom(small)
         return np.asarray(index.search(centered(query), k)[1])
 
-    queries = (
-        small,
-        np.roll(small, 1, axis=1),
-        np.roll(small, -1, axis=1),
-        np.roll(small, 1, axis=2),
-        np.roll(small, -1, axis=2),
-        zoom(small),
-    )
-    pairs: set[tuple[int, int]] = set()
-    rows = np.repeat(np.arange(m), k)
-    for found in pool.map(search, queries):
-        cols = found.ravel()
-        ok = (cols >= 0) & (cols != rows)
-        lo, hi = np.minimum(rows[ok], cols[ok]), np.maximum(rows[ok], cols[ok])
-        pairs.update(zip(lo.tolist(), hi.tolist(), strict=True))
-    return pairs
+    queries = range(len(SHIFTS) + 2)  # as it is, shifted, zoomed
+    found = np.concatenate([f.ravel() for f in pool.map(search, queries)])
+    return pair_rows(np.tile(np.repeat(np.arange(m), k), len(queries)), found, m)
 
 
 def _rival(
@@ -125,7 +134,6 @@ class _Thumbs:
     """What the pair measurements read of each (m, 32, 32) thumbnail."""
 
     soft: np.ndarray  # lightly smoothed: absorbs resampling and re-encoding differences
-    coarse: np.ndarray  # smoothed further: what a copy still matches almost exactly
     bits: np.ndarray  # pHash bits
     tone: np.ndarray  # log mean and contrast
     flat: np.ndarray  # no content to correlate
@@ -136,11 +144,15 @@ class _Thumbs:
         soft = np.stack([cv2.GaussianBlur(t, (0, 0), 0.7) for t in thumbs])
         return cls(
             soft=soft,
-            coarse=np.stack([cv2.GaussianBlur(t, (0, 0), 1.3) for t in soft]),
             bits=phash_bits(thumbs),
             tone=np.log(np.maximum(np.stack([pixels.mean(1), pixels.std(1)], 1), 1e-3)),
             flat=pixels.std(axis=1) < rules.min_contrast,
         )
+
+    def coarse(self, i: int) -> np.ndarray:
+        """Thumbnail ``i`` smoothed further, as (1, H, W): what a copy still matches almost
+        exactly (made for the few pairs that get this far, not for every image)."""
+        return cv2.GaussianBlur(self.soft[i], (0, 0), 1.3)[None]
 
 
 @dataclass(frozen=True)
@@ -153,14 +165,10 @@ class _Measured:
     affine: np.ndarray
 
     @classmethod
-    def of(
-        cls, pairs: set[tuple[int, int]], t: _Thumbs, rules: DuplicateRules, pool: Executor
-    ) -> _Measured:
-        """Measure ``pairs`` (each pair on its own: the result does not depend on the rest)."""
-        arr = np.array(
-            sorted(p for p in pairs if p[0] != p[1] and not (t.flat[p[0]] or t.flat[p[1]])),
-            dtype=np.int64,
-        ).reshape(-1, 2)
+    def of(cls, pairs: np.ndarray, t: _Thumbs, rules: DuplicateRules, pool: Executor) -> _Measured:
+        """Measure the sorted ``pairs`` (each on its own: the result does not depend on the
+        rest), leaving out those with a flat thumbnail."""
+        arr = pairs[~(t.flat[pairs[:, 0]] | t.flat[pairs[:, 1]])]
         a, b = arr[:, 0], arr[:, 1]
         ncc = np.full(len(arr), -1.0, dtype=np.float32)
         near = (t.bits[a] != t.bits[b]).sum(axis=1) <= rules.hash_bits  # only these can join
@@ -209,7 +217,9 @@ def _near_duplicates(
         pairs = _candidates(thumbs, rules.candidates, pool)
         if embeddings is not None and len(embeddings) == m:
             _, ecand = knn(unit_rows(embeddings), min(rules.candidates, 5))
-            pairs |= {(min(a, int(b)), max(a, int(b))) for a in range(m) for b in ecand[a]}
+            near = pair_rows(np.repeat(np.arange(m), ecand.shape[1]), ecand.ravel(), m)
+            codes = np.union1d(pairs[:, 0] * m + pairs[:, 1], near[:, 0] * m + near[:, 1])
+            pairs = np.stack([codes // m, codes % m], axis=1)
         measured = _Measured.of(pairs, t, rules, pool)
     return _decide(measured, t, uf, rules, m)
 
@@ -256,7 +266,7 @@ def _decide(
                 continue
         # A copy's differences are fine grain (noise, re-encoding, resampling): blurred
         # away, it matches almost exactly; a look-alike's differences stay.
-        if aligned_ncc(t.coarse[[a]], t.coarse[[b]])[0] < rules.coarse:
+        if aligned_ncc(t.coarse(a), t.coarse(b))[0] < rules.coarse:
             continue
         uf.union(a, b)
     return best
