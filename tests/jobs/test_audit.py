@@ -42,6 +42,17 @@ def test_outputs_are_complete(digits_folder: Path, tmp_path: Path) -> None:
     assert report.counts["samples"] == 200
 
 
+def test_checks_that_need_no_model_train_none(digits_folder: Path, tmp_path: Path) -> None:
+    """Duplicates and defects come from the decode pass alone: no folds, no final model."""
+    out = tmp_path / "out"
+    cfg = FAST.model_copy(update={"checks": ("duplicate", "defect")})
+    report = despina.audit(digits_folder, out, cfg)
+    assert not (out / "model").exists() and (out / "samples.csv").exists()
+    assert "final_model" not in report.summary["timings"]
+    assert "cross_validation" not in report.summary["timings"]
+    assert report.summary["oof_accuracy"] is None and report.counts["samples"] == 200
+
+
 def test_same_seed_gives_the_same_samples_csv(digits_folder: Path, tmp_path: Path) -> None:
     despina.audit(digits_folder, tmp_path / "a", FAST)
     despina.audit(digits_folder, tmp_path / "b", FAST)

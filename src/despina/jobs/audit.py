@@ -268,8 +268,9 @@ def audit(
     with stage("map"):
         write_map(out_dir, ctx, cfg.seed, cfg.map_rows)
 
-    # A frozen model is the user's, a backbone's head alone serves nothing: no model/.
-    if not frozen and backbone is None:
+    # A frozen model is the user's, a backbone's head alone serves nothing, and checks that
+    # need no model (duplicates, defects) asked for none: no model/ then.
+    if model_wanted and not frozen and backbone is None:
         with stage("final_model"):
             # The final model learns the cleaned manifest: its rows, with their new labels.
             cleaned = cleaned_manifest(df, cfg.drop_label_issues)
