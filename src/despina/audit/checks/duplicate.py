@@ -50,10 +50,10 @@ def pair_rows(rows: np.ndarray, cols: np.ndarray, m: int) -> np.ndarray:
 SHIFTS = ((1, 1), (-1, 1), (1, 2), (-1, 2))
 
 
-def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> np.ndarray:
-    """Candidate pairs (i < j, sorted): each blurred 16 px thumbnail's k nearest, queried as
-    it is, shifted a pixel each way and zoomed by a pixel; the six searches spread over
-    ``pool``."""
+def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> tuple[np.ndarray, np.ndarray]:
+    """Each blurred 16 px thumbnail's k nearest, queried as it is, shifted a pixel each way
+    and zoomed by a pixel, as (rows, neighbours) for :func:`pair_rows`; the six searches
+    spread over ``pool``."""
     m = len(thumbs)
     half = thumbs.shape[1] // 2
     small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
@@ -78,7 +78,7 @@ def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> np.ndarray:
 
     queries = range(len(SHIFTS) + 2)  # as it is, shifted, zoomed
     found = np.concatenate([f.ravel() for f in pool.map(search, queries)])
-    return pair_rows(np.tile(np.repeat(np.arange(m), k), len(queries)), found, m)
+    return np.tile(np.repeat(np.arange(m), k), len(queries)), found
 
 
 def _rival(
@@ -158,11 +158,14 @@ class _Thumbs:
 @dataclass(frozen=True)
 class _Measured:
     """Candidate pairs (a < b, sorted), each with its aligned NCC (-1 where the hashes rule
-    it out) and its NCC after the continuous alignment (-1 where no decision needs it)."""
+    it out) and its NCC after the continuous alignment (-1 where no decision needs it);
+    which are close enough to count as rivals, and which go to the ratio test."""
 
     pairs: np.ndarray
     ncc: np.ndarray
     affine: np.ndarray
+    close: np.ndarray
+    weak: np.ndarray
 
     @classmethod
     def of(cls, pairs: np.ndarray, t: _Thumbs, rules: DuplicateRules, pool: Executor) -> _Measured:
@@ -176,29 +179,20 @@ class _Measured:
             ncc[near] = paired(shifted_ncc, t.soft, arr[near], pool)
         # The finer alignment where it can matter: a pair of its own, or a rival close
         # enough to block one at the floor.
-        close = ncc >= _close_bound(rules)
+        close = ncc >= 1.0 - (1.0 - rules.floor) / rules.ratio
         if close.any():
             ncc[close] = paired(aligned_ncc, t.soft, arr[close], pool)
+        # Pairs for the ratio test: over the floor, under the strong bound, and of one tone
+        # (correlation ignores gain and offset; a copy keeps its overall tone, which
+        # distinct images with a similar layout rarely do).
+        same_tone = (np.abs(t.tone[a] - t.tone[b]) <= np.log(rules.tone)).all(axis=1)
+        weak = (ncc >= rules.floor) & (ncc < rules.strong) & same_tone
         # The continuous alignment of every pair the ratio test may leave undecided.
-        fit = _weak(ncc, t, a, b, rules) & (ncc >= rules.affine_floor)
+        fit = weak & (ncc >= rules.affine_floor)
         affine = np.full(len(arr), -1.0, dtype=np.float32)
         if fit.any():
             affine[fit] = paired(affine_each, t.soft, arr[fit], pool)
-        return cls(arr, ncc, affine)
-
-
-def _close_bound(rules: DuplicateRules) -> float:
-    return 1.0 - (1.0 - rules.floor) / rules.ratio
-
-
-def _weak(
-    ncc: np.ndarray, t: _Thumbs, a: np.ndarray, b: np.ndarray, rules: DuplicateRules
-) -> np.ndarray:
-    """Pairs for the ratio test: over the floor, under the strong bound, and of one tone
-    (correlation ignores gain and offset; a copy keeps its overall tone, which distinct
-    images with a similar layout rarely do)."""
-    same_tone = (np.abs(t.tone[a] - t.tone[b]) <= np.log(rules.tone)).all(axis=1)
-    return (ncc >= rules.floor) & (ncc < rules.strong) & same_tone
+        return cls(arr, ncc, affine, close, weak)
 
 
 def _near_duplicates(
@@ -214,13 +208,12 @@ def _near_duplicates(
     m = len(thumbs)
     t = _Thumbs.of(thumbs, rules)
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        pairs = _candidates(thumbs, rules.candidates, pool)
+        rows, cols = _candidates(thumbs, rules.candidates, pool)
         if embeddings is not None and len(embeddings) == m:
             _, ecand = knn(unit_rows(embeddings), min(rules.candidates, 5))
-            near = pair_rows(np.repeat(np.arange(m), ecand.shape[1]), ecand.ravel(), m)
-            codes = np.union1d(pairs[:, 0] * m + pairs[:, 1], near[:, 0] * m + near[:, 1])
-            pairs = np.stack([codes // m, codes % m], axis=1)
-        measured = _Measured.of(pairs, t, rules, pool)
+            rows = np.concatenate([rows, np.repeat(np.arange(m), ecand.shape[1])])
+            cols = np.concatenate([cols, ecand.ravel()])
+        measured = _Measured.of(pair_rows(rows, cols, m), t, rules, pool)
     return _decide(measured, t, uf, rules, m)
 
 
@@ -237,14 +230,13 @@ def _decide(
         uf.union(a, b)
     # The ratio test for the rest: each image's measured matches, best first, to find its
     # best match outside the two sets.
-    close = ncc >= _close_bound(rules)
+    close, weak = measured.close, measured.weak
     ranked: dict[int, list[tuple[float, int]]] = {}
     for (a, b), v in zip(arr[close].tolist(), ncc[close].tolist(), strict=True):
         ranked.setdefault(a, []).append((v, b))
         ranked.setdefault(b, []).append((v, a))
     for lst in ranked.values():
         lst.sort(reverse=True)
-    weak = _weak(ncc, t, arr[:, 0], arr[:, 1], rules)
     rows = zip(arr[weak].tolist(), ncc[weak].tolist(), measured.affine[weak].tolist(), strict=True)
     for (a, b), v, fitted in rows:
         if uf.find(a) == uf.find(b):
