@@ -58,7 +58,7 @@ from despina.jobs.shards import merge_shards, scan_shard
 SIZE = 28
 FOLDS = 5
 #: The audit's defaults, for the projection: how its models train, its label rounds.
-DEFAULT_TRAIN, DEFAULT_ROUNDS = TrainConfig(), AuditConfig().label_rounds
+DEFAULT_TRAIN, DEFAULT_AUDIT = TrainConfig(), AuditConfig()
 
 
 def shard(args: tuple[list[ImageRecord], str]) -> int:
@@ -208,7 +208,8 @@ def projection(got: dict, n: int, epochs: int, warm_peak: float, warm_n: int) ->
     """Each stage's wall time for 1M and 10M images on 8 and 64 nodes of 2 workers, from
     this run's per-image costs, at the audit's defaults (5 folds, 2 label rounds, each
     model the epochs its step budget gives it at that size: one from about 180,000
-    images); the audit task's memory from its peak here and on the warm-up group."""
+    images; the second round a third of them, at least one); the audit task's memory
+    from its peak here and on the warm-up group."""
     st = got["stages"]
     last = max(st)
     train_rows = n * (FOLDS - 1) / FOLDS
@@ -225,8 +226,9 @@ def projection(got: dict, n: int, epochs: int, warm_peak: float, warm_n: int) ->
             workers = 2 * nodes
             scan = big * c_scan / workers
             fold_rows = big * (FOLDS - 1) // FOLDS
-            fold = c_fold * fold_rows * DEFAULT_TRAIN.epochs_given(fold_rows)
-            folds = DEFAULT_ROUNDS * -(-FOLDS // workers) * fold
+            epochs = sum(DEFAULT_AUDIT.fold_epochs(big, r, True, DEFAULT_TRAIN)
+                         for r in range(DEFAULT_AUDIT.label_rounds))  # fmt: skip
+            folds = -(-FOLDS // workers) * c_fold * fold_rows * epochs
             audit = big * c_checks + big * DEFAULT_TRAIN.epochs_given(big) * c_final
             parts = {"scan": scan, "folds": folds, "audit": audit}
             rows.append([f"{big:,}", nodes, *(f"{v / 3600:,.1f}" for v in parts.values()),

@@ -55,6 +55,18 @@ def test_invalid_option_is_refused(digits_folder: Path, tmp_path: Path) -> None:
     ]
 
 
+def test_a_round_share_that_is_not_one_is_refused(digits_folder: Path, tmp_path: Path) -> None:
+    for share, says in (
+        ("a third", "--round-share a third: use a share of the epochs such as 1/3 or 0.5"),
+        ("3/2", "invalid option round_share: Input should be less than or equal to 1"),
+    ):
+        out = tmp_path / "o"
+        res = runner.invoke(app, ["audit", str(digits_folder), "--out", str(out),
+                                  "--round-share", share, "--quiet"])  # fmt: skip
+        assert res.exit_code == 2 and says in res.output, res.output
+        assert not out.exists()  # refused before anything is written
+
+
 def test_unknown_check_is_refused(digits_folder: Path, tmp_path: Path) -> None:
     res = runner.invoke(
         app,

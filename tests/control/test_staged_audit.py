@@ -58,7 +58,8 @@ def test_a_sharded_audit_runs_in_stages_and_equals_the_one_task_audit(
     scans, folds, final = tasks[:3], tasks[3:7], tasks[7]
     assert [(t.metrics["round"], t.metrics["fold"]) for t in folds] == [(0, 0), (0, 1), (1, 0),
                                                                        (1, 1)]  # fmt: skip
-    assert all(t.done == 3 for t in folds)  # each trained its epochs
+    # Each trained its epochs: the second round continues the first's models for a third.
+    assert [t.done for t in folds] == [3, 3, 1, 1]
     assert all(0 < t.metrics["peak_rss_mib"] < 4096 for t in tasks)  # the worker's, per task
     assert sum(t.done for t in scans) == 101 and sum(t.metrics["unreadable"] for t in scans) == 1
     assert final.started_at >= max(t.ended_at for t in scans)  # type: ignore[operator,type-var]
@@ -142,14 +143,16 @@ def test_fold_tables_put_back_together_are_the_cross_validation(tmp_path: Path) 
     model, train = ModelConfig(width=8), TrainConfig(epochs=1)
     whole = cross_validate(x, y, 10, 3, model, train, seed=5)
     splits = fold_splits(y, 10, 3, seed=5)
-    tables = [fold_table(te, run_fold(x, y, tr, te, 10, model, train, 5 + k, None))
+    tables = [fold_table(k, te, *run_fold(x, y, tr, te, 10, model, train, 5 + k, None))
               for k, (tr, te) in enumerate(splits)]  # fmt: skip
     merged = read_round(tables[::-1])  # in any order
     for name in ("pred_probs", "embeddings", "fold", "neighbor_idx", "same_label_dist"):
         want, got = getattr(whole, name), getattr(merged, name)
-        if name == "fold":  # numbered in the order given
-            want = 2 - want
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
+    for want, got in zip(whole.weights, merged.weights, strict=True):  # what round 2 continues
+        assert want.keys() == got.keys()
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], atol=1e-6, err_msg=key)
     with pytest.raises(DataError, match="different runs"):
         read_round([tables[0], tables[0], tables[2]])
 

@@ -69,6 +69,18 @@ def _config_error(exc: ValidationError) -> str:
     return msg if msg.startswith("--") else f"invalid option {where}: {msg}"
 
 
+def _share(text: str) -> float | None:
+    """``--round-share``: a number, a fraction such as 1/3, or none."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        num, _, den = text.partition("/")
+        return float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        raise _fail(f"--round-share {text}: use a share of the epochs such as 1/3 or 0.5, "
+                    "or none", 2) from None  # fmt: skip
+
+
 @app.command()
 def audit(
     source: Annotated[
@@ -105,6 +117,13 @@ def audit(
     label_rounds: Annotated[
         int, typer.Option(help="cross-validation rounds (later ones train without flags)")
     ] = 2,
+    round_share: Annotated[
+        str,
+        typer.Option(
+            help="a later round continues the round before's models for this share of "
+            "their epochs (0 to 1); 'none': new models from the start on a new fold split"
+        ),
+    ] = "1/3",
     root: Annotated[
         Path | None,
         typer.Option(help="folder manifest paths must stay inside (default: the manifest's)"),
@@ -198,6 +217,7 @@ def audit(
             checks=tuple(c.strip() for c in checks.split(",") if c.strip()) if checks else None,
             drop_label_issues=drop_label_issues,
             label_rounds=label_rounds,
+            round_share=_share(round_share),
             model=ModelConfig(width=width, depth=depth),
             # Epochs asked for are run, whatever the dataset's size (early stopping aside).
             train=TrainConfig(**({} if epochs is None else {"epochs": epochs, "max_steps": None})),

@@ -72,19 +72,21 @@ class TrainConfig(FrozenModel):
         "where the CPU has it); weights and predictions stay fp32",
     )
 
-    def epochs_for(self, rows: int) -> int:
+    def epochs_for(self, rows: int, share: float = 1.0) -> int:
         """The epochs a model trained on ``rows`` rows runs: ``epochs``, or fewer where
         they would pass ``max_steps`` (more data, more steps an epoch: each epoch of a
-        large dataset does as much as several of a small one)."""
-        if self.max_steps is None:
-            return self.epochs
-        per_epoch = max(1, -(-rows // self.batch_size))
-        return max(1, min(self.epochs, -(-self.max_steps // per_epoch)))
+        large dataset does as much as several of a small one). ``share``: a model that
+        continues from trained weights runs that share of them, rounded up."""
+        full = self.epochs
+        if self.max_steps is not None:
+            per_epoch = max(1, -(-rows // self.batch_size))
+            full = max(1, min(self.epochs, -(-self.max_steps // per_epoch)))
+        return max(1, math.ceil(full * share - 1e-9))
 
-    def epochs_given(self, rows: int) -> int:
+    def epochs_given(self, rows: int, share: float = 1.0) -> int:
         """The epochs a model given ``rows`` rows runs at most: :meth:`epochs_for` the rows
         left once its validation share is held out (what a progress bar counts to)."""
-        return self.epochs_for(rows - math.ceil(rows * self.validation_fraction))
+        return self.epochs_for(rows - math.ceil(rows * self.validation_fraction), share)
 
 
 #: The most worker processes an audit starts on its own: beyond it, folds and decoding
@@ -125,8 +127,24 @@ class AuditConfig(FrozenModel):
         description="cross-validation rounds; each later round trains without the samples "
         "the label check flagged in the round before, so the CNN stops learning the flips",
     )
+    round_share: float | None = Field(
+        1 / 3,
+        gt=0,
+        le=1,
+        description="each later round continues the round before's fold models of the "
+        "built-in CNN (on the same folds, without the flagged samples) for this share of "
+        "their epochs; None, and for other models: "
+        "new models trained from the start on a new fold split",
+    )
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+
+    def fold_epochs(self, rows: int, round_: int, continued: bool, train: TrainConfig) -> int:
+        """The epochs (at most) a fold model of round ``round_`` (from 0) runs in an audit
+        of ``rows`` rows, trained with ``train``; ``continued``: whether later rounds
+        continue the round before's models."""
+        share = self.round_share if continued and round_ > 0 else None
+        return train.epochs_given(rows - rows // self.folds, 1.0 if share is None else share)
 
     @property
     def worker_count(self) -> int:

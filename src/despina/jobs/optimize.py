@@ -50,8 +50,10 @@ from despina.jobs.study import (
 
 logger = logging.getLogger(__name__)
 
-#: An audit's default: the folds and rounds each trained model stands for.
-AUDIT_TRAININGS = AuditConfig().folds * AuditConfig().label_rounds
+#: An audit's default: the folds and rounds each trained model stands for (each later
+#: round continues the round before's models for its share of the epochs).
+_AUDIT = AuditConfig()
+AUDIT_TRAININGS = _AUDIT.folds * (1 + (_AUDIT.label_rounds - 1) * (_AUDIT.round_share or 1.0))
 HOLDOUT = 0.2
 
 

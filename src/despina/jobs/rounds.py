@@ -24,6 +24,7 @@ from despina.core.progress import ProgressReporter
 from despina.models.base import ModelBuilder
 from despina.models.frozen import is_saved_model
 from despina.training.crossval import CrossValResult, cross_validate
+from despina.training.trainer import Weights
 
 #: Training defaults for models over feature vectors (table rows, a backbone's embeddings)
 #: where the image defaults do not fit: no augmentation, more epochs (an epoch is a few
@@ -118,9 +119,16 @@ def write_flat_outputs(
     return samples
 
 
-def round_seed(cfg: AuditConfig, round_: int) -> int:
-    """The seed of a round's fold split; its fold k trains with this seed + k."""
-    return cfg.seed + 1000 * round_
+def continues(cfg: AuditConfig, build: ModelBuilder | None) -> bool:
+    """Whether each later round continues the round before's fold models (the built-in CNN
+    only: other models are quick to train, or a user's own to define)."""
+    return cfg.round_share is not None and build is None
+
+
+def round_seed(cfg: AuditConfig, round_: int, continued: bool) -> int:
+    """The seed of a round's fold split; its fold k trains with this seed + k. Rounds that
+    continue the round before's models keep its split (each model's held-out rows)."""
+    return cfg.seed + (0 if continued else 1000 * round_)
 
 
 def use_round(ctx: AuditContext, cv: CrossValResult) -> None:
@@ -158,29 +166,36 @@ def cross_validated_rounds(
     train_cfg: TrainConfig,
     build: ModelBuilder | None,
     progress: ProgressReporter,
-) -> list[np.ndarray]:
+) -> list[CrossValResult]:
     """Fill ``ctx`` with out-of-fold probabilities, embeddings and neighbours of the valid
-    rows ``x``; return each round's probabilities. ``build``: None for the built-in CNN."""
+    rows ``x``; return each round. ``build``: None for the built-in CNN."""
     assert ctx.labels is not None
     label_checks = [c for c in checks if isinstance(c, LabelCheck)]
     rounds = model_rounds(checks, cfg)
     # One step per epoch; a fold that stops early (or ran in a worker process, which
     # reports only when done) advances by the epochs it did not report.
-    epochs = train_cfg.epochs_given(len(x) - len(x) // cfg.folds)
-    progress.start("cross-validation", cfg.folds * rounds * epochs)
-    reported = [0]
+    go_on = continues(cfg, build)
+    epochs = [cfg.fold_epochs(len(x), r, go_on, train_cfg) for r in range(rounds)]
+    progress.start("cross-validation", cfg.folds * sum(epochs))
+    reported, round_ = [0], [0]
 
     def epoch_done(*_: float) -> None:
         reported[0] += 1
         progress.advance("cross-validation")
 
     def fold_done(_: int) -> None:
-        progress.advance("cross-validation", max(0, epochs - reported[0]))
+        progress.advance("cross-validation", max(0, epochs[round_[0]] - reported[0]))
         reported[0] = 0
 
     exclude: np.ndarray | None = None
-    out: list[np.ndarray] = []
+    cv: CrossValResult | None = None
+    out: list[CrossValResult] = []
     for r in range(rounds):
+        round_[0] = r
+        start: tuple[Weights, ...] = ()
+        share = 1.0
+        if cv is not None and go_on and cfg.round_share is not None:
+            start, share = cv.weights, cfg.round_share
         cv = cross_validate(
             x,
             ctx.labels,
@@ -188,16 +203,18 @@ def cross_validated_rounds(
             cfg.folds,
             cfg.model,
             train_cfg,
-            round_seed(cfg, r),
+            round_seed(cfg, r, go_on),
             cfg.worker_count,
             on_fold=fold_done,
             exclude=exclude,
             on_epoch=epoch_done,
             class_names=ctx.class_names,
             build=build,
+            start=start,
+            epoch_share=share,
         )
         use_round(ctx, cv)
-        out.append(cv.pred_probs)
+        out.append(cv)
         if r + 1 < rounds:
             exclude = label_exclusions(ctx, label_checks[0])
     progress.finish("cross-validation")

@@ -18,7 +18,7 @@ from despina.core.errors import DataError
 from despina.core.processes import THREAD_LIMITS
 from despina.core.vectors import neighbor_index, unit_rows
 from despina.models.base import ModelBuilder
-from despina.training.trainer import EpochCallback, predict, train_classifier
+from despina.training.trainer import EpochCallback, Weights, predict, train_classifier, weights
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class CrossValResult:
 
     ``neighbor_sims``/``neighbor_idx`` (N, k): each sample's most similar *training* samples
     (cosine, in the embedding space of the fold model that did not see the sample).
+    ``weights``: each fold model's, which a later round may continue from.
     ``same_label_dist`` (N, k): cosine distances, ascending, from each sample to its nearest
     training samples *with its own label*, in the same space, and ``pred_label_dist`` to
     those with the label the fold model predicts for it (the outlier check's inputs).
@@ -39,6 +40,7 @@ class CrossValResult:
     neighbor_idx: np.ndarray
     same_label_dist: np.ndarray
     pred_label_dist: np.ndarray
+    weights: tuple[Weights, ...] = ()
 
 
 NEIGHBORS = 20
@@ -93,21 +95,23 @@ def run_fold(
     threads: int | None,
     on_epoch: EpochCallback | None = None,
     build: ModelBuilder | None = None,
-) -> FoldOutput:
-    """Train one fold's model on ``train_idx`` and return its outputs for ``test_idx``;
+    start: Weights | None = None,
+    epoch_share: float = 1.0,
+) -> tuple[FoldOutput, Weights]:
+    """Train one fold's model on ``train_idx`` (from ``start`` for ``epoch_share`` of the
+    epochs, if given) and return its outputs for ``test_idx`` and its weights;
     ``threads``: torch's intra-op threads for it (None: as they are)."""
     if threads is not None:
         torch.set_num_threads(threads)
-    model = train_classifier(
-        x[train_idx], y[train_idx], num_classes, model_config, train_config, seed, on_epoch, build
-    )
+    model = train_classifier(x[train_idx], y[train_idx], num_classes, model_config,
+                             train_config, seed, on_epoch, build, start, epoch_share)  # fmt: skip
     probs, emb = predict(model, x[test_idx])
     _, train_emb = predict(model, x[train_idx])
     sims, nidx = _oof_neighbors(train_emb, emb, train_idx)
     k = SAME_LABEL_NEIGHBORS
     same = same_label_distances(train_emb, y[train_idx], emb, y[test_idx], k)
     pred = same_label_distances(train_emb, y[train_idx], emb, probs.argmax(axis=1), k)
-    return probs, emb, sims, nidx, same, pred
+    return (probs, emb, sims, nidx, same, pred), weights(model)
 
 
 def check_folds(
@@ -151,9 +155,14 @@ def fold_splits(
     return splits
 
 
-def assemble(held_out: Sequence[np.ndarray], outputs: Sequence[FoldOutput]) -> CrossValResult:
+def assemble(
+    held_out: Sequence[np.ndarray],
+    outputs: Sequence[FoldOutput],
+    models: Sequence[Weights] = (),
+) -> CrossValResult:
     """Every row's out-of-fold outputs from each fold's: ``outputs[k]`` for the rows
-    ``held_out[k]``; neighbours cut to the fewest any fold found."""
+    ``held_out[k]``; neighbours cut to the fewest any fold found. ``models``: each fold
+    model's weights."""
     n = sum(len(te) for te in held_out)
     probs = np.zeros((n, outputs[0][0].shape[1]), np.float32)
     fold_of = np.zeros(n, np.int64)
@@ -167,7 +176,7 @@ def assemble(held_out: Sequence[np.ndarray], outputs: Sequence[FoldOutput]) -> C
         probs[test_idx], fold_of[test_idx], embs[test_idx] = out[0], k, out[1]
         nb_sims[test_idx], nb_idx[test_idx] = out[2][:, :k_nb], out[3][:, :k_nb]
         same[test_idx], pred[test_idx] = out[4], out[5]
-    return CrossValResult(probs, embs, fold_of, nb_sims, nb_idx, same, pred)
+    return CrossValResult(probs, embs, fold_of, nb_sims, nb_idx, same, pred, tuple(models))
 
 
 def cross_validate(
@@ -184,9 +193,12 @@ def cross_validate(
     on_epoch: EpochCallback | None = None,
     class_names: Sequence[str] | None = None,
     build: ModelBuilder | None = None,
+    start: Sequence[Weights] = (),
+    epoch_share: float = 1.0,
 ) -> CrossValResult:
     """Train ``folds`` models (CNNs unless ``build`` makes others), each predicting the
-    fold it did not see.
+    fold it did not see; with ``start`` (a round's weights on the same split and seed),
+    fold k continues from ``start[k]`` for ``epoch_share`` of the epochs.
 
     With ``workers`` > 1 the folds run in separate processes with one torch thread each
     (two single-threaded processes beat one two-threaded process on small CNNs).
@@ -194,16 +206,19 @@ def cross_validate(
     reports each finished fold.
     """
     splits = fold_splits(y, num_classes, folds, seed, exclude, class_names)
+    if start and len(start) != len(splits):
+        raise ValueError(f"{len(start)} fold models to continue from, for {len(splits)} folds")
 
     def fold_args(k: int, threads: int | None, epochs: EpochCallback | None) -> tuple[Any, ...]:
         tr, te = splits[k]
+        begin = start[k] if start else None
         return (x, y, tr, te, num_classes, model_config, train_config, seed + k, threads,
-                epochs, build)  # fmt: skip
+                epochs, build, begin, epoch_share)  # fmt: skip
 
-    outputs: list[FoldOutput] = []
+    runs: list[tuple[FoldOutput, Weights]] = []
     if workers <= 1:
         for k in range(len(splits)):
-            outputs.append(run_fold(*fold_args(k, None, on_epoch)))
+            runs.append(run_fold(*fold_args(k, None, on_epoch)))
             if on_fold is not None:
                 on_fold(k)
     else:
@@ -213,7 +228,8 @@ def cross_validate(
         with ProcessPoolExecutor(max_workers=min(workers, folds), mp_context=ctx) as pool:
             futures = [pool.submit(run_fold, *fold_args(k, 1, None)) for k in range(len(splits))]
             for k, fut in enumerate(futures):
-                outputs.append(fut.result())
+                runs.append(fut.result())
                 if on_fold is not None:
                     on_fold(k)
-    return assemble([te for _, te in splits], outputs)
+    held_out = [te for _, te in splits]
+    return assemble(held_out, [out for out, _ in runs], [w for _, w in runs])

@@ -20,6 +20,9 @@ from despina.training.losses import make_loss
 
 logger = logging.getLogger(__name__)
 
+#: A model's state dict as arrays (see :func:`weights`).
+Weights = dict[str, np.ndarray]
+
 #: Called after each epoch with (epoch, training loss, validation loss, validation
 #: accuracy); raising in it (a pruned search trial) ends the training there.
 EpochCallback = Callable[[int, float, float, float], None]
@@ -76,12 +79,16 @@ def train_classifier(
     seed: int = 0,
     on_epoch: EpochCallback | None = None,
     build: ModelBuilder | None = None,
+    start: Weights | None = None,
+    epoch_share: float = 1.0,
 ) -> EmbeddingClassifier:
     """Train on normalized images ``x`` (N, C, H, W) with integer labels ``y``, or on any
     other input the model ``build`` makes accepts (a table's rows: no augmentation).
 
     A stratified ``validation_fraction`` is held out for early stopping; the weights of the
-    best validation epoch are returned, in eval mode.
+    best validation epoch are returned, in eval mode. ``start``: weights to continue from
+    (:func:`weights` of a model of the same shape) for ``epoch_share`` of the epochs
+    (:meth:`TrainConfig.epochs_for`).
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -93,10 +100,12 @@ def train_classifier(
         if build is not None
         else SmallCNN.from_config(x.shape[1], num_classes, model_config)
     )
+    if start is not None:
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in start.items()})
     images = x.ndim == 4
     opt = _optimizer(model, train_config)
     criterion = make_loss(train_config.loss, train_config.label_smoothing)
-    epochs = train_config.epochs_for(len(tr))
+    epochs = train_config.epochs_for(len(tr), epoch_share)
     steps = epochs * max(1, -(-len(tr) // train_config.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=train_config.learning_rate, total_steps=steps
@@ -108,8 +117,8 @@ def train_classifier(
         model.train()
         order = torch.randperm(len(tr), generator=gen)
         total = 0.0
-        for start in range(0, len(order), train_config.batch_size):
-            batch = order[start : start + train_config.batch_size]
+        for at in range(0, len(order), train_config.batch_size):
+            batch = order[at : at + train_config.batch_size]
             if len(batch) < 2:  # BatchNorm needs two samples
                 continue
             xb = xt[batch]
@@ -138,6 +147,12 @@ def train_classifier(
     model.load_state_dict(best_state)
     model.eval()
     return model
+
+
+def weights(model: EmbeddingClassifier) -> Weights:
+    """A model's weights as arrays: what :func:`train_classifier` continues from, and what
+    crosses a process boundary or goes in a file."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
 
 
 def native_bf16() -> bool:
