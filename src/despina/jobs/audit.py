@@ -37,7 +37,6 @@ from despina.jobs.rounds import (
     VECTOR_TRAIN,
     Stages,
     checks_summary,
-    continues,
     cross_validated_rounds,
     frozen_round,
     is_frozen,
@@ -250,7 +249,6 @@ def audit(
         build = MLPBuilder(x.shape[1], (), width=128, depth=1)
         train_cfg = train_defaults(cfg, len(x), VECTOR_TRAIN, VECTOR_BATCH)
     round_probs: list[np.ndarray] = []
-    trained: Sequence[CrossValResult] = folds or ()
     model_wanted = needs_model(checks)
     if model_wanted and frozen and model_file is not None:
         with stage("cross_validation"):
@@ -283,10 +281,7 @@ def audit(
                 [train_index.get(new_label.get(i, ""), -1) for i in np.array(ctx.ids)[valid]]
             )
             keep = y_final >= 0
-            # Like a later round, it continues the last round's first fold model.
-            start = trained[-1].weights[0] if trained and continues(cfg, build) else None
-            share = cfg.round_share if start is not None and cfg.round_share else 1.0
-            progress.start("final model", cfg.train.epochs_given(int(keep.sum()), share))
+            progress.start("final model", cfg.train.epochs_given(int(keep.sum())))
             model = train_classifier(
                 x[keep],
                 y_final[keep],
@@ -296,8 +291,6 @@ def audit(
                 cfg.seed,
                 on_epoch=lambda *_: progress.advance("final model"),
                 build=build,
-                start=start,
-                epoch_share=share,
             )
             progress.finish("final model")
             model_dir = out_dir / "model"
