@@ -2,7 +2,9 @@
 
 The floor is decoding and resizing every file with OpenCV in one process and nothing
 else: no pipeline that reads the images can beat it. Data: scikit-learn's digits exported
-as PNG files (``--size`` px), audited with the default configuration.
+as PNG files (``--size`` px), audited with the default configuration; then, at 2 workers,
+the default second round (continuing the first round's models for a third of their
+epochs) beside new models trained from the start (``round_share: None``).
 
     python benchmarks/throughput.py [--size 16]
 """
@@ -44,14 +46,17 @@ def main() -> None:
         export_digits(data, size=args.size)
         n = len(list(data.rglob("*.png")))
         floor_rate = floor(data, args.size)
-        timings = {}
-        for workers in (1, 2):
+        timings, summaries = {}, {}
+        for workers, share in ((1, "default"), (2, "default"), (2, None)):
+            cfg = AuditConfig(seed=0, workers=workers)
+            if share is None:
+                cfg = cfg.model_copy(update={"round_share": None})
             t0 = time.perf_counter()
-            report = despina.audit(
-                data, Path(tmp) / f"out{workers}", AuditConfig(seed=0, workers=workers)
-            )
-            timings[workers] = dict(report.summary["timings"])
-            timings[workers]["whole audit"] = time.perf_counter() - t0
+            report = despina.audit(data, Path(tmp) / f"out{workers}{share}", cfg)
+            key = workers if share == "default" else "fresh"
+            timings[key] = dict(report.summary["timings"])
+            timings[key]["whole audit"] = time.perf_counter() - t0
+            summaries[key] = report.summary
     stages = list(timings[1])
     rows = [["decode + resize only (floor)", "", floor_rate, "", floor_rate, ""]]
     for s in stages:
@@ -66,6 +71,16 @@ def main() -> None:
             ["stage", "s (1 worker)", "img/s (1)", "s (2 workers)", "img/s (2)", "speed-up"], rows
         )
     )
+    print()
+    print("## The second round, 2 workers")
+    print()
+    rows = []
+    for key, label in ((2, "continued (default, 1/3 of the epochs)"), ("fresh", "new models")):
+        t, summary = timings[key], summaries[key]
+        rows.append([label, t["cross_validation"], t["whole audit"], summary["oof_accuracy"],
+                     summary["counts"]["label_issues"]])  # fmt: skip
+    print(table(["second round", "cross-validation s", "whole audit s", "oof accuracy",
+                 "label issues"], rows))  # fmt: skip
 
 
 if __name__ == "__main__":
