@@ -22,14 +22,10 @@ def read_log(path: Path, offset: int, limit: int | None = None) -> tuple[str, in
     with open(path, "rb") as fh:
         fh.seek(offset)
         data = fh.read(-1 if limit is None else limit)
-    if limit is not None and len(data) == limit:
-        lead = len(data) - 1  # the last character's first byte (UTF-8: skip 10xxxxxx)
-        while lead > 0 and lead > len(data) - 4 and data[lead] & 0xC0 == 0x80:
-            lead -= 1
-        width = next((n for n, top in ((4, 0xF0), (3, 0xE0), (2, 0xC0)) if data[lead] >= top), 1)
-        if lead > 0 and lead + width > len(data):
-            data = data[:lead]
-    return data.decode("utf-8", "replace"), offset + len(data)
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = decoder.decode(data, final=limit is None or len(data) < limit)
+    held = len(decoder.getstate()[0])  # the start of a character the limit cut in two
+    return text, offset + len(data) - held
 
 
 def log_pieces(path: Path, offset: int, end: int) -> Iterator[str]:
