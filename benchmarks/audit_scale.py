@@ -53,12 +53,14 @@ from despina.data.images import ImageRecord
 from despina.data.sources import load_source
 from despina.jobs.audit import prepare_images
 from despina.jobs.folds import train_fold
+from despina.jobs.rounds import round_share
 from despina.jobs.shards import merge_shards, scan_shard
 
 SIZE = 28
 FOLDS = 5
 #: The audit's defaults, for the projection: how its models train, its label rounds.
 DEFAULT_TRAIN, DEFAULT_AUDIT = TrainConfig(), AuditConfig()
+DEFAULT_ROUNDS = DEFAULT_AUDIT.label_rounds
 
 
 def shard(args: tuple[list[ImageRecord], str]) -> int:
@@ -226,8 +228,10 @@ def projection(got: dict, n: int, epochs: int, warm_peak: float, warm_n: int) ->
             workers = 2 * nodes
             scan = big * c_scan / workers
             fold_rows = big * (FOLDS - 1) // FOLDS
-            epochs = sum(DEFAULT_AUDIT.fold_epochs(big, r, True, DEFAULT_TRAIN)
-                         for r in range(DEFAULT_AUDIT.label_rounds))  # fmt: skip
+            shares = [
+                round_share(DEFAULT_AUDIT, None, r) for r in range(DEFAULT_AUDIT.label_rounds)
+            ]
+            epochs = sum(DEFAULT_AUDIT.fold_epochs(big, DEFAULT_TRAIN, s) for s in shares)
             folds = -(-FOLDS // workers) * c_fold * fold_rows * epochs
             audit = big * c_checks + big * DEFAULT_TRAIN.epochs_given(big) * c_final
             parts = {"scan": scan, "folds": folds, "audit": audit}

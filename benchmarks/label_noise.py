@@ -39,7 +39,7 @@ from _common import (
 )
 
 import despina
-from despina.core.config import AuditConfig, TrainConfig
+from despina.core.config import AuditConfig, TrainConfig, parse_share
 from despina.data.decode import as_rgb
 from despina.data.sources import digits_arrays, fashion_mnist_arrays
 from despina.jobs.search_space import load_model_config
@@ -101,16 +101,14 @@ def main() -> None:
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="the CNN's training arithmetic (TrainConfig.precision)")  # fmt: skip
     ap.add_argument("--model-config", type=Path, help="audit with this best.yaml's model")
-    ap.add_argument("--round-share", default="default",
-                    help="AuditConfig.round_share: a number, or 'none' (the second round "
-                    "trains new models from the start)")  # fmt: skip
+    ap.add_argument("--round-share", help="AuditConfig.round_share: a share such as 1/3, "
+                    "or none (the second round trains new models from the start)")  # fmt: skip
     args = ap.parse_args()
     images, y, test_images, test_y, mapping = load(args.dataset)
     cfg = AuditConfig(folds=5, seed=0, workers=args.workers, checks=("label",),
                       train=TrainConfig(precision=args.precision))  # fmt: skip
-    if args.round_share != "default":
-        share = None if args.round_share == "none" else float(args.round_share)
-        cfg = cfg.model_copy(update={"round_share": share})
+    if args.round_share is not None:
+        cfg = cfg.model_copy(update={"round_share": parse_share(args.round_share)})
     if args.model_config is not None:
         cfg = load_model_config(args.model_config, cfg)
     rows, acc_rows = [], []

@@ -30,8 +30,8 @@ from despina.cli.progress import RichProgress
 from despina.cli.reviews import review_app
 from despina.cli.server import server_app
 from despina.cli.tasks import task_app
-from despina.core.config import AuditConfig, ModelConfig, TrainConfig
-from despina.core.errors import DespinaError
+from despina.core.config import AuditConfig, ModelConfig, TrainConfig, parse_share
+from despina.core.errors import ConfigError, DespinaError
 
 app = typer.Typer(
     name="despina",
@@ -67,18 +67,6 @@ def _config_error(exc: ValidationError) -> str:
     where = ".".join(str(p) for p in first["loc"])
     msg = str(first["msg"]).removeprefix("Value error, ")
     return msg if msg.startswith("--") else f"invalid option {where}: {msg}"
-
-
-def _share(text: str) -> float | None:
-    """``--round-share``: a number, a fraction such as 1/3, or none."""
-    if text.strip().lower() == "none":
-        return None
-    try:
-        num, _, den = text.partition("/")
-        return float(num) / float(den or 1)
-    except (ValueError, ZeroDivisionError):
-        raise _fail(f"--round-share {text}: use a share of the epochs such as 1/3 or 0.5, "
-                    "or none", 2) from None  # fmt: skip
 
 
 @app.command()
@@ -217,13 +205,15 @@ def audit(
             checks=tuple(c.strip() for c in checks.split(",") if c.strip()) if checks else None,
             drop_label_issues=drop_label_issues,
             label_rounds=label_rounds,
-            round_share=_share(round_share),
+            round_share=parse_share(round_share),
             model=ModelConfig(width=width, depth=depth),
             # Epochs asked for are run, whatever the dataset's size (early stopping aside).
             train=TrainConfig(**({} if epochs is None else {"epochs": epochs, "max_steps": None})),
         )
     except ValidationError as exc:
         raise _fail(_config_error(exc), 2) from None
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
     if kind not in ("auto", "image", "table", "sequence"):
         raise _fail(f"--kind {kind}: use image, table, sequence or auto", 2)
     is_sequence = kind == "sequence" or (kind == "auto" and is_sequence_source(source))

@@ -231,7 +231,7 @@ def _train_fold(
 ) -> list[str]:
     """One fold of one round of the audit's cross-validation, from the group's shards."""
     from despina.jobs.folds import train_fold
-    from despina.jobs.rounds import continues
+    from despina.jobs.rounds import round_share
 
     round_, fold = int(spec["round"]), int(spec["fold"])
     scanned = _read_shards(group, database_url)
@@ -241,7 +241,7 @@ def _train_fold(
         from despina.jobs.folds import read_round
 
         earlier = read_round(_stage_tables(group, database_url, round_))
-    ctx.progress(0, cfg.fold_epochs(len(prep.x), round_, continues(cfg, None), cfg.train))
+    ctx.progress(0, cfg.fold_epochs(len(prep.x), cfg.train, round_share(cfg, None, round_)))
     threads = max(1, int(group.resources.cpus))
     table = train_fold(prep, cfg, round_, fold, earlier, threads, on_epoch=lambda *_: ctx.advance())
     ctx.metrics.update({"round": round_, "fold": fold})

@@ -89,6 +89,21 @@ class TrainConfig(FrozenModel):
         return self.epochs_for(rows - math.ceil(rows * self.validation_fraction), share)
 
 
+def parse_share(text: str) -> float | None:
+    """A ``round_share`` written as a number, a fraction such as 1/3, or none."""
+    from despina.core.errors import ConfigError
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        num, _, den = text.partition("/")
+        return float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(
+            f"--round-share {text}: use a share of the epochs such as 1/3 or 0.5, or none"
+        ) from None
+
+
 #: The most worker processes an audit starts on its own: beyond it, folds and decoding
 #: chunks are too few to keep more busy, and each process holds its own copy of the data.
 MAX_AUTO_WORKERS = 8
@@ -139,12 +154,10 @@ class AuditConfig(FrozenModel):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
-    def fold_epochs(self, rows: int, round_: int, continued: bool, train: TrainConfig) -> int:
-        """The epochs (at most) a fold model of round ``round_`` (from 0) runs in an audit
-        of ``rows`` rows, trained with ``train``; ``continued``: whether later rounds
-        continue the round before's models."""
-        share = self.round_share if continued and round_ > 0 else None
-        return train.epochs_given(rows - rows // self.folds, 1.0 if share is None else share)
+    def fold_epochs(self, rows: int, train: TrainConfig, share: float | None = None) -> int:
+        """The epochs (at most) a fold model runs in an audit of ``rows`` rows, trained
+        with ``train``; ``share``: of them, continuing a model of the round before."""
+        return train.epochs_given(rows - rows // self.folds, share or 1.0)
 
     @property
     def worker_count(self) -> int:

@@ -259,8 +259,7 @@ def audit(
         round_probs = [cv.pred_probs for cv in folds]
     elif model_wanted:
         with stage("cross_validation"):
-            trained = cross_validated_rounds(ctx, x, checks, cfg, train_cfg, build, progress)
-            round_probs = [cv.pred_probs for cv in trained]
+            round_probs = cross_validated_rounds(ctx, x, checks, cfg, train_cfg, build, progress)
 
     with stage("checks"):
         outcomes = run_checks(ctx, checks, progress)

@@ -19,7 +19,7 @@ from despina.audit.runner import select_checks
 from despina.core.config import AuditConfig
 from despina.core.errors import DataError
 from despina.jobs.audit import Prepared
-from despina.jobs.rounds import continues, label_exclusions, round_seed, use_round
+from despina.jobs.rounds import label_exclusions, round_seed, round_share, use_round
 from despina.jobs.shards import column_matrix, matrix_column
 from despina.training.crossval import (
     CrossValResult,
@@ -95,12 +95,11 @@ def train_fold(
         use_round(ctx, earlier)
         exclude = label_exclusions(ctx, next(c for c in checks if isinstance(c, LabelCheck)))
     k = len(ctx.class_names)
-    seed = round_seed(cfg, round_, continues(cfg, None))
+    seed = round_seed(cfg, round_)
     splits = fold_splits(ctx.labels, k, cfg.folds, seed, exclude, ctx.class_names)
     train_idx, test_idx = splits[fold]
-    start, share = None, 1.0
-    if earlier is not None and cfg.round_share is not None:  # continue its fold model
-        start, share = earlier.weights[fold], cfg.round_share
+    share = round_share(cfg, None, round_)
+    start = earlier.weights[fold] if earlier is not None and share is not None else None
     out, model = run_fold(prep.x, ctx.labels, train_idx, test_idx, k, cfg.model, cfg.train,
-                          seed + fold, threads, on_epoch, None, start, share)  # fmt: skip
+                          seed + fold, threads, on_epoch, None, start, share or 1.0)  # fmt: skip
     return fold_table(fold, test_idx, out, model)

@@ -119,16 +119,17 @@ def write_flat_outputs(
     return samples
 
 
-def continues(cfg: AuditConfig, build: ModelBuilder | None) -> bool:
-    """Whether each later round continues the round before's fold models (the built-in CNN
-    only: other models are quick to train, or a user's own to define)."""
-    return cfg.round_share is not None and build is None
+def round_share(cfg: AuditConfig, build: ModelBuilder | None, round_: int) -> float | None:
+    """The share of its epochs a fold model of round ``round_`` (from 0) runs continuing the
+    round before's model of its fold; None: a new model, every epoch. Only the built-in CNN
+    (``build`` None) continues: other models are quick to train, or a user's own to define."""
+    return cfg.round_share if round_ > 0 and build is None else None
 
 
-def round_seed(cfg: AuditConfig, round_: int, continued: bool) -> int:
+def round_seed(cfg: AuditConfig, round_: int, build: ModelBuilder | None = None) -> int:
     """The seed of a round's fold split; its fold k trains with this seed + k. Rounds that
     continue the round before's models keep its split (each model's held-out rows)."""
-    return cfg.seed + (0 if continued else 1000 * round_)
+    return cfg.seed + (0 if round_share(cfg, build, round_) is not None else 1000 * round_)
 
 
 def use_round(ctx: AuditContext, cv: CrossValResult) -> None:
@@ -166,16 +167,16 @@ def cross_validated_rounds(
     train_cfg: TrainConfig,
     build: ModelBuilder | None,
     progress: ProgressReporter,
-) -> list[CrossValResult]:
+) -> list[np.ndarray]:
     """Fill ``ctx`` with out-of-fold probabilities, embeddings and neighbours of the valid
-    rows ``x``; return each round. ``build``: None for the built-in CNN."""
+    rows ``x``; return each round's probabilities. ``build``: None for the built-in CNN."""
     assert ctx.labels is not None
     label_checks = [c for c in checks if isinstance(c, LabelCheck)]
     rounds = model_rounds(checks, cfg)
     # One step per epoch; a fold that stops early (or ran in a worker process, which
     # reports only when done) advances by the epochs it did not report.
-    go_on = continues(cfg, build)
-    epochs = [cfg.fold_epochs(len(x), r, go_on, train_cfg) for r in range(rounds)]
+    shares = [round_share(cfg, build, r) for r in range(rounds)]
+    epochs = [cfg.fold_epochs(len(x), train_cfg, share) for share in shares]
     progress.start("cross-validation", cfg.folds * sum(epochs))
     reported, round_ = [0], [0]
 
@@ -188,14 +189,10 @@ def cross_validated_rounds(
         reported[0] = 0
 
     exclude: np.ndarray | None = None
-    cv: CrossValResult | None = None
-    out: list[CrossValResult] = []
-    for r in range(rounds):
+    start: tuple[Weights, ...] = ()
+    out: list[np.ndarray] = []
+    for r, share in enumerate(shares):
         round_[0] = r
-        start: tuple[Weights, ...] = ()
-        share = 1.0
-        if cv is not None and go_on and cfg.round_share is not None:
-            start, share = cv.weights, cfg.round_share
         cv = cross_validate(
             x,
             ctx.labels,
@@ -203,18 +200,19 @@ def cross_validated_rounds(
             cfg.folds,
             cfg.model,
             train_cfg,
-            round_seed(cfg, r, go_on),
+            round_seed(cfg, r, build),
             cfg.worker_count,
             on_fold=fold_done,
             exclude=exclude,
             on_epoch=epoch_done,
             class_names=ctx.class_names,
             build=build,
-            start=start,
-            epoch_share=share,
+            start=start if share is not None else (),
+            epoch_share=share or 1.0,
         )
         use_round(ctx, cv)
-        out.append(cv)
+        out.append(cv.pred_probs)
+        start = cv.weights
         if r + 1 < rounds:
             exclude = label_exclusions(ctx, label_checks[0])
     progress.finish("cross-validation")

@@ -120,12 +120,7 @@ def audit_table(
             round_probs = (
                 frozen_round(ctx, x[valid], model_file)
                 if frozen and model_file is not None
-                else [
-                    cv.pred_probs
-                    for cv in cross_validated_rounds(
-                        ctx, x[valid], checks, cfg, train_cfg, build, progress
-                    )
-                ]
+                else cross_validated_rounds(ctx, x[valid], checks, cfg, train_cfg, build, progress)
             )
 
     with stage("checks"):
