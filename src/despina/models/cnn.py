@@ -88,7 +88,7 @@ class SmallCNN(EmbeddingClassifier):
         self.embedding_dim = channels
         # oneDNN's CPU convolutions run far faster channels-last (NHWC), in training and
         # inference alike (benchmarks/throughput.py); the weights' values are the same.
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @classmethod
     def from_config(
