@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from despina.audit.base import knn
-from despina.core.vectors import neighbor_index, unit_rows
+from despina.core.vectors import QUERY_BLOCK, nearest_rows, neighbor_index, unit_rows
 
 
 def test_unit_rows_have_length_one_and_match_numpy_norm_exactly() -> None:
@@ -21,6 +21,18 @@ def test_unit_rows_have_length_one_and_match_numpy_norm_exactly() -> None:
 def test_a_zero_row_stays_zero() -> None:
     u = unit_rows(np.array([[0.0, 0.0], [3.0, 4.0]]))
     assert u[0].tolist() == [0.0, 0.0] and np.allclose(u[1], [0.6, 0.8])
+
+
+def test_nearest_rows_are_the_exact_top_k_across_query_blocks() -> None:
+    rng = np.random.default_rng(1)
+    base = unit_rows(rng.normal(size=(2000, 24)))
+    queries = unit_rows(rng.normal(size=(QUERY_BLOCK * 2 + 7, 24)))
+    found = nearest_rows(base, queries, 5)
+    assert found.shape == (len(queries), 5)
+    brute = np.argsort(-(queries @ base.T), axis=1, kind="stable")[:, :5]
+    assert np.array_equal(found, brute)  # continuous data: no ties, best first
+    assert nearest_rows(base[:3], queries, 5).shape == (len(queries), 3)  # k at most the rows
+    assert nearest_rows(base, queries[:0], 5).shape == (0, 5)
 
 
 def _others(idx: np.ndarray, k: int) -> list[set[int]]:

@@ -31,9 +31,11 @@ from despina.audit.checks.pairs import (
     paired,
     phash_bits,
     shifted_ncc,
+    subpixel_ncc,
     zoom,
 )
-from despina.core.vectors import neighbor_index, unit_rows
+from despina.core.config import exact_rows
+from despina.core.vectors import nearest_rows, neighbor_index, torch_threads, unit_rows
 
 
 def pair_rows(rows: np.ndarray, cols: np.ndarray, m: int) -> np.ndarray:
@@ -53,31 +55,34 @@ SHIFTS = ((1, 1), (-1, 1), (1, 2), (-1, 2))
 def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> tuple[np.ndarray, np.ndarray]:
     """Each blurred 16 px thumbnail's k nearest, queried as it is, shifted a pixel each way
     and zoomed by a pixel, as (rows, neighbours) for :func:`pair_rows`; the six searches
-    spread over ``pool``."""
+    spread over ``pool``, each on one thread, so its result does not depend on how many
+    run beside it."""
     m = len(thumbs)
     half = thumbs.shape[1] // 2
     small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
     small = np.stack([cv2.GaussianBlur(t, (3, 3), 0) for t in small])
-    index = neighbor_index(centered(small))
+    base = centered(small)
+    index = neighbor_index(base) if m > exact_rows() else None  # the graph, or exact
     k = min(k + 1, m)
 
     def search(j: int) -> np.ndarray:
-        # Query j made here, so no more queries exist at once than threads search them;
-        # each search on one FAISS thread (a new thread starts with OpenMP's default), so
-        # its result does not depend on how many run beside it.
-        import faiss
-
-        faiss.omp_set_num_threads(1)
+        # Query j made here, so no more queries exist at once than threads search them.
         if j == 0:
             query = small
         elif j <= len(SHIFTS):
             query = np.roll(small, SHIFTS[j - 1][0], axis=SHIFTS[j - 1][1])
         else:
             query = zoom(small)
+        if index is None:
+            return nearest_rows(base, centered(query), k)
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # a new thread starts with OpenMP's default
         return np.asarray(index.search(centered(query), k)[1])
 
     queries = range(len(SHIFTS) + 2)  # as it is, shifted, zoomed
-    found = np.concatenate([f.ravel() for f in pool.map(search, queries)])
+    with torch_threads(1):
+        found = np.concatenate([f.ravel() for f in pool.map(search, queries)])
     return np.tile(np.repeat(np.arange(m), k), len(queries)), found
 
 
@@ -181,7 +186,7 @@ class _Measured:
         # enough to block one at the floor.
         close = ncc >= 1.0 - (1.0 - rules.floor) / rules.ratio
         if close.any():
-            ncc[close] = paired(aligned_ncc, t.soft, arr[close], pool)
+            ncc[close] = np.maximum(ncc[close], paired(subpixel_ncc, t.soft, arr[close], pool))
         # Pairs for the ratio test: over the floor, under the strong bound, and of one tone
         # (correlation ignores gain and offset; a copy keeps its overall tone, which
         # distinct images with a similar layout rarely do).
