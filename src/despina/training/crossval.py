@@ -201,7 +201,8 @@ def cross_validate(
     fold k continues from ``start[k]`` for ``epoch_share`` of the epochs.
 
     With ``workers`` > 1 the folds run in separate processes with one torch thread each
-    (two single-threaded processes beat one two-threaded process on small CNNs).
+    (two single-threaded processes beat one two-threaded process on small CNNs), those
+    left over after whole waves with the idle processes' threads.
     ``on_epoch`` reports each training epoch, in the sequential case only; ``on_fold``
     reports each finished fold.
     """
@@ -225,11 +226,20 @@ def cross_validate(
         for var, value in THREAD_LIMITS.items():
             os.environ.setdefault(var, value)
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, folds), mp_context=ctx) as pool:
-            futures = [pool.submit(run_fold, *fold_args(k, 1, None)) for k in range(len(splits))]
-            for k, fut in enumerate(futures):
-                runs.append(fut.result())
-                if on_fold is not None:
-                    on_fold(k)
+        lanes = min(workers, len(splits))
+        # Whole waves of one-thread folds, then the folds left over share every lane's
+        # thread (5 folds on 2 workers: the fifth on 2 threads, not 1 beside an idle core).
+        waves = len(splits) - len(splits) % lanes
+        batches = (
+            (range(waves), 1),
+            (range(waves, len(splits)), lanes // max(1, len(splits) % lanes)),
+        )
+        with ProcessPoolExecutor(max_workers=lanes, mp_context=ctx) as pool:
+            for ks, threads in batches:
+                futures = [pool.submit(run_fold, *fold_args(k, threads, None)) for k in ks]
+                for k, fut in zip(ks, futures, strict=True):
+                    runs.append(fut.result())
+                    if on_fold is not None:
+                        on_fold(k)
     held_out = [te for _, te in splits]
     return assemble(held_out, [out for out, _ in runs], [w for _, w in runs])
