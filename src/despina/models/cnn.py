@@ -87,7 +87,7 @@ class SmallCNN(EmbeddingClassifier):
         self.head = nn.Linear(channels, num_classes)
         self.embedding_dim = channels
         # oneDNN's CPU convolutions run far faster channels-last (NHWC), in training and
-        # inference alike (benchmarks/throughput.py); the weights' values are the same.
+        # inference alike (benchmarks/cnn_speed.py); the weights' values are the same.
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @classmethod
