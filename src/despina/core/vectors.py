@@ -25,6 +25,12 @@ def unit_rows(e: np.ndarray) -> np.ndarray:
 HNSW_LINKS, HNSW_BUILD, HNSW_SEARCH = 32, 80, 128
 
 
+def searched_exactly(rows: int, exact: int | None = None) -> bool:
+    """Whether ``rows`` indexed rows are searched exactly (up to ``exact``, default
+    :func:`exact_rows`) rather than through the HNSW graph."""
+    return rows <= (exact_rows() if exact is None else exact)
+
+
 def neighbor_index(vectors: np.ndarray, metric: str = "ip", exact: int | None = None) -> Any:
     """A FAISS index holding ``vectors`` for inner-product (``ip``; unit rows: cosine) or
     ``l2`` search: flat and exact up to ``exact`` rows (default :func:`exact_rows`), an
@@ -37,7 +43,7 @@ def neighbor_index(vectors: np.ndarray, metric: str = "ip", exact: int | None = 
     d = vectors.shape[1]
     flat_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
     index: Any
-    if len(vectors) <= (exact_rows() if exact is None else exact):
+    if searched_exactly(len(vectors), exact):
         index = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
     else:
         index = faiss.IndexHNSWFlat(d, HNSW_LINKS, flat_metric)
@@ -57,8 +63,8 @@ def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     query row (exact; best first, ties in any order), as a (queries, k) array.
 
     Blocked matrix products and top-k in torch, on torch's intra-op threads: on one
-    thread about twice as fast as FAISS's flat index, whose bundled BLAS is slower than
-    torch's (benchmarks/duplicates.py times the check that uses it).
+    thread faster than FAISS's flat index, whose bundled BLAS is slower than torch's
+    (benchmarks/exact_search.py measures both).
     """
     import torch
 

@@ -34,8 +34,13 @@ from despina.audit.checks.pairs import (
     subpixel_ncc,
     zoom,
 )
-from despina.core.config import exact_rows
-from despina.core.vectors import nearest_rows, neighbor_index, torch_threads, unit_rows
+from despina.core.vectors import (
+    nearest_rows,
+    neighbor_index,
+    searched_exactly,
+    torch_threads,
+    unit_rows,
+)
 
 
 def pair_rows(rows: np.ndarray, cols: np.ndarray, m: int) -> np.ndarray:
@@ -62,7 +67,7 @@ def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> tuple[np.ndarray,
     small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
     small = np.stack([cv2.GaussianBlur(t, (3, 3), 0) for t in small])
     base = centered(small)
-    index = neighbor_index(base) if m > exact_rows() else None  # the graph, or exact
+    index = None if searched_exactly(m) else neighbor_index(base)  # exact, or the graph
     k = min(k + 1, m)
 
     def search(j: int) -> np.ndarray:
