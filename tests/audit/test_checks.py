@@ -251,6 +251,22 @@ def test_shifted_copies_of_textured_photos_are_found_but_look_alikes_are_not() -
     assert DuplicateCheck().run(context_for(digits, y)).flags.sum() <= 1
 
 
+def test_one_layout_at_other_brightnesses_is_not_a_copy_but_a_brightened_copy_is() -> None:
+    """A grey panel on black correlates almost exactly with the same panel at any gain;
+    only a copy within the tone bound joins it, however high the correlation."""
+    digits, y = digits_images(200, size=32)
+    rng = np.random.default_rng(0)
+    panel = np.zeros((32, 32, 3), np.float64)
+    panel[10:, 9:] = 1.0
+    grey = [np.clip(panel * v + rng.normal(0, 1.5, panel.shape), 0, 255).astype(np.uint8)
+            for v in (80.0, 120.0, 200.0, 88.0)]  # fmt: skip
+    res = DuplicateCheck().run(context_for([*digits, *grey], np.r_[y, [0, 0, 0, 0]]))
+    n = len(digits)
+    group = res.details["group_of"]
+    assert group[n] >= 0 and group[n] == group[n + 3]  # x1.1 and noise: a copy
+    assert group[n + 1] == -1 and group[n + 2] == -1
+
+
 def test_a_rival_is_the_best_match_outside_both_sets() -> None:
     from despina.audit.checks.duplicate import _rival, _UnionFind
 

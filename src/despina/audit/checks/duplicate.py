@@ -169,12 +169,14 @@ class _Thumbs:
 class _Measured:
     """Candidate pairs (a < b, sorted), each with its aligned NCC (-1 where the hashes rule
     it out) and its NCC after the continuous alignment (-1 where no decision needs it);
-    which are close enough to count as rivals, and which go to the ratio test."""
+    which are close enough to count as rivals, which are confirmed by their NCC alone, and
+    which go to the ratio test."""
 
     pairs: np.ndarray
     ncc: np.ndarray
     affine: np.ndarray
     close: np.ndarray
+    strong: np.ndarray
     weak: np.ndarray
 
     @classmethod
@@ -192,17 +194,18 @@ class _Measured:
         close = ncc >= 1.0 - (1.0 - rules.floor) / rules.ratio
         if close.any():
             ncc[close] = np.maximum(ncc[close], paired(subpixel_ncc, t.soft, arr[close], pool))
-        # Pairs for the ratio test: over the floor, under the strong bound, and of one tone
-        # (correlation ignores gain and offset; a copy keeps its overall tone, which
-        # distinct images with a similar layout rarely do).
+        # Every pair that joins keeps one tone (correlation ignores gain and offset; a copy
+        # keeps its overall tone, which distinct images with one layout rarely do): over
+        # the strong bound it is confirmed, over the floor it goes to the ratio test.
         same_tone = (np.abs(t.tone[a] - t.tone[b]) <= np.log(rules.tone)).all(axis=1)
+        strong = (ncc >= rules.strong) & same_tone
         weak = (ncc >= rules.floor) & (ncc < rules.strong) & same_tone
         # The continuous alignment of every pair the ratio test may leave undecided.
         fit = weak & (ncc >= rules.affine_floor)
         affine = np.full(len(arr), -1.0, dtype=np.float32)
         if fit.any():
             affine[fit] = paired(affine_each, t.soft, arr[fit], pool)
-        return cls(arr, ncc, affine, close, weak)
+        return cls(arr, ncc, affine, close, strong, weak)
 
 
 def _near_duplicates(
@@ -235,8 +238,7 @@ def _decide(
     best = np.full(m, -1.0, dtype=np.float32)
     np.maximum.at(best, arr[:, 0], ncc)
     np.maximum.at(best, arr[:, 1], ncc)
-    strong = ncc >= rules.strong
-    for a, b in arr[strong].tolist():
+    for a, b in arr[measured.strong].tolist():
         uf.union(a, b)
     # The ratio test for the rest: each image's measured matches, best first, to find its
     # best match outside the two sets.
