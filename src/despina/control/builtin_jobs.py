@@ -102,12 +102,12 @@ def run_builtin(
 
         if cfg.workers is None:  # a task uses the CPUs its group reserves, not the machine's
             cfg = cfg.model_copy(update={"workers": max(1, int(group.resources.cpus))})
-        scanned, folds = None, None
-        if spec.get("step") == "audit":
-            scanned = _read_shards(group, database_url)
-            folds = _read_folds(group, database_url, int(spec["stage"]) - 1)
+        staged = spec.get("step") == "audit"
+        folds = _read_folds(group, database_url, int(spec["stage"]) - 1) if staged else None
+        # The merged scan is handed over, not kept here: the audit frees it once prepared.
         report = audit(group.source, ctx.output / "audit", cfg, progress=_Progress(ctx),
-                       scanned=scanned, folds=folds)  # fmt: skip
+                       scanned=_read_shards(group, database_url) if staged else None,
+                       folds=folds)  # fmt: skip
         ctx.metrics.update(
             {"health_score": report.health, **{k: int(v) for k, v in report.counts.items()}}
         )

@@ -71,12 +71,21 @@ def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     b = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     k = min(k, len(b))
+    found = torch.empty((len(q), k), dtype=torch.int64)
+    if len(q) == 0 or k == 0:
+        return found.numpy()
+    # One block of scores, reused: a new one per block leaves the C heap fragmented (the
+    # freed blocks are not returned to the system), which grew the near-duplicate check's
+    # memory by several times its arrays.
+    scores = torch.empty((min(QUERY_BLOCK, len(q)), len(b)))
+    values = torch.empty((len(q), k))
     with torch.no_grad():
-        found = [
-            torch.topk(q[i : i + QUERY_BLOCK] @ b.T, k, dim=1).indices
-            for i in range(0, len(q), QUERY_BLOCK)
-        ]
-    return torch.cat(found).numpy() if found else np.zeros((0, k), dtype=np.int64)
+        for i in range(0, len(q), QUERY_BLOCK):
+            block = q[i : i + QUERY_BLOCK]
+            part = scores[: len(block)]
+            torch.matmul(block, b.T, out=part)
+            torch.topk(part, k, dim=1, out=(values[i : i + len(block)], found[i : i + len(block)]))
+    return found.numpy()
 
 
 @contextmanager

@@ -174,8 +174,9 @@ def prepare_images(
     stats = ImageStats.from_features(result.features)
     pipeline = ImagePipeline(size, "resize", cfg.color_mode)
     gray_frac = float(np.nanmean(stats.column("color_spread")[valid] <= 8))
-    pipeline.fit(result.resized[valid], grayscale_fraction=gray_frac)
-    x = pipeline.transform_resized(result.resized[valid])
+    pixels = result.resized if valid.all() else result.resized[valid]
+    pipeline.fit(pixels, grayscale_fraction=gray_frac)
+    x = pipeline.transform_resized(pixels)
     # Classes are renumbered to those present among readable images for training.
     remap = {int(c): i for i, c in enumerate(present)}
     y_train = np.array([remap[int(v)] for v in y])
@@ -235,10 +236,12 @@ def audit(
     if net is not None:  # the backbone's own input size and colours
         cfg = cfg.model_copy(update={"color_mode": "grayscale" if net.channels == 1 else "rgb"})
     prep = prepare_images(dataset, cfg, net, scanned, stage, progress)
-    x, ctx, pipeline, result = prep.x, prep.ctx, prep.pipeline, prep.result
+    x, ctx, pipeline = prep.x, prep.ctx, prep.pipeline
     assert ctx.labels is not None and ctx.image_stats is not None
     valid, stats, y_train, train_names = ctx.valid, ctx.image_stats, ctx.labels, ctx.class_names
-    size = int(result.resized.shape[1])
+    size = int(prep.result.resized.shape[1])
+    # The decoded pixels and per-image features are in x and ctx now: not held twice.
+    del prep, scanned
 
     frozen = is_frozen(model_file)
     build: ModelBuilder | None = None if frozen else user_builder(model_file, x, len(train_names))
@@ -280,10 +283,12 @@ def audit(
                 [train_index.get(new_label.get(i, ""), -1) for i in np.array(ctx.ids)[valid]]
             )
             keep = y_final >= 0
+            # The kept rows once, for the model and its serving artifacts alike.
+            x, y_final = (x, y_final) if keep.all() else (x[keep], y_final[keep])
             progress.start("final model", cfg.train.epochs_given(int(keep.sum())))
             model = train_classifier(
-                x[keep],
-                y_final[keep],
+                x,
+                y_final,
                 len(train_names),
                 cfg.model,
                 cfg.train,
@@ -307,8 +312,8 @@ def audit(
             write_serving_artifacts(
                 model,
                 model_dir,
-                x[keep],
-                y_final[keep],
+                x,
+                y_final,
                 list(np.array(ctx.ids)[valid][keep]),
                 stats.values[valid][keep],
                 validation_fraction=cfg.train.validation_fraction,

@@ -102,21 +102,20 @@ class ImagePipeline:
         return 1 if self.mode_ == "grayscale" else 3
 
     def _modes(self, resized: np.ndarray) -> np.ndarray:
-        return (
-            np.stack([to_mode(im, self.mode_) for im in resized])
-            if len(resized)
-            else np.empty(
-                (0, 1 if self.mode_ == "grayscale" else 3, self.size, self.size), np.float32
-            )
-        )
+        # Filled row by row: a stack of per-image arrays would hold the images twice.
+        channels = 1 if self.mode_ == "grayscale" else 3
+        out = np.empty((len(resized), channels, *resized.shape[1:3]), np.float32)
+        for i, im in enumerate(resized):
+            out[i] = to_mode(im, self.mode_)
+        return out
 
     def transform_resized(self, resized: np.ndarray) -> np.ndarray:
         """Resized RGB uint8 images (N, size, size, 3) to normalized float32 (N, C, size, size)."""
         self._check_fitted()
-        x = self._modes(resized)
-        return ((x - self.mean_[None, :, None, None]) / self.std_[None, :, None, None]).astype(
-            np.float32
-        )
+        x = self._modes(resized)  # float32, a new array: normalized in place
+        x -= self.mean_[None, :, None, None]
+        x /= self.std_[None, :, None, None]
+        return x
 
     def transform(self, images: list[np.ndarray]) -> np.ndarray:
         """Decoded RGB uint8 images of any size to the model's input tensor layout."""

@@ -93,7 +93,11 @@ def train_classifier(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     tr, va = validation_split(y, train_config.validation_fraction, seed)
-    xt, yt = torch.from_numpy(np.ascontiguousarray(x[tr])), torch.from_numpy(y[tr])
+    # Batches are gathered from ``x`` itself by index: no copy of the training rows (but
+    # of a read-only array, which torch does not take).
+    whole = np.ascontiguousarray(x) if x.flags.writeable else x.copy()
+    xt, rows = torch.from_numpy(whole), torch.from_numpy(tr.astype(np.int64))
+    yt = torch.from_numpy(y[tr])
     xv, yv = torch.from_numpy(np.ascontiguousarray(x[va])), torch.from_numpy(y[va])
     model = (
         build(num_classes)
@@ -121,7 +125,7 @@ def train_classifier(
             batch = order[at : at + train_config.batch_size]
             if len(batch) < 2:  # BatchNorm needs two samples
                 continue
-            xb = xt[batch]
+            xb = xt[rows[batch]]
             if shift:
                 xb = random_shift(xb, gen, shift)
             if train_config.zoom_jitter and images:

@@ -105,7 +105,7 @@ def affine_ncc(a: np.ndarray, b: np.ndarray, margin: int = 2) -> float:
 
 #: Pairs measured at once: their thumbnails, and their shifted and zoomed variants, are
 #: copied per pair, so the check's memory stays bounded whatever the number of images.
-PAIR_CHUNK = 8192
+PAIR_CHUNK = 1024
 
 
 def paired(
