@@ -130,6 +130,7 @@ def fold_job(args: tuple[list[str], str, dict, int, str]) -> int:
     cfg = AuditConfig(**config)
     scanned = merge_shards([pq.read_table(p) for p in shard_paths])
     prep = prepare_images(load_source(source), cfg, scanned=scanned)
+    del scanned  # as the fold task: the scan not kept while training
     t = train_fold(prep, cfg, 0, k, None, threads=1)
     pq.write_table(t, out)
     return int(t.num_rows)

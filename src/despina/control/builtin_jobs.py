@@ -234,8 +234,7 @@ def _train_fold(
     from despina.jobs.rounds import round_share
 
     round_, fold = int(spec["round"]), int(spec["fold"])
-    scanned = _read_shards(group, database_url)
-    prep = _prepared(group, cfg, scanned)
+    prep = _prepared(group, cfg, _read_shards(group, database_url))  # the scan not kept
     earlier = None
     if round_ > 0:  # the round before only (stage round_): its label issues are left out
         from despina.jobs.folds import read_round

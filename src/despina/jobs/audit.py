@@ -108,10 +108,11 @@ def auto_image_size(records: Sequence[ImageRecord], depth: int, max_pixels: int)
 @dataclass
 class Prepared:
     """An image source decoded and made the model's input: what the cross-validation and
-    the checks start from. ``x`` and ``ctx.labels`` hold the readable images only."""
+    the checks start from. ``x`` and ``ctx.labels`` hold the readable images only; the
+    decode pass itself is not kept (its pixels are in ``x``, its statistics in ``ctx``)."""
 
     dataset: ImageDataset
-    result: ScanResult
+    size: int  # the side every image was resized to
     pipeline: ImagePipeline
     x: np.ndarray
     ctx: AuditContext
@@ -191,7 +192,7 @@ def prepare_images(
         image_stats=stats,
         threads=cfg.worker_count,
     )
-    return Prepared(dataset, result, pipeline, x, ctx)
+    return Prepared(dataset, int(result.resized.shape[1]), pipeline, x, ctx)
 
 
 def audit(
@@ -236,12 +237,10 @@ def audit(
     if net is not None:  # the backbone's own input size and colours
         cfg = cfg.model_copy(update={"color_mode": "grayscale" if net.channels == 1 else "rgb"})
     prep = prepare_images(dataset, cfg, net, scanned, stage, progress)
-    x, ctx, pipeline = prep.x, prep.ctx, prep.pipeline
+    x, ctx, pipeline, size = prep.x, prep.ctx, prep.pipeline, prep.size
     assert ctx.labels is not None and ctx.image_stats is not None
     valid, stats, y_train, train_names = ctx.valid, ctx.image_stats, ctx.labels, ctx.class_names
-    size = int(prep.result.resized.shape[1])
-    # The decoded pixels and per-image features are in x and ctx now: not held twice.
-    del prep, scanned
+    del scanned  # its pixels and statistics are in x and ctx now: not held twice
 
     frozen = is_frozen(model_file)
     build: ModelBuilder | None = None if frozen else user_builder(model_file, x, len(train_names))
