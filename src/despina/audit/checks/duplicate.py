@@ -125,7 +125,7 @@ class DuplicateRules:
     scikit-learn's digits (the closest distinct look-alikes); the floor, tone and coarse
     guards after looking at Fashion-MNIST's and photo tiles' false pairs.
     benchmarks/duplicates.py says which dataset was used for what, and adds one that
-    was never looked at."""
+    was looked at only for its one false pair (which led to the tone rule for strong pairs)."""
 
     strong: float = 0.996  # an aligned NCC that confirms a pair by itself
     hash_bits: int = 26  # most pHash bits (of 64) two images may differ in to be compared
