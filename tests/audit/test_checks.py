@@ -10,7 +10,7 @@ from despina.audit.checks import (
     LabelCheck,
     OutlierCheck,
 )
-from despina.audit.checks.pairs import shifted_ncc
+from despina.audit.checks.pairs import hash_distance, phash_bits, shifted_ncc
 from despina.audit.image_stats import compute_features
 from tests.audit.helpers import context_for, digits_images, one_hot_probs, photo_tiles
 
@@ -412,3 +412,18 @@ def test_a_tenth_of_dark_images_does_not_move_the_dark_bound_onto_ordinary_ones(
     after = dark([(t * 0.25).astype(np.uint8) if i in darkened else t for i, t in enumerate(tiles)])
     assert after[sorted(darkened)].mean() >= 0.9
     assert after[ordinary].sum() <= before[ordinary].sum()
+
+
+def test_packed_hashes_differ_in_as_many_bits_as_the_dct_signs_they_pack() -> None:
+    rng = np.random.default_rng(0)
+    thumbs = rng.random((40, 32, 32), dtype=np.float32)
+    thumbs[1] = thumbs[0]  # one identical pair: distance 0
+    low = np.stack([cv2.dct(t)[:8, :8].ravel() for t in thumbs])
+    signs = low > np.median(low[:, 1:], axis=1, keepdims=True)
+    hashes = phash_bits(thumbs)
+    assert hashes.shape == (40,) and hashes.dtype == np.uint64
+    a, b = np.arange(40), rng.permutation(40)
+    expected = (signs[a] != signs[b]).sum(axis=1)
+    assert np.array_equal(hash_distance(hashes[a], hashes[b]), expected)
+    assert hash_distance(hashes[:1], hashes[1:2])[0] == 0
+    assert expected.max() > 20  # random thumbnails differ in many bits: the count is tested

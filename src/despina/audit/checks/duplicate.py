@@ -28,6 +28,8 @@ from despina.audit.checks.pairs import (
     affine_ncc,
     aligned_ncc,
     centered,
+    each,
+    hash_distance,
     paired,
     phash_bits,
     shifted_ncc,
@@ -65,7 +67,7 @@ def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> tuple[np.ndarray,
     m = len(thumbs)
     half = thumbs.shape[1] // 2
     small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
-    small = np.stack([cv2.GaussianBlur(t, (3, 3), 0) for t in small])
+    small = each(lambda t: cv2.GaussianBlur(t, (3, 3), 0), small)
     base = centered(small)
     index = None if searched_exactly(m) else neighbor_index(base)  # exact, or the graph
     k = min(k + 1, m)
@@ -139,24 +141,33 @@ class DuplicateRules:
     min_contrast: float = 1 / 255  # flatter thumbnails can only be exact copies
 
 
+#: Rows of thumbnails whose statistics are taken at once.
+_ROWS = 4096
+
+
 @dataclass(frozen=True)
 class _Thumbs:
     """What the pair measurements read of each (m, 32, 32) thumbnail."""
 
     soft: np.ndarray  # lightly smoothed: absorbs resampling and re-encoding differences
-    bits: np.ndarray  # pHash bits
+    bits: np.ndarray  # pHashes, one uint64 each
     tone: np.ndarray  # log mean and contrast
     flat: np.ndarray  # no content to correlate
 
     @classmethod
     def of(cls, thumbs: np.ndarray, rules: DuplicateRules) -> _Thumbs:
         pixels = thumbs.reshape(len(thumbs), -1)
-        soft = np.stack([cv2.GaussianBlur(t, (0, 0), 0.7) for t in thumbs])
+        # Mean and contrast a block of rows at a time: std holds a copy of what it reads.
+        mean_std = np.empty((len(pixels), 2), dtype=pixels.dtype)
+        for lo in range(0, len(pixels), _ROWS):
+            block = pixels[lo : lo + _ROWS]
+            mean_std[lo : lo + _ROWS, 0] = block.mean(1)
+            mean_std[lo : lo + _ROWS, 1] = block.std(1)
         return cls(
-            soft=soft,
+            soft=each(lambda t: cv2.GaussianBlur(t, (0, 0), 0.7), thumbs),
             bits=phash_bits(thumbs),
-            tone=np.log(np.maximum(np.stack([pixels.mean(1), pixels.std(1)], 1), 1e-3)),
-            flat=pixels.std(axis=1) < rules.min_contrast,
+            tone=np.log(np.maximum(mean_std, 1e-3)),
+            flat=mean_std[:, 1] < rules.min_contrast,
         )
 
     def coarse(self, i: int) -> np.ndarray:
@@ -186,7 +197,7 @@ class _Measured:
         arr = pairs[~(t.flat[pairs[:, 0]] | t.flat[pairs[:, 1]])]
         a, b = arr[:, 0], arr[:, 1]
         ncc = np.full(len(arr), -1.0, dtype=np.float32)
-        near = (t.bits[a] != t.bits[b]).sum(axis=1) <= rules.hash_bits  # only these can join
+        near = hash_distance(t.bits[a], t.bits[b]) <= rules.hash_bits  # only these can join
         if near.any():
             ncc[near] = paired(shifted_ncc, t.soft, arr[near], pool)
         # The finer alignment where it can matter: a pair of its own, or a rival close
@@ -301,9 +312,9 @@ class DuplicateCheck(Check):
                 first[h] = k
         best = np.zeros(ctx.n, dtype=np.float32)
         if m >= 2:
-            best[vidx] = _near_duplicates(
-                stats.thumbs[vidx], ctx.embeddings, uf, self.rules, ctx.threads
-            )
+            # Every row readable (the usual case): the thumbnails as they are, not a copy.
+            thumbs = stats.thumbs if m == ctx.n else stats.thumbs[vidx]
+            best[vidx] = _near_duplicates(thumbs, ctx.embeddings, uf, self.rules, ctx.threads)
         members: dict[int, list[int]] = {}
         for k, i in enumerate(vidx):
             members.setdefault(uf.find(k), []).append(int(i))

@@ -12,18 +12,38 @@ import numpy as np
 
 
 def phash_bits(thumbs: np.ndarray) -> np.ndarray:
-    """64-bit perceptual hashes (as bool arrays) of (n, 32, 32) thumbnails."""
+    """64-bit perceptual hashes of (n, 32, 32) thumbnails, one uint64 each (bit k: DCT
+    coefficient k over the median); :func:`hash_distance` counts the bits two differ in."""
     low = np.zeros((len(thumbs), 64), dtype=np.float32)
     for i, t in enumerate(thumbs):
         low[i] = cv2.dct(np.ascontiguousarray(t, dtype=np.float32))[:8, :8].ravel()
     # One median over all rows: a call per row cost more than its DCT.
-    return low > np.median(low[:, 1:], axis=1, keepdims=True)
+    bits = low > np.median(low[:, 1:], axis=1, keepdims=True)
+    return np.packbits(bits, axis=1).view(np.uint64).ravel()
+
+
+def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How many bits each pair of :func:`phash_bits` hashes differ in."""
+    return np.bitwise_count(a ^ b)
 
 
 def centered(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` flattened, centred and scaled to unit length, as a new float32 array
+    (worked in place: one copy of ``x`` at a time)."""
     x = x.reshape(len(x), -1).astype(np.float32)
-    x = x - x.mean(axis=1, keepdims=True)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+    x -= x.mean(axis=1, keepdims=True)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+    return x
+
+
+def each(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.ndarray:
+    """``fn`` of every image of ``images`` (each result the shape and type of its image), into one
+    array made first: stacking a list of small arrays holds every image twice and leaves
+    the C heap fragmented."""
+    out = np.empty_like(images)
+    for i, im in enumerate(images):
+        out[i] = fn(im)
+    return out
 
 
 def shifted_ncc(a: np.ndarray, b: np.ndarray, max_shift: int = 2) -> np.ndarray:
@@ -47,8 +67,8 @@ def shifted_ncc(a: np.ndarray, b: np.ndarray, max_shift: int = 2) -> np.ndarray:
 def zoom(t: np.ndarray, crop: int = 1) -> np.ndarray:
     """Each thumbnail with ``crop`` pixels cut from every side and scaled back: a slight zoom."""
     h, w = t.shape[1:]
-    return np.stack(
-        [cv2.resize(x[crop:-crop, crop:-crop], (w, h), interpolation=cv2.INTER_LINEAR) for x in t]
+    return each(
+        lambda x: cv2.resize(x[crop:-crop, crop:-crop], (w, h), interpolation=cv2.INTER_LINEAR), t
     )
 
 
