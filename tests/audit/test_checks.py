@@ -268,14 +268,18 @@ def test_one_layout_at_other_brightnesses_is_not_a_copy_but_a_brightened_copy_is
 
 
 def test_a_rival_is_the_best_match_outside_both_sets() -> None:
-    from despina.audit.checks.duplicate import _rival, _UnionFind
+    from despina.audit.checks.duplicate import _Ranked, _UnionFind
 
-    ranked = {0: [(0.99, 1), (0.98, 2), (0.7, 3)], 1: [(0.99, 0)]}
+    pairs = np.array([[0, 3], [0, 1], [0, 2]])  # measured in any order
+    ranked = _Ranked.of(pairs, np.array([0.7, 0.99, 0.98], np.float32), 4)
     uf = _UnionFind(4)
-    assert _rival(0, 1, ranked, uf) == (0.98, 2)  # the partner is not a rival
+    assert ranked.rival(0, 1, uf) == (np.float32(0.98), 2)  # the partner is not a rival
     uf.union(0, 2)  # 2 is already a copy of 0: not a rival either
-    assert _rival(0, 1, ranked, uf) == (0.7, 3)
-    assert _rival(1, 0, ranked, uf) == (-1.0, -1)  # nothing else measured
+    assert ranked.rival(0, 1, uf) == (np.float32(0.7), 3)
+    assert ranked.rival(1, 0, uf) == (-1.0, -1)  # nothing else measured
+    assert ranked.rival(3, 2, uf) == (-1.0, -1)  # its one match, 0, is in 2's set
+    tied = _Ranked.of(np.array([[0, 1], [0, 2]]), np.array([0.9, 0.9], np.float32), 3)
+    assert tied.rival(0, 0, _UnionFind(3))[1] == 2  # a tie: the higher index first
 
 
 def test_cropped_and_noisy_copies_are_found_and_distinct_look_alikes_are_not() -> None:

@@ -58,34 +58,51 @@ def neighbor_index(vectors: np.ndarray, metric: str = "ip", exact: int | None = 
 QUERY_BLOCK = 256
 
 
-def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """The indices of the ``k`` rows of ``base`` with the largest inner products with each
-    query row (exact; best first, ties in any order), as a (queries, k) array.
+class ExactSearch:
+    """Exact top-k inner-product search over the rows of ``base``: called with query rows,
+    the indices of the ``k`` base rows with the largest inner products with each (best
+    first, ties in any order), as a (queries, k) array.
 
     Blocked matrix products and top-k in torch, on torch's intra-op threads: on one
     thread faster than FAISS's flat index, whose bundled BLAS is slower than torch's
-    (benchmarks/exact_search.py measures both).
+    (benchmarks/exact_search.py measures both). One block of scores serves every call:
+    a new one per block leaves the C heap fragmented (the freed blocks are not returned
+    to the system), which grew the near-duplicate check's memory by several times its
+    arrays. A search per thread: calls to one search do not run at once.
     """
-    import torch
 
-    b = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
-    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    k = min(k, len(b))
-    found = torch.empty((len(q), k), dtype=torch.int64)
-    if len(q) == 0 or k == 0:
+    def __init__(self, base: np.ndarray, k: int) -> None:
+        import torch
+
+        self.base = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
+        self.k = min(k, len(self.base))
+        self.scores: Any = None  # made at the first call, as many rows as its first block
+
+    def __call__(self, queries: np.ndarray) -> np.ndarray:
+        import torch
+
+        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        found = torch.empty((len(q), self.k), dtype=torch.int64)
+        if len(q) == 0 or self.k == 0:
+            return found.numpy()
+        values = torch.empty((len(q), self.k))
+        if self.scores is None or len(self.scores) < min(QUERY_BLOCK, len(q)):
+            self.scores = torch.empty((min(QUERY_BLOCK, len(q)), len(self.base)))
+        with torch.no_grad():
+            for i in range(0, len(q), QUERY_BLOCK):
+                block = q[i : i + QUERY_BLOCK]
+                part = self.scores[: len(block)]
+                torch.matmul(block, self.base.T, out=part)
+                torch.topk(
+                    part, self.k, dim=1, out=(values[i : i + len(block)], found[i : i + len(block)])
+                )
         return found.numpy()
-    # One block of scores, reused: a new one per block leaves the C heap fragmented (the
-    # freed blocks are not returned to the system), which grew the near-duplicate check's
-    # memory by several times its arrays.
-    scores = torch.empty((min(QUERY_BLOCK, len(q)), len(b)))
-    values = torch.empty((len(q), k))
-    with torch.no_grad():
-        for i in range(0, len(q), QUERY_BLOCK):
-            block = q[i : i + QUERY_BLOCK]
-            part = scores[: len(block)]
-            torch.matmul(block, b.T, out=part)
-            torch.topk(part, k, dim=1, out=(values[i : i + len(block)], found[i : i + len(block)]))
-    return found.numpy()
+
+
+def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the ``k`` rows of ``base`` with the largest inner products with each
+    query row: :class:`ExactSearch` once."""
+    return ExactSearch(base, k)(queries)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -37,7 +37,8 @@ from despina.audit.checks.pairs import (
     zoom,
 )
 from despina.core.vectors import (
-    nearest_rows,
+    QUERY_BLOCK,
+    ExactSearch,
     neighbor_index,
     searched_exactly,
     torch_threads,
@@ -59,6 +60,20 @@ def pair_rows(rows: np.ndarray, cols: np.ndarray, m: int) -> np.ndarray:
 SHIFTS = ((1, 1), (-1, 1), (1, 2), (-1, 2))
 
 
+#: Query thumbnails made and searched at once by each candidate search (a multiple of
+#: the exact search's block, so its blocks and their results are the same as in one go).
+QUERY_ROWS = 16 * QUERY_BLOCK
+
+
+def _query(small: np.ndarray, j: int) -> np.ndarray:
+    """Candidate query ``j`` of 16 px thumbnails: as they are, shifted a pixel, zoomed."""
+    if j == 0:
+        return small
+    if j <= len(SHIFTS):
+        return np.roll(small, SHIFTS[j - 1][0], axis=SHIFTS[j - 1][1])
+    return zoom(small)
+
+
 def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> tuple[np.ndarray, np.ndarray]:
     """Each blurred 16 px thumbnail's k nearest, queried as it is, shifted a pixel each way
     and zoomed by a pixel, as (rows, neighbours) for :func:`pair_rows`; the six searches
@@ -69,40 +84,29 @@ def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> tuple[np.ndarray,
     small = thumbs.reshape(m, half, 2, half, 2).mean(axis=(2, 4))
     small = each(lambda t: cv2.GaussianBlur(t, (3, 3), 0), small)
     base = centered(small)
-    index = None if searched_exactly(m) else neighbor_index(base)  # exact, or the graph
+    index: Any = None if searched_exactly(m) else neighbor_index(base)  # exact, or the graph
     k = min(k + 1, m)
 
     def search(j: int) -> np.ndarray:
-        # Query j made here, so no more queries exist at once than threads search them.
-        if j == 0:
-            query = small
-        elif j <= len(SHIFTS):
-            query = np.roll(small, SHIFTS[j - 1][0], axis=SHIFTS[j - 1][1])
-        else:
-            query = zoom(small)
-        if index is None:
-            return nearest_rows(base, centered(query), k)
-        import faiss
+        # Queries made a block at a time: each search holds one block, not a query set.
+        exact = ExactSearch(base, k) if index is None else None
+        found = np.empty((m, k), dtype=np.int64)
+        for lo in range(0, m, QUERY_ROWS):
+            hi = min(lo + QUERY_ROWS, m)
+            query = base[lo:hi] if j == 0 else centered(_query(small[lo:hi], j))
+            if exact is not None:
+                found[lo:hi] = exact(query)
+            else:
+                import faiss
 
-        faiss.omp_set_num_threads(1)  # a new thread starts with OpenMP's default
-        return np.asarray(index.search(centered(query), k)[1])
+                faiss.omp_set_num_threads(1)  # a new thread starts with OpenMP's default
+                found[lo:hi] = index.search(query, k)[1]
+        return found
 
     queries = range(len(SHIFTS) + 2)  # as it is, shifted, zoomed
     with torch_threads(1):
         found = np.concatenate([f.ravel() for f in pool.map(search, queries)])
     return np.tile(np.repeat(np.arange(m), k), len(queries)), found
-
-
-def _rival(
-    x: int, partner: int, ranked: dict[int, list[tuple[float, int]]], uf: _UnionFind
-) -> tuple[float, int]:
-    """The best NCC of ``x`` with an image in neither its set nor its partner's, and that
-    image ((-1, -1) if none was measured): a copy's own other copies are not its rivals."""
-    groups = {uf.find(x), uf.find(partner)}
-    for value, other in ranked.get(x, ()):
-        if uf.find(other) not in groups:
-            return value, other
-    return -1.0, -1
 
 
 class _UnionFind:
@@ -119,6 +123,37 @@ class _UnionFind:
         ri, rj = self.find(i), self.find(j)
         if ri != rj:
             self.parent[max(ri, rj)] = min(ri, rj)
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """Each image's close matches, best first (ties: the higher index first), as one
+    sorted array of (image, match, NCC) rows with each image's first row: a list of
+    Python tuples per image held ten times the memory."""
+
+    start: np.ndarray  # (m + 1,) where each image's matches begin
+    match: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def of(cls, pairs: np.ndarray, ncc: np.ndarray, m: int) -> _Ranked:
+        node = np.concatenate([pairs[:, 0], pairs[:, 1]])
+        match = np.concatenate([pairs[:, 1], pairs[:, 0]])
+        value = np.concatenate([ncc, ncc])
+        order = np.lexsort((-match, -value, node))
+        start = np.searchsorted(node[order], np.arange(m + 1))
+        return cls(start, match[order], value[order])
+
+    def rival(self, x: int, partner: int, uf: _UnionFind) -> tuple[float, int]:
+        """The best NCC of ``x`` with an image in neither its set nor its partner's, and
+        that image ((-1, -1) if none was measured): a copy's own other copies are not its
+        rivals."""
+        groups = {uf.find(x), uf.find(partner)}
+        for j in range(int(self.start[x]), int(self.start[x + 1])):
+            other = int(self.match[j])
+            if uf.find(other) not in groups:
+                return float(self.value[j]), other
+        return -1.0, -1
 
 
 @dataclass(frozen=True)
@@ -254,17 +289,12 @@ def _decide(
     # The ratio test for the rest: each image's measured matches, best first, to find its
     # best match outside the two sets.
     close, weak = measured.close, measured.weak
-    ranked: dict[int, list[tuple[float, int]]] = {}
-    for (a, b), v in zip(arr[close].tolist(), ncc[close].tolist(), strict=True):
-        ranked.setdefault(a, []).append((v, b))
-        ranked.setdefault(b, []).append((v, a))
-    for lst in ranked.values():
-        lst.sort(reverse=True)
+    ranked = _Ranked.of(arr[close], ncc[close], m)
     rows = zip(arr[weak].tolist(), ncc[weak].tolist(), measured.affine[weak].tolist(), strict=True)
     for (a, b), v, fitted in rows:
         if uf.find(a) == uf.find(b):
             continue
-        rivals = (_rival(a, b, ranked, uf), _rival(b, a, ranked, uf))
+        rivals = (ranked.rival(a, b, uf), ranked.rival(b, a, uf))
         if 1.0 - v > rules.ratio * (1.0 - max(r for r, _ in rivals)):
             # Undecided: a close pair is aligned continuously; if it then matches almost
             # exactly, the ratio test again, each rival aligned alike.
