@@ -84,7 +84,7 @@ def test_a_script_stuck_in_a_c_call_dies_with_its_timeout(
 ) -> None:
     # Long enough for the task's interpreter to reach main() on a loaded machine: the
     # timeout counts from the task's start, its imports included.
-    _group(cluster, home, "stuck", STUCK, timeout_s=5)
+    _group(cluster, home, "stuck", STUCK, timeout_s=10)
     (task,) = cluster.start_group("stuck", wait=True)
     assert task.state is TaskState.FAILED and "timed out" in (task.exit_reason or "")
     [pid] = _pids(home, "stuck")

@@ -75,7 +75,7 @@ model = keras.Sequential([
     keras.layers.Dense(int(y.max()) + 1, activation="softmax"),
 ])
 model.compile("adam", "sparse_categorical_crossentropy")
-model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+model.fit(x, y, epochs=40, batch_size=32, verbose=0)
 model.export(folder + "/saved")
 np.save(folder + "/expected.npy", model.predict(x, verbose=0))
 """
