@@ -177,13 +177,11 @@ def compress(
 
 
 def has_vnni() -> bool:
-    """Whether this x86 CPU multiplies 8-bit integers with VNNI (AVX-512 VNNI, AVX-VNNI or
-    AMX), as Linux reports it; False where it cannot tell."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    """Whether this CPU multiplies 8-bit integers with VNNI (AVX-512 VNNI or AMX), as torch
+    detects it (the way ``training.trainer.native_bf16`` asks about bfloat16)."""
+    import torch
+
+    return bool(torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def _quantize(model: Path, tmp: Path, calibration: np.ndarray) -> Path:

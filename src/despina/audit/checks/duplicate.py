@@ -15,6 +15,7 @@ noisy copy of a low-contrast photo does with its original, so no fixed bound ser
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -66,9 +67,7 @@ QUERY_ROWS = 16 * QUERY_BLOCK
 
 
 def _query(small: np.ndarray, j: int) -> np.ndarray:
-    """Candidate query ``j`` of 16 px thumbnails: as they are, shifted a pixel, zoomed."""
-    if j == 0:
-        return small
+    """Candidate query ``j`` (from 1) of 16 px thumbnails: shifted a pixel, or zoomed."""
     if j <= len(SHIFTS):
         return np.roll(small, SHIFTS[j - 1][0], axis=SHIFTS[j - 1][1])
     return zoom(small)
@@ -88,19 +87,19 @@ def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> tuple[np.ndarray,
     k = min(k + 1, m)
 
     def search(j: int) -> np.ndarray:
-        # Queries made a block at a time: each search holds one block, not a query set.
-        exact = ExactSearch(base, k) if index is None else None
+        if index is None:
+            find: Callable[[np.ndarray], np.ndarray] = ExactSearch(base, k)
+        else:
+            import faiss
+
+            faiss.omp_set_num_threads(1)  # a new thread starts with OpenMP's default
+            find = lambda q: index.search(q, k)[1]  # noqa: E731
+        # Queries made a block at a time: each search holds one block, not a query set;
+        # query 0 is the thumbnails as they are, centred already in ``base``.
         found = np.empty((m, k), dtype=np.int64)
         for lo in range(0, m, QUERY_ROWS):
             hi = min(lo + QUERY_ROWS, m)
-            query = base[lo:hi] if j == 0 else centered(_query(small[lo:hi], j))
-            if exact is not None:
-                found[lo:hi] = exact(query)
-            else:
-                import faiss
-
-                faiss.omp_set_num_threads(1)  # a new thread starts with OpenMP's default
-                found[lo:hi] = index.search(query, k)[1]
+            found[lo:hi] = find(base[lo:hi] if j == 0 else centered(_query(small[lo:hi], j)))
         return found
 
     queries = range(len(SHIFTS) + 2)  # as it is, shifted, zoomed
