@@ -34,6 +34,7 @@ share of the other rows (images nobody copied) placed in a set.
 
     pip install -e '.[bench]' torch==2.13.0
     python benchmarks/duplicates.py [--data ../shared/data/fashion-mnist] [--alone-only]
+        [--only TITLE] [--seed S] [--misses [--sheet FILE]]
 """
 
 from __future__ import annotations
@@ -280,12 +281,48 @@ def score(sets: Sets, pairs: list[tuple[str, str, str]], n_rows: int) -> list[fl
     return [*per, recall(pairs), precision, untouched]
 
 
+def print_misses(
+    sets: Sets, pairs: list[tuple[str, str, str]], images: list[np.ndarray], sheet: Path | None
+) -> None:
+    """The copies the check missed and the untouched images it joined, each original with
+    its contrast (grey levels of standard deviation) and mean; ``sheet``: an image of each
+    unasked pair side by side, at twice the size."""
+
+    def image(name: str) -> np.ndarray:
+        return images[int(Path(name).stem[-5:])]
+
+    def look(name: str) -> str:
+        im = image(name).astype(np.float32)
+        return f"contrast {im.std():.1f}, mean {im.mean():.1f}"
+
+    for a, b, kind in pairs:
+        if b not in sets.get(a, set()):
+            print(f"missed {kind}: {a} ({look(a)})")
+    injected = {x for a, b, _ in pairs for x in (a, b)}
+    drawn: list[np.ndarray] = []
+    for name in sorted(set(sets) - injected):
+        print(f"joined unasked: {name} ({look(name)}) with {sorted(sets[name])}")
+        other = min(sets[name])
+        if other > name and "copy_" not in other:  # each pair once
+            for im, gap in ((image(name), 4), (image(other), 24)):  # narrow within a pair
+                bgr = im if im.ndim == 3 else cv2.cvtColor(im, cv2.COLOR_GRAY2BGR)
+                drawn.append(cv2.resize(bgr, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+                drawn.append(np.full((2 * bgr.shape[0], gap, 3), 255, np.uint8))
+    if sheet is not None and drawn:
+        cv2.imwrite(str(sheet), np.hstack(drawn[:-1]))
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, help="the Fashion-MNIST folder (skipped without it)")
     ap.add_argument("--alone-only", action="store_true", help="skip the audits and Datalab")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="run the datasets whose title contains this")
+    ap.add_argument(
+        "--misses", action="store_true", help="list the check's missed copies and unasked joins"
+    )
+    ap.add_argument("--sheet", type=Path, help="with --misses: draw the unasked joins here")
     args = ap.parse_args()
     loaders: list[tuple[str, Callable[[], tuple[list[np.ndarray], list[str]]]]] = [
         ("digits 32x32 (tuning)", digits)
@@ -320,6 +357,8 @@ def main() -> None:
                 )
             columns["cleanvision"], seconds["cleanvision"] = timed(cleanvision_sets, folder)
         scores = {name: score(s, pairs, n_rows) for name, s in columns.items()}
+        if args.misses:
+            print_misses(columns["despina (check alone)"], pairs, images, args.sheet)
         names = [
             *(f"{k} (recall)" for k in KINDS),
             "all kinds (recall)",
