@@ -42,8 +42,12 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two test processes (pytest-xdist), each a module at a time, so a module's fixtures are
+# made once: the suite alone keeps about one of two cores busy. tests/__init__.py gives each
+# process one OpenMP thread.
+TEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

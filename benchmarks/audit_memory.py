@@ -139,7 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="the Fashion-MNIST folder")
     ap.add_argument("--check-sizes", default="10000,30000")
-    ap.add_argument("--audit", type=int, default=0, help="images of the staged audit (0: none)")
+    ap.add_argument("--audit", type=int, default=0, help="images of the one-task audit (0: none)")
     ap.add_argument("--one-check", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one_check:

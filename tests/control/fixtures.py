@@ -3,7 +3,10 @@ worker processes, real scripts and real files."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -130,6 +133,20 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         next(gen, None)
 
 
+@contextlib.contextmanager
+def one_ray_at_a_time() -> Iterator[None]:
+    """Held while a test module's Ray runs: under ``make test``'s two test processes, a
+    second local Ray would find the first (``ray.init`` joins the cluster this machine
+    started last) instead of starting its own."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+    with open(Path(tempfile.gettempdir()) / f"despina-tests-ray-{run}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
     """One local Ray instance per test module (settings from ENGINES.md), shut down after
@@ -138,15 +155,16 @@ def ray_session() -> Iterator[None]:
     import logging
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=256 * 2**20,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
+    with one_ray_at_a_time():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=256 * 2**20,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+        yield
+        ray.shutdown()
 
 
 #: Each node of the two-node Ray cluster: one CPU, a small object store.
@@ -164,16 +182,17 @@ def two_node_ray_cluster() -> Iterator[Any]:
     from ray.cluster_utils import Cluster
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={**RAY_NODE, "include_dashboard": False})  # fmt: skip
-    try:
-        cluster.add_node(**RAY_NODE)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    with one_ray_at_a_time():
+        cluster = Cluster(initialize_head=True,
+                          head_node_args={**RAY_NODE, "include_dashboard": False})  # fmt: skip
+        try:
+            cluster.add_node(**RAY_NODE)
+            cluster.wait_for_nodes()
+            ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
 
 
 @pytest.fixture(scope="module")
