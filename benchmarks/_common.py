@@ -11,7 +11,11 @@ import cv2
 import numpy as np
 import torch
 
+from despina.audit.base import AuditContext
+from despina.audit.image_stats import ImageStats
 from despina.data.decode import as_rgb
+from despina.data.images import ImageDataset
+from despina.jobs.scan import scan
 from despina.models import load_model
 from despina.preprocessing import ImagePipeline
 
@@ -82,3 +86,18 @@ def timer() -> Iterator[list[float]]:
     t0 = time.perf_counter()
     yield box
     box.append(time.perf_counter() - t0)
+
+
+def decode_pass(ds: ImageDataset, size: int, threads: int = 1, workers: int = 1) -> AuditContext:
+    """What the model-free checks read: ``ds`` decoded once at ``size`` (on ``workers``
+    processes), as an audit context whose checks compute on ``threads``."""
+    sc = scan(ds.records, size, workers=workers)
+    return AuditContext(
+        ids=[r.id for r in ds.records],
+        given_labels=ds.labels,
+        class_names=ds.class_names,
+        valid=np.array([f is not None for f in sc.features]),
+        load_defects=sc.load_defects,
+        image_stats=ImageStats.from_features(sc.features),
+        threads=threads,
+    )

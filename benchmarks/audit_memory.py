@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import table
+from _common import decode_pass, table
 
 T = TypeVar("T")
 MIB = 2**20
@@ -68,27 +68,11 @@ def source(data: Path, n: int) -> str:
 
 def check_alone(data: Path, n: int) -> None:
     """One size of ``--check-sizes``, in this process: prints one table row as CSV."""
-    import numpy as np
-
-    from despina.audit.base import AuditContext
     from despina.audit.checks import DuplicateCheck
-    from despina.audit.image_stats import ImageStats
     from despina.data.sources import load_source
-    from despina.jobs.scan import scan
 
     sampler = Sampler()
-    ds = load_source(source(data, n))
-    sc = scan(ds.records, 28, "resize", 10**8, 2)
-    ctx = AuditContext(
-        ids=[r.id for r in ds.records],
-        given_labels=ds.labels,
-        class_names=ds.class_names,
-        valid=np.array([f is not None for f in sc.features]),
-        load_defects=sc.load_defects,
-        image_stats=ImageStats.from_features(sc.features),
-        threads=2,
-    )
-    del sc
+    ctx = decode_pass(load_source(source(data, n)), 28, threads=2, workers=2)
     t0 = time.perf_counter()
     with sampler.part("check"):
         result = DuplicateCheck().run(ctx)

@@ -54,15 +54,12 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import table
+from _common import decode_pass, table
 
 import despina
-from despina.audit.base import AuditContext
 from despina.audit.checks import DuplicateCheck
-from despina.audit.image_stats import ImageStats
 from despina.core.config import AuditConfig
 from despina.data.sources import digits_arrays, fashion_mnist_arrays, load_folder
-from despina.jobs.scan import scan
 
 T = TypeVar("T")
 KINDS = ("shift+noise", "jpeg", "resize", "crop", "brightness")
@@ -206,17 +203,7 @@ def _sets_from_groups(ids: list[str], group_of: np.ndarray) -> Sets:
 
 def despina_alone(folder: Path) -> Sets:
     """Decode pass and the duplicate check, no model."""
-    ds = load_folder(folder)
-    sc = scan(ds.records, 32)
-    ctx = AuditContext(
-        ids=[r.id for r in ds.records],
-        given_labels=ds.labels,
-        class_names=ds.class_names,
-        valid=np.array([f is not None for f in sc.features]),
-        load_defects=sc.load_defects,
-        image_stats=ImageStats.from_features(sc.features),
-        threads=2,  # as an audit with 2 workers runs it
-    )
+    ctx = decode_pass(load_folder(folder), 32, threads=2)  # as an audit with 2 workers runs it
     result = DuplicateCheck().run(ctx)
     return _sets_from_groups(ctx.ids, result.details["group_of"])
 

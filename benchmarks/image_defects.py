@@ -42,14 +42,11 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import table
+from _common import decode_pass, table
 
-from despina.audit.base import AuditContext
 from despina.audit.checks import DefectCheck, DuplicateCheck
-from despina.audit.image_stats import ImageStats
 from despina.audit.runner import run_checks
 from despina.data.sources import load_folder
-from despina.jobs.scan import scan
 
 TILE = 64
 
@@ -179,17 +176,7 @@ def write(folder: Path, images: list[np.ndarray]) -> list[str]:
 
 def run_despina(folder: Path) -> tuple[list[set[str]], float]:
     t0 = time.perf_counter()
-    ds = load_folder(folder)
-    sc = scan(ds.records, 32)
-    valid = np.array([f is not None for f in sc.features])
-    ctx = AuditContext(
-        ids=[r.id for r in ds.records],
-        given_labels=ds.labels,
-        class_names=ds.class_names,
-        valid=valid,
-        load_defects=sc.load_defects,
-        image_stats=ImageStats.from_features(sc.features),
-    )
+    ctx = decode_pass(load_folder(folder), 32)
     out = run_checks(ctx, [DefectCheck(), DuplicateCheck()])
     seconds = time.perf_counter() - t0
     d, u = out["defect"].result, out["duplicate"].result

@@ -87,13 +87,17 @@ def _candidates(thumbs: np.ndarray, k: int, pool: Executor) -> tuple[np.ndarray,
     k = min(k + 1, m)
 
     def search(j: int) -> np.ndarray:
+        find: Callable[[np.ndarray], np.ndarray]
         if index is None:
-            find: Callable[[np.ndarray], np.ndarray] = ExactSearch(base, k)
+            find = ExactSearch(base, k)
         else:
             import faiss
 
             faiss.omp_set_num_threads(1)  # a new thread starts with OpenMP's default
-            find = lambda q: index.search(q, k)[1]  # noqa: E731
+
+            def find(query: np.ndarray) -> np.ndarray:
+                return index.search(query, k)[1]
+
         # Queries made a block at a time: each search holds one block, not a query set;
         # query 0 is the thumbnails as they are, centred already in ``base``.
         found = np.empty((m, k), dtype=np.int64)
