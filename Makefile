@@ -44,10 +44,10 @@ lint: $(TEST_STAMP)
 
 # Two test processes (pytest-xdist), each a module at a time, so a module's fixtures are
 # made once: the suite alone keeps about one of two cores busy. tests/__init__.py gives each
-# process one OpenMP thread.
+# process one OpenMP thread; tests/conftest.py deals the heaviest modules first.
 TEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

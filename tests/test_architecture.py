@@ -246,3 +246,10 @@ def test_every_environment_variable_is_in_the_configuration_table() -> None:
     }
     assert used - rows == set(), "add these to docs/configuration.md"
     assert rows - used == set(), "docs/configuration.md lists variables nothing reads"
+
+
+def test_the_modules_dealt_first_exist() -> None:
+    from tests.conftest import HEAVIEST_FIRST
+
+    root = Path(__file__).parent.parent
+    assert [m for m in HEAVIEST_FIRST if not (root / m).is_file()] == []

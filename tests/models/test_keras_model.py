@@ -65,8 +65,8 @@ def test_a_conv1d_gru_keras_model_reads_series_channels_last(tmp_path: Path) -> 
     from aeon.datasets import load_italy_power_demand
 
     x, y = load_italy_power_demand()
-    frame = pd.DataFrame(np.asarray(x[:300, 0]), columns=[f"t{i}" for i in range(24)])
-    frame.insert(0, "label", np.asarray(y[:300]).astype(str))
+    frame = pd.DataFrame(np.asarray(x[:150, 0]), columns=[f"t{i}" for i in range(24)])
+    frame.insert(0, "label", np.asarray(y[:150]).astype(str))
     frame.to_csv(tmp_path / "italy.csv", index=False)
     hybrid = keras.Sequential([keras.Input((24, 1)), L.Conv1D(16, 3, activation="relu"),
                                L.GRU(16), L.Dense(2)])  # fmt: skip

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import time
 from collections.abc import Callable
@@ -281,7 +282,8 @@ def optimize(
         p.start()
     seen = -1
     while any(p.is_alive() for p in procs):
-        time.sleep(1.0)
+        # The table once a second, and at once when a worker ends.
+        multiprocessing.connection.wait([p.sentinel for p in procs if p.is_alive()], 1.0)
         table = trial_rows(handle)
         finished = sum(r["state"] in ("COMPLETE", "PRUNED") for r in table)
         if on_trial is not None and len(table) + finished != seen:
